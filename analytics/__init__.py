@@ -1,0 +1,3 @@
+"""Aftershock analytics: what happened, from exposures and interaction logs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,418 @@
+"""Ingest one file: check it whole, then write it in committed, resumable chunks.
+
+Pass 1 reads the whole file (hashing it) without writing: a file that cannot be parsed, lacks
+a required column or, with ``strict``, has any bad row is refused before anything is written.
+Pass 2 validates and writes chunks of about ``chunk_rows`` rows; each chunk's rows, rejects and
+the run's checkpoint (``rows_done``) are committed in one transaction. A run killed halfway is
+resumed by ingesting the same file again: the new call finds the unfinished run by the file's
+SHA-256 and continues after its checkpoint, so nothing is written twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from analytics.db import ensure_schema
+from analytics.errors import IngestError
+from analytics.ingest.contract import CONTRACTS, InputContract
+from analytics.ingest.readers import (
+    FileFormat,
+    HashingReader,
+    RawBatch,
+    detect_format,
+    read_batches,
+)
+from analytics.ingest.validate import CheckedBatch, check_batch
+from analytics.ingest.writers import (
+    PreparedRows,
+    drop_repeated_keys,
+    prepare_rows,
+    write_prepared,
+)
+from analytics.models import IngestKind, IngestReject, IngestRun, IngestStatus, utc_now
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Progress(Protocol):
+    """What an ingest reports as it goes (the CLI draws a bar from it)."""
+
+    def phase(self, description: str, total: int | None) -> None: ...
+
+    def advance(self, amount: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    run_id: int
+    file: str
+    kind: IngestKind
+    status: IngestStatus
+    rows_read: int
+    rows_inserted: int
+    rows_duplicate: int
+    rows_rejected: int
+    rows_blank: int
+    resumed_from_row: int
+    rejects_path: str | None
+    top_reject_reasons: list[tuple[str, str, int]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Precheck:
+    sha256: str
+    rows: int
+    warnings: list[str]
+
+
+def ingest_file(
+    path: Path,
+    kind: IngestKind,
+    *,
+    engine: sa.Engine,
+    rejects_dir: Path,
+    strict: bool = False,
+    chunk_rows: int = 100_000,
+    progress: Progress | None = None,
+    after_chunk: Callable[[int], None] | None = None,
+) -> IngestSummary:
+    """Ingest ``path`` as ``kind`` and return what happened.
+
+    Raises :class:`IngestError` (recording a ``refused`` run) when the file is refused.
+    ``after_chunk`` is called with the checkpoint after each committed chunk.
+    """
+    ensure_schema(engine)
+    contract = CONTRACTS[kind]
+    if not path.is_file():
+        raise IngestError(path, "no such file")
+    file_format = detect_format(path)
+    try:
+        precheck = _check_whole_file(path, file_format, contract, strict, progress)
+    except IngestError as exc:
+        _record_refusal(engine, path, kind, file_format, strict, exc)
+        raise
+    run = _start_or_resume(engine, path, kind, file_format, strict, precheck.sha256)
+    resumed_from = run.rows_done
+    if progress:
+        progress.phase(f"writing {path.name}", precheck.rows)
+        progress.advance(resumed_from)
+    assert run.id is not None
+    run_id = run.id
+
+    # Parsing the next chunk (Arrow, which releases the GIL) overlaps validating and writing
+    # this one. Validation and row preparation stay on this thread: they hold the GIL, and
+    # sharing it with the SQLite driver, which drops it for every row, would stall both.
+    raw_chunks = _chunks(read_batches(path, file_format, contract), chunk_rows, skip=resumed_from)
+    for raw_chunk, raw_rows in prefetch(raw_chunks):
+        checked = check_batch(raw_chunk, contract)
+        unique = drop_repeated_keys(checked.table, contract)
+        rows = prepare_rows(engine.dialect.name, contract, unique, run_id)
+        _commit_chunk(engine, run_id, _PreparedChunk(checked, rows, raw_rows))
+        if progress:
+            progress.advance(raw_rows)
+        if after_chunk:
+            after_chunk(_rows_done(engine, run_id))
+    return _finish(engine, run_id, path, precheck, rejects_dir, resumed_from)
+
+
+@dataclass(frozen=True)
+class _PreparedChunk:
+    checked: CheckedBatch
+    rows: PreparedRows
+    raw_rows: int
+
+
+def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Run ``items`` on a background thread, at most ``depth`` items ahead of the consumer."""
+    slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(("done", None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            slots.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="ingest-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = slots.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.1)
+
+
+def _check_whole_file(
+    path: Path,
+    file_format: FileFormat,
+    contract: InputContract,
+    strict: bool,
+    progress: Progress | None,
+) -> _Precheck:
+    rows = 0
+    warnings: list[str] = []
+    if progress:
+        progress.phase(f"checking {path.name}", path.stat().st_size)
+    with path.open("rb") as raw:
+        hashing = HashingReader(raw)
+        last_bytes = 0
+        for batch in read_batches(path, file_format, contract, stream=hashing):
+            if rows == 0:
+                extra = [c for c in batch.table.column_names if c not in contract.columns]
+                warnings += _extra_column_warnings(path, extra)
+            rows += batch.table.num_rows
+            if strict:
+                _refuse_bad_rows(path, check_batch(batch, contract))
+            if progress:
+                progress.advance(hashing.bytes_read - last_bytes)
+                last_bytes = hashing.bytes_read
+        while hashing.read(8 << 20):  # readers may stop before EOF; hash every byte
+            pass
+    if file_format.format == "jsonl":
+        warnings += _extra_column_warnings(path, [])
+    return _Precheck(hashing.sha256.hexdigest(), rows, warnings)
+
+
+def _extra_column_warnings(path: Path, extra: list[str]) -> list[str]:
+    if not extra:
+        return []
+    return [f"{path}: ignoring columns not in the data contract: {', '.join(extra)}"]
+
+
+def _refuse_bad_rows(path: Path, checked: CheckedBatch) -> None:
+    if checked.rejects:
+        first = checked.rejects[0]
+        raise IngestError(
+            path,
+            f"--strict: {first.reason} (value {first.value!r}); "
+            f"{checked.rows_rejected} bad row(s) in this part of the file, nothing written",
+            line=first.line,
+            column=first.column,
+        )
+
+
+def _chunks(
+    batches: Iterator[RawBatch], chunk_rows: int, *, skip: int
+) -> Iterator[tuple[RawBatch, int]]:
+    """Group reader batches into chunks of about ``chunk_rows``, skipping the first ``skip``."""
+    pending: list[RawBatch] = []
+    pending_rows = 0
+    for batch in batches:
+        if skip:
+            if batch.table.num_rows <= skip:
+                skip -= batch.table.num_rows
+                continue
+            batch, skip = batch.slice(skip), 0
+        pending.append(batch)
+        pending_rows += batch.table.num_rows
+        if pending_rows >= chunk_rows:
+            yield _concat(pending), pending_rows
+            pending, pending_rows = [], 0
+    if pending:
+        yield _concat(pending), pending_rows
+
+
+def _concat(batches: list[RawBatch]) -> RawBatch:
+    if len(batches) == 1:
+        return batches[0]
+    offset = 0
+    problems = []
+    for batch in batches:
+        problems += [(row + offset, c, why, v) for row, c, why, v in batch.problems]
+        offset += batch.table.num_rows
+    table = pa.concat_tables([b.table for b in batches], promote_options="permissive")
+    return RawBatch(table, np.concatenate([b.lines for b in batches]), problems)
+
+
+def _start_or_resume(
+    engine: sa.Engine,
+    path: Path,
+    kind: IngestKind,
+    file_format: FileFormat,
+    strict: bool,
+    sha256: str,
+) -> IngestRun:
+    with Session(engine) as session:
+        unfinished = session.exec(
+            select(IngestRun)
+            .where(IngestRun.sha256 == sha256, IngestRun.kind == kind)
+            .where(IngestRun.status == IngestStatus.running)
+            .order_by(col(IngestRun.id).desc())
+        ).first()
+        if unfinished is not None:
+            log.info(
+                "resuming ingest run %s of %s at row %s", unfinished.id, path, unfinished.rows_done
+            )
+            return unfinished
+        run = IngestRun(
+            kind=kind,
+            file_name=str(path),
+            sha256=sha256,
+            format=file_format.format,
+            compression="gzip" if file_format.gzip else None,
+            strict=strict,
+        )
+        session.add(run)
+        session.commit()
+        session.refresh(run)
+        return run
+
+
+def _commit_chunk(engine: sa.Engine, run_id: int, chunk: _PreparedChunk) -> None:
+    """Write a chunk's rows and rejects and advance the checkpoint, in one transaction."""
+    checked = chunk.checked
+    valid = checked.table.num_rows
+    with engine.begin() as connection:
+        inserted = write_prepared(connection, chunk.rows)
+        if checked.rejects:
+            connection.execute(
+                sa.insert(IngestReject),
+                [
+                    {
+                        "ingest_run_id": run_id,
+                        "line": r.line,
+                        "column": r.column,
+                        "reason": r.reason,
+                        "value": r.value,
+                    }
+                    for r in checked.rejects
+                ],
+            )
+        runs = IngestRun.__table__.c  # type: ignore[attr-defined]
+        connection.execute(
+            sa.update(IngestRun)
+            .where(runs.id == run_id)
+            .values(
+                rows_done=runs.rows_done + chunk.raw_rows,
+                rows_read=runs.rows_read + valid + checked.rows_rejected,
+                rows_inserted=runs.rows_inserted + inserted,
+                rows_duplicate=runs.rows_duplicate + (valid - inserted),
+                rows_rejected=runs.rows_rejected + checked.rows_rejected,
+                rows_blank=runs.rows_blank + checked.rows_blank,
+            )
+        )
+
+
+def _rows_done(engine: sa.Engine, run_id: int) -> int:
+    with Session(engine) as session:
+        run = session.get(IngestRun, run_id)
+        return run.rows_done if run else 0
+
+
+def _finish(
+    engine: sa.Engine,
+    run_id: int,
+    path: Path,
+    precheck: _Precheck,
+    rejects_dir: Path,
+    resumed_from: int,
+) -> IngestSummary:
+    with Session(engine) as session:
+        run = session.get(IngestRun, run_id)
+        assert run is not None
+        rejects = session.exec(
+            select(IngestReject)
+            .where(IngestReject.ingest_run_id == run_id)
+            .order_by(col(IngestReject.line))
+        ).all()
+        rejects_path = _write_rejects_file(path, precheck.sha256, rejects, rejects_dir)
+        run.status = IngestStatus.completed
+        run.finished_at = utc_now()
+        run.rejects_path = str(rejects_path) if rejects_path else None
+        session.add(run)
+        session.commit()
+        session.refresh(run)
+        reasons = Counter((r.column, r.reason) for r in rejects).most_common(5)
+        return IngestSummary(
+            run_id=run_id,
+            file=str(path),
+            kind=run.kind,
+            status=run.status,
+            rows_read=run.rows_read,
+            rows_inserted=run.rows_inserted,
+            rows_duplicate=run.rows_duplicate,
+            rows_rejected=run.rows_rejected,
+            rows_blank=run.rows_blank,
+            resumed_from_row=resumed_from,
+            rejects_path=run.rejects_path,
+            top_reject_reasons=[(c, why, n) for (c, why), n in reasons],
+            warnings=precheck.warnings,
+        )
+
+
+def _write_rejects_file(
+    path: Path, sha256: str, rejects: Sequence[IngestReject], rejects_dir: Path
+) -> Path | None:
+    """Write the rejects CSV atomically; the name depends only on the file, so re-runs agree."""
+    if not rejects:
+        return None
+    rejects_dir.mkdir(parents=True, exist_ok=True)
+    target = rejects_dir / f"{path.name}.{sha256[:12]}.rejects.csv"
+    partial = target.with_suffix(".partial")
+    with partial.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "line", "column", "reason", "value"])
+        for reject in rejects:
+            writer.writerow([str(path), reject.line, reject.column, reject.reason, reject.value])
+    os.replace(partial, target)
+    return target
+
+
+def _record_refusal(
+    engine: sa.Engine,
+    path: Path,
+    kind: IngestKind,
+    file_format: FileFormat,
+    strict: bool,
+    error: IngestError,
+) -> None:
+    with Session(engine) as session:
+        session.add(
+            IngestRun(
+                kind=kind,
+                file_name=str(path),
+                sha256="",
+                format=file_format.format,
+                compression="gzip" if file_format.gzip else None,
+                strict=strict,
+                status=IngestStatus.refused,
+                finished_at=utc_now(),
+                error=str(error),
+            )
+        )
+        session.commit()

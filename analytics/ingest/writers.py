@@ -1,0 +1,135 @@
+"""Bulk writes of validated rows: executemany on SQLite, COPY on PostgreSQL.
+
+Writing is split in two so that the expensive half can run on another thread while the
+previous chunk is written: :func:`prepare_rows` turns an Arrow table into what the driver
+takes (tuples for SQLite, CSV bytes for PostgreSQL's COPY); :func:`write_prepared` sends it.
+Both skip rows whose key is already stored (idempotency) and report how many were new;
+neither builds an ORM object per row.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import sqlalchemy as sa
+
+from analytics.ingest.contract import InputContract
+from analytics.models import Exposure, IngestKind, Interaction
+
+TABLES = {
+    IngestKind.exposures: Exposure.__tablename__,
+    IngestKind.interactions: Interaction.__tablename__,
+}
+_CONFLICT_TARGETS = {
+    IngestKind.exposures: "experiment_id, user_id, timestamp, variation_id",
+    IngestKind.interactions: "event_id",
+}
+
+
+@dataclass(frozen=True)
+class PreparedRows:
+    table: str
+    conflict_target: str
+    columns: list[str]
+    rows: int
+    payload: Any  # list of tuples (SQLite) or CSV bytes (PostgreSQL)
+
+
+def drop_repeated_keys(table: pa.Table, contract: InputContract) -> pa.Table:
+    """Keep the first row of each key within the batch (later ones are duplicates)."""
+    if table.num_rows < 2:
+        return table
+    keyed = table.select(list(contract.key)).append_column(
+        "__row", pa.array(range(table.num_rows), type=pa.int64())
+    )
+    first = keyed.group_by(list(contract.key), use_threads=False).aggregate([("__row", "min")])
+    if first.num_rows == table.num_rows:
+        return table
+    keep = np.sort(first.column("__row_min").to_numpy())
+    return table.take(pa.array(keep))
+
+
+def prepare_rows(
+    dialect: str, contract: InputContract, table: pa.Table, ingest_run_id: int
+) -> PreparedRows:
+    """Convert key-unique rows to the driver's bulk format."""
+    table = table.append_column(
+        "ingest_run_id", pa.array([ingest_run_id] * table.num_rows, type=pa.int64())
+    )
+    if dialect == "sqlite":
+        # SQLite keeps instants as epoch microseconds (analytics.sqltypes.UtcTimestamp).
+        index = table.schema.get_field_index("timestamp")
+        table = table.set_column(index, "timestamp", pc.cast(table.column(index), pa.int64()))
+        columns = [table.column(name).to_pylist() for name in table.column_names]
+        payload: Any = list(zip(*columns, strict=True))
+    else:
+        buffer = io.BytesIO()
+        pa_csv.write_csv(table, buffer, write_options=pa_csv.WriteOptions(include_header=False))
+        payload = buffer.getvalue()
+    return PreparedRows(
+        table=TABLES[contract.kind],
+        conflict_target=_CONFLICT_TARGETS[contract.kind],
+        columns=table.column_names,
+        rows=table.num_rows,
+        payload=payload,
+    )
+
+
+def write_prepared(connection: sa.Connection, prepared: PreparedRows) -> int:
+    """Insert the prepared rows in the connection's transaction; return how many were new."""
+    if prepared.rows == 0:
+        return 0
+    driver: Any = connection.connection.driver_connection
+    if connection.dialect.name == "sqlite":
+        return _write_sqlite(driver, prepared)
+    return _write_postgres(driver, prepared)
+
+
+def _write_sqlite(driver: Any, prepared: PreparedRows) -> int:
+    placeholders = ", ".join("?" for _ in prepared.columns)
+    cursor = driver.cursor()
+    cursor.executemany(
+        f"INSERT OR IGNORE INTO {prepared.table} ({', '.join(prepared.columns)}) "
+        f"VALUES ({placeholders})",
+        prepared.payload,
+    )
+    return int(cursor.rowcount)
+
+
+def _write_postgres(driver: Any, prepared: PreparedRows) -> int:
+    from psycopg.errors import UniqueViolation
+
+    target, columns = prepared.table, ", ".join(prepared.columns)
+    with driver.cursor() as cursor:
+        cursor.execute("SET LOCAL TIME ZONE 'UTC'")  # the CSV holds naive UTC instants
+        # Fresh data is the common case: COPY straight into the table inside a savepoint. If a
+        # key is already stored the COPY fails as a whole and the batch takes the slower path
+        # through a staging table with ON CONFLICT DO NOTHING.
+        try:
+            with (
+                driver.transaction(),
+                cursor.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)") as copy,
+            ):
+                copy.write(prepared.payload)
+            return prepared.rows
+        except UniqueViolation:
+            pass
+        staging = f"staging_{target}"
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM {target} WITH NO DATA"
+        )
+        cursor.execute(f"TRUNCATE {staging}")
+        with cursor.copy(f"COPY {staging} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(prepared.payload)
+        cursor.execute(
+            f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
+            f"ON CONFLICT ({prepared.conflict_target}) DO NOTHING"
+        )
+        return int(cursor.rowcount)

@@ -1,0 +1,160 @@
+"""SQLModel tables: ``XBase`` holds the fields, ``X(table=True)`` the table, ``XPublic`` what
+surfaces return. Timestamps are aware UTC datetimes (see :class:`UtcTimestamp`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from analytics.sqltypes import BigId, Identifier, JsonDocument, UtcTimestamp
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IngestKind(StrEnum):
+    exposures = "exposures"
+    interactions = "interactions"
+
+
+class IngestStatus(StrEnum):
+    running = "running"
+    completed = "completed"
+    refused = "refused"
+
+
+class ExposureBase(SQLModel):
+    user_id: str = Field(sa_type=Identifier)
+    timestamp: datetime = Field(sa_type=UtcTimestamp)
+    experiment_id: str = Field(sa_type=Identifier)
+    variation_id: str = Field(sa_type=Identifier)
+    feature_key: str | None = Field(default=None, sa_type=Identifier)
+    attributes: dict[str, Any] | None = Field(default=None, sa_type=JsonDocument)
+
+
+class Exposure(ExposureBase, table=True):
+    """One ``experiment_viewed`` event. Stored once per (user, experiment, variation, time)."""
+
+    __tablename__ = "exposures"
+    __table_args__ = (
+        # Leading with the experiment serves every per-experiment scan and join as well as
+        # the idempotency check, so exposures need no second index.
+        sa.UniqueConstraint(
+            "experiment_id", "user_id", "timestamp", "variation_id", name="uq_exposures_event"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    ingest_run_id: int | None = Field(default=None, foreign_key="ingest_runs.id")
+
+
+class InteractionBase(SQLModel):
+    event_id: str = Field(sa_type=Identifier)
+    user_id: str = Field(sa_type=Identifier)
+    timestamp: datetime = Field(sa_type=UtcTimestamp)
+    prompt: str = Field(sa_type=sa.Text)
+    response: str | None = Field(default=None, sa_type=sa.Text)
+    model_version: str | None = Field(default=None, max_length=255)
+    session_id: str | None = Field(default=None, max_length=255)
+    latency_ms: float | None = None
+    feedback: int | None = Field(default=None, sa_type=sa.SmallInteger)
+    complaint: bool | None = None
+    retry: bool | None = None
+
+
+class Interaction(InteractionBase, table=True):
+    """One user turn of the LLM feature. Stored once per ``event_id``."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", name="uq_interactions_event_id"),
+        # Per-user, time-ordered reads: the cohort join, pre/post windows, user timelines.
+        sa.Index("ix_interactions_user_time", "user_id", "timestamp"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    ingest_run_id: int | None = Field(default=None, foreign_key="ingest_runs.id")
+
+
+class IngestRunBase(SQLModel):
+    kind: IngestKind = Field(sa_type=sa.String(16))
+    file_name: str = Field(max_length=1024)
+    sha256: str = Field(max_length=64, index=True)
+    format: str = Field(max_length=16)
+    compression: str | None = Field(default=None, max_length=16)
+    strict: bool = False
+    status: IngestStatus = Field(default=IngestStatus.running, sa_type=sa.String(16))
+    rows_read: int = 0
+    rows_inserted: int = 0
+    rows_duplicate: int = 0
+    rows_rejected: int = 0
+    rows_blank: int = 0
+    started_at: datetime = Field(default_factory=utc_now, sa_type=UtcTimestamp)
+    finished_at: datetime | None = Field(default=None, sa_type=UtcTimestamp)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    rejects_path: str | None = Field(default=None, max_length=1024)
+
+
+class IngestRun(IngestRunBase, table=True):
+    """One ingest of one file: what was read, written, skipped and refused.
+
+    ``rows_done`` is the resume checkpoint: the number of data rows (in file order) whose
+    outcome is committed. It is written in the same transaction as those rows, so a killed
+    ingest resumes exactly where its last commit ended.
+    """
+
+    __tablename__ = "ingest_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rows_done: int = 0
+
+
+class IngestRunPublic(IngestRunBase):
+    id: int
+
+
+class IngestReject(SQLModel, table=True):
+    """A row that was not ingested, with where it was and why."""
+
+    __tablename__ = "ingest_rejects"
+    __table_args__ = (sa.Index("ix_ingest_rejects_run_line", "ingest_run_id", "line"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    ingest_run_id: int = Field(foreign_key="ingest_runs.id")
+    line: int
+    column: str = Field(max_length=255)
+    reason: str = Field(max_length=1024)
+    value: str | None = Field(default=None, max_length=1024)
+
+
+class FeatureSnapshotBase(SQLModel):
+    feature_key: str = Field(sa_type=Identifier)
+    # "" when the snapshot is the whole feature (REST API), else the SDK environment.
+    environment: str = Field(default="", max_length=255)
+    revision: int | None = None
+    fetched_at: datetime = Field(default_factory=utc_now, sa_type=UtcTimestamp)
+    source: str = Field(default="api", max_length=32)
+    sha256: str = Field(max_length=64)
+    definition: dict[str, Any] = Field(sa_type=JsonDocument)
+
+
+class FeatureSnapshot(FeatureSnapshotBase, table=True):
+    """A GrowthBook feature definition as fetched; identical definitions are stored once."""
+
+    __tablename__ = "feature_snapshots"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "feature_key", "environment", "sha256", name="uq_feature_snapshots_content"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class FeatureSnapshotPublic(FeatureSnapshotBase):
+    id: int

@@ -1,0 +1,81 @@
+"""Settings from the environment (prefix ``AFTERSHOCK_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from analytics.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///data/aftershock.db"
+
+
+def normalise_database_url(url: str) -> str:
+    """Map ``postgres://`` and ``postgresql://`` URLs to SQLAlchemy's psycopg 3 driver."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith(("postgresql+psycopg://", "sqlite://")):
+        return url
+    scheme = url.split("://", 1)[0] if "://" in url else url
+    raise ConfigError(
+        f"AFTERSHOCK_DATABASE_URL: unsupported scheme {scheme!r}; use sqlite:///PATH or "
+        "postgresql://USER@HOST:PORT/DB"
+    )
+
+
+class Settings(BaseSettings):
+    """Aftershock's configuration. Secrets are ``SecretStr``: never printed or logged."""
+
+    model_config = SettingsConfigDict(env_prefix="AFTERSHOCK_", env_file=".env", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    growthbook_url: str | None = Field(
+        default=None, description="GrowthBook API host, e.g. https://api.growthbook.io"
+    )
+    growthbook_api_key: SecretStr | None = None
+    rejects_dir: Path | None = Field(
+        default=None,
+        description="Where rejected rows are written; default: beside the SQLite database, "
+        "or data/rejects for PostgreSQL",
+    )
+    ingest_chunk_rows: int = Field(default=100_000, ge=1_000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("growthbook_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    def resolved_rejects_dir(self) -> Path:
+        """The rejects folder: next to the database file when it is SQLite."""
+        if self.rejects_dir is not None:
+            return self.rejects_dir
+        sqlite_path = sqlite_file(self.database_url)
+        if sqlite_path is not None:
+            return sqlite_path.parent / "rejects"
+        return Path("data") / "rejects"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL, or None (PostgreSQL, in-memory SQLite)."""
+    if not url.startswith("sqlite://"):
+        return None
+    path = url.split("sqlite://", 1)[1]
+    if path in ("", "/", "/:memory:"):
+        return None
+    return Path(path[1:]) if path.startswith("/") else Path(path)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
