@@ -42,10 +42,13 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-@cache
 def get_engine(url: str | None = None) -> sa.Engine:
     """The engine for ``url`` (default: the configured database), created once per URL."""
-    url = normalise_database_url(url or get_settings().database_url)
+    return _engine_for(normalise_database_url(url or get_settings().database_url))
+
+
+@cache
+def _engine_for(url: str) -> sa.Engine:
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -63,8 +63,14 @@ class RawBatch:
     problems: list[tuple[int, str, str, str | None]] = field(default_factory=list)
 
     def slice(self, start: int) -> RawBatch:
+        """The rows from ``start`` on."""
         problems = [(r - start, c, why, v) for r, c, why, v in self.problems if r >= start]
         return RawBatch(self.table.slice(start), self.lines[start:], problems)
+
+    def head(self, stop: int) -> RawBatch:
+        """The rows before ``stop``."""
+        problems = [p for p in self.problems if p[0] < stop]
+        return RawBatch(self.table.slice(0, stop), self.lines[:stop], problems)
 
 
 def detect_format(path: Path) -> FileFormat:

@@ -229,7 +229,7 @@ def _refuse_bad_rows(path: Path, checked: CheckedBatch) -> None:
 def _chunks(
     batches: Iterator[RawBatch], chunk_rows: int, *, skip: int
 ) -> Iterator[tuple[RawBatch, int]]:
-    """Group reader batches into chunks of about ``chunk_rows``, skipping the first ``skip``."""
+    """Regroup reader batches into chunks of ``chunk_rows`` rows, skipping the first ``skip``."""
     pending: list[RawBatch] = []
     pending_rows = 0
     for batch in batches:
@@ -238,11 +238,14 @@ def _chunks(
                 skip -= batch.table.num_rows
                 continue
             batch, skip = batch.slice(skip), 0
-        pending.append(batch)
-        pending_rows += batch.table.num_rows
-        if pending_rows >= chunk_rows:
-            yield _concat(pending), pending_rows
-            pending, pending_rows = [], 0
+        while batch.table.num_rows:
+            take = min(chunk_rows - pending_rows, batch.table.num_rows)
+            pending.append(batch.head(take))
+            pending_rows += take
+            batch = batch.slice(take)
+            if pending_rows == chunk_rows:
+                yield _concat(pending), pending_rows
+                pending, pending_rows = [], 0
     if pending:
         yield _concat(pending), pending_rows
 

@@ -1,0 +1,47 @@
+# Aftershock: `make run` to try it, `make test` to check it. Both install into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO := data/demo
+DEMO_USERS ?= 3000
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint bench lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	test -f $(DEMO)/interactions.csv || $(BIN)/aftershock demo generate --users $(DEMO_USERS) --seed 7 --out $(DEMO)
+	$(BIN)/aftershock ingest exposures $(DEMO)/exposures.csv
+	$(BIN)/aftershock ingest interactions $(DEMO)/interactions.csv
+	$(BIN)/aftershock status
+
+test: install
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy analytics rollout
+
+bench: install
+	$(BIN)/python -m bench
+
+# Re-resolve the pinned versions (run after changing dependencies in pyproject.toml).
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet '.[dev]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^aftershock' > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
