@@ -14,11 +14,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 INTERACTION_COLUMNS = (
-    "event_id", "user_id", "timestamp", "prompt", "response", "model_version", "session_id",
-    "latency_ms", "feedback", "complaint", "retry",
+    "event_id",
+    "user_id",
+    "timestamp",
+    "prompt",
+    "response",
+    "model_version",
+    "session_id",
+    "latency_ms",
+    "feedback",
+    "complaint",
+    "retry",
 )
-EXPOSURE_COLUMNS = ("user_id", "timestamp", "experiment_id", "variation_id", "feature_key",
-                    "attributes")
+EXPOSURE_COLUMNS = (
+    "user_id",
+    "timestamp",
+    "experiment_id",
+    "variation_id",
+    "feature_key",
+    "attributes",
+)
 
 
 def interaction(i: int, **overrides: Any) -> dict[str, Any]:
@@ -67,9 +82,7 @@ def write_rows(
         pq.write_table(table, buffer)
         data = buffer.getvalue()
     elif fmt == ".jsonl":
-        data = b"".join(
-            orjson.dumps({c: r[c] for c in columns if c in r}) + b"\n" for r in rows
-        )
+        data = b"".join(orjson.dumps({c: r[c] for c in columns if c in r}) + b"\n" for r in rows)
     else:
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")

@@ -102,8 +102,9 @@ def test_db_commands(cli_env: str) -> None:
 
 
 def test_demo_generate_then_ingest(cli_env: str, tmp_path: Path) -> None:
-    code, out, _ = run("demo", "generate", "--users", "60", "--seed", "3", "--out",
-                       str(tmp_path / "demo"))
+    code, out, _ = run(
+        "demo", "generate", "--users", "60", "--seed", "3", "--out", str(tmp_path / "demo")
+    )
     assert code == 0
     code, out, _ = run("ingest", "interactions", str(tmp_path / "demo" / "interactions.csv"))
     assert code == 0
@@ -112,19 +113,29 @@ def test_demo_generate_then_ingest(cli_env: str, tmp_path: Path) -> None:
 
 def test_sigkill_mid_ingest_then_rerun_finishes_exactly(cli_env: str, tmp_path: Path) -> None:
     n = 150_000
-    table = pa.table({
-        "event_id": [f"k{i}" for i in range(n)],
-        "user_id": [f"u{i % 97}" for i in range(n)],
-        "timestamp": ["2026-10-01T00:00:00Z"] * n,
-        "prompt": ["short prompt"] * n,
-    })
+    table = pa.table(
+        {
+            "event_id": [f"k{i}" for i in range(n)],
+            "user_id": [f"u{i % 97}" for i in range(n)],
+            "timestamp": ["2026-10-01T00:00:00Z"] * n,
+            "prompt": ["short prompt"] * n,
+        }
+    )
     path = tmp_path / "many.csv"
     pa_csv.write_csv(table, path)
     env = {**os.environ, "AFTERSHOCK_DATABASE_URL": cli_env, "AFTERSHOCK_INGEST_CHUNK_ROWS": "1000"}
     child = subprocess.Popen(
-        [sys.executable, "-c", "from rollout.cli import main; main()", "ingest", "interactions",
-         str(path)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-c",
+            "from rollout.cli import main; main()",
+            "ingest",
+            "interactions",
+            str(path),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     engine = get_engine(cli_env)
     done = 0
@@ -149,7 +160,11 @@ def test_sigkill_mid_ingest_then_rerun_finishes_exactly(cli_env: str, tmp_path: 
     assert code == 0
     assert "resumed at row" in out
     with engine.connect() as connection:
-        stored = connection.execute(sa.text("SELECT count(DISTINCT event_id), count(*) FROM interactions")).one()
-        runs = connection.execute(sa.text("SELECT status, rows_inserted, rows_duplicate FROM ingest_runs")).all()
+        stored = connection.execute(
+            sa.text("SELECT count(DISTINCT event_id), count(*) FROM interactions")
+        ).one()
+        runs = connection.execute(
+            sa.text("SELECT status, rows_inserted, rows_duplicate FROM ingest_runs")
+        ).all()
     assert tuple(stored) == (n, n)
     assert [tuple(r) for r in runs] == [("completed", n, 0)]

@@ -19,8 +19,9 @@ from tests.factories import EXPOSURE_COLUMNS, INTERACTION_COLUMNS, exposure, int
 FORMATS = ["csv", "csv.gz", "jsonl", "jsonl.gz", "parquet", "parquet.gz"]
 
 
-def ingest(engine: sa.Engine, path: Path, kind: IngestKind = IngestKind.interactions,
-           **kwargs: Any) -> IngestSummary:
+def ingest(
+    engine: sa.Engine, path: Path, kind: IngestKind = IngestKind.interactions, **kwargs: Any
+) -> IngestSummary:
     return ingest_file(path, kind, engine=engine, rejects_dir=path.parent / "rejects", **kwargs)
 
 
@@ -49,8 +50,9 @@ def read_rejects(summary: IngestSummary) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_each_format_stores_every_interaction_exactly(engine: sa.Engine, tmp_path: Path,
-                                                      fmt: str) -> None:
+def test_each_format_stores_every_interaction_exactly(
+    engine: sa.Engine, tmp_path: Path, fmt: str
+) -> None:
     rows = [interaction(i) for i in range(40)]
     rows[3]["prompt"] = 'Fix this:\n```python\nprint("hi, there")\n```\nOnly use Python.'
     rows[4]["response"] = None
@@ -76,8 +78,9 @@ def test_each_format_stores_every_interaction_exactly(engine: sa.Engine, tmp_pat
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_each_format_stores_exposures_with_attributes(engine: sa.Engine, tmp_path: Path,
-                                                      fmt: str) -> None:
+def test_each_format_stores_exposures_with_attributes(
+    engine: sa.Engine, tmp_path: Path, fmt: str
+) -> None:
     rows = [exposure(i) for i in range(10)]
     path = write_rows(tmp_path / f"exposures.{fmt}", rows, EXPOSURE_COLUMNS)
 
@@ -92,8 +95,10 @@ def test_each_format_stores_exposures_with_attributes(engine: sa.Engine, tmp_pat
 
 
 def test_optional_columns_may_be_absent(engine: sa.Engine, tmp_path: Path) -> None:
-    rows = [{k: interaction(i)[k] for k in ("event_id", "user_id", "timestamp", "prompt")}
-            for i in range(5)]
+    rows = [
+        {k: interaction(i)[k] for k in ("event_id", "user_id", "timestamp", "prompt")}
+        for i in range(5)
+    ]
     summary = ingest(engine, write_rows(tmp_path / "minimal.csv", rows))
     assert summary.rows_inserted == 5
     assert interactions_in(engine)[0].response is None
@@ -151,7 +156,9 @@ def test_unterminated_quote_is_refused(engine: sa.Engine, tmp_path: Path) -> Non
 
 def test_invalid_utf8_names_line_and_byte(engine: sa.Engine, tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
-    path.write_bytes(b"event_id,user_id,timestamp,prompt\ne1,u1,2026-10-01,ok\ne2,u1,2026-10-01,caf\xe9\n")
+    path.write_bytes(
+        b"event_id,user_id,timestamp,prompt\ne1,u1,2026-10-01,ok\ne2,u1,2026-10-01,caf\xe9\n"
+    )
     with pytest.raises(IngestError) as info:
         ingest(engine, path)
     assert (info.value.line, info.value.byte) == (3, 74)  # 0-based offset of the bad byte
@@ -170,7 +177,7 @@ def test_invalid_json_names_line_and_column(engine: sa.Engine, tmp_path: Path) -
 
 def test_json_line_that_is_not_an_object_is_refused(engine: sa.Engine, tmp_path: Path) -> None:
     path = tmp_path / "array.jsonl"
-    path.write_text('[1, 2]\n')
+    path.write_text("[1, 2]\n")
     with pytest.raises(IngestError, match="line 1: expected a JSON object"):
         ingest(engine, path)
 
@@ -184,8 +191,9 @@ def test_json_line_that_is_not_an_object_is_refused(engine: sa.Engine, tmp_path:
         ("broken.csv.gz", b"not gzip at all", "gzip"),
     ],
 )
-def test_unreadable_files_are_refused(engine: sa.Engine, tmp_path: Path, name: str,
-                                      content: bytes, message: str) -> None:
+def test_unreadable_files_are_refused(
+    engine: sa.Engine, tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(IngestError, match=message):
@@ -237,8 +245,9 @@ BAD_ROWS: list[tuple[dict[str, Any], str, str]] = [
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_bad_rows_are_rejected_with_line_column_and_reason(engine: sa.Engine, tmp_path: Path,
-                                                           fmt: str) -> None:
+def test_bad_rows_are_rejected_with_line_column_and_reason(
+    engine: sa.Engine, tmp_path: Path, fmt: str
+) -> None:
     rows = [interaction(i) for i in range(len(BAD_ROWS) + 3)]
     for i, (override, _, _) in enumerate(BAD_ROWS):
         rows[i + 1].update(override)
@@ -252,8 +261,9 @@ def test_bad_rows_are_rejected_with_line_column_and_reason(engine: sa.Engine, tm
     rejects = read_rejects(summary)
     assert len(rejects) == len(BAD_ROWS)
     # A CSV row spans one line plus the newlines quoted in its prompt; JSON Lines one line.
-    spans = [1 + (str(r["prompt"]).count("\n") if fmt == "csv" and r["prompt"] else 0)
-             for r in rows]
+    spans = [
+        1 + (str(r["prompt"]).count("\n") if fmt == "csv" and r["prompt"] else 0) for r in rows
+    ]
     first_line = 2 if fmt == "csv" else 1
     for index, (reject, (_, column, reason)) in enumerate(zip(rejects, BAD_ROWS, strict=True)):
         expected_line = first_line + sum(spans[: index + 1])
@@ -279,10 +289,7 @@ def test_strict_refuses_the_whole_file_on_one_bad_row(engine: sa.Engine, tmp_pat
 def test_blank_lines_are_skipped_and_lines_stay_exact(engine: sa.Engine, tmp_path: Path) -> None:
     path = tmp_path / "blank.csv"
     path.write_text(
-        "event_id,user_id,timestamp,prompt\n"
-        "e1,u1,2026-10-01T00:00:00Z,a\n"
-        "\n"
-        "e2,u1,not-a-time,b\n"
+        "event_id,user_id,timestamp,prompt\ne1,u1,2026-10-01T00:00:00Z,a\n\ne2,u1,not-a-time,b\n"
     )
     summary = ingest(engine, path)
     assert (summary.rows_inserted, summary.rows_rejected, summary.rows_blank) == (1, 1, 1)
@@ -326,16 +333,18 @@ def test_duplicates_within_a_file_are_stored_once(engine: sa.Engine, tmp_path: P
     assert count(engine, "interactions") == 10
 
 
-def test_exposure_identity_is_the_instant_not_its_spelling(engine: sa.Engine,
-                                                           tmp_path: Path) -> None:
+def test_exposure_identity_is_the_instant_not_its_spelling(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     rows = [
         exposure(1, timestamp="2026-10-02T10:00:00Z"),
         exposure(1, timestamp="2026-10-02T12:00:00+02:00"),
         exposure(1, timestamp="1790935200000"),
         exposure(1, timestamp="2026-10-02 10:00:00"),
     ]
-    summary = ingest(engine, write_rows(tmp_path / "same.csv", rows, EXPOSURE_COLUMNS),
-                     IngestKind.exposures)
+    summary = ingest(
+        engine, write_rows(tmp_path / "same.csv", rows, EXPOSURE_COLUMNS), IngestKind.exposures
+    )
     assert (summary.rows_inserted, summary.rows_duplicate) == (1, 3)
 
 
@@ -343,8 +352,9 @@ class Killed(BaseException):
     """Stands in for SIGKILL: raised between two chunks, nothing after it runs."""
 
 
-def test_killed_ingest_resumes_without_duplicates_or_loss(engine: sa.Engine,
-                                                          tmp_path: Path) -> None:
+def test_killed_ingest_resumes_without_duplicates_or_loss(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     rows = [interaction(i) for i in range(5000)] + [interaction(10)]
     rows[1234]["feedback"] = 5
     rows[4321]["timestamp"] = "nope"
@@ -361,8 +371,12 @@ def test_killed_ingest_resumes_without_duplicates_or_loss(engine: sa.Engine,
     summary = ingest(engine, path, chunk_rows=1000)
 
     assert summary.resumed_from_row >= 2000
-    assert (summary.rows_read, summary.rows_inserted, summary.rows_duplicate,
-            summary.rows_rejected) == (5001, 4998, 1, 2)
+    assert (
+        summary.rows_read,
+        summary.rows_inserted,
+        summary.rows_duplicate,
+        summary.rows_rejected,
+    ) == (5001, 4998, 1, 2)
     assert count(engine, "interactions") == 4998
     assert [r["line"] for r in read_rejects(summary)] == [str(2 + 1234 * 2), str(2 + 4321 * 2)]
     with Session(engine) as session:
@@ -386,8 +400,9 @@ def test_killed_ingest_resumes_without_duplicates_or_loss(engine: sa.Engine,
         ("1790856000123", datetime(2026, 10, 1, 12, 0, 0, 123000, tzinfo=UTC)),
     ],
 )
-def test_timestamps_are_stored_in_utc(engine: sa.Engine, tmp_path: Path, written: str,
-                                      instant: datetime) -> None:
+def test_timestamps_are_stored_in_utc(
+    engine: sa.Engine, tmp_path: Path, written: str, instant: datetime
+) -> None:
     ingest(engine, write_rows(tmp_path / "t.csv", [interaction(1, timestamp=written)]))
     assert interactions_in(engine)[0].timestamp == instant
 
@@ -396,15 +411,19 @@ def test_parquet_native_timestamps_and_epoch_integers(engine: sa.Engine, tmp_pat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({
-        "event_id": ["a", "b", "c"],
-        "user_id": ["u", "u", "u"],
-        "timestamp": pa.array([1790856000000, 1790856000000, 1790856000000],
-                              type=pa.timestamp("ms", tz="Europe/Paris")),
-        "prompt": ["x", "y", "z"],
-        "feedback": pa.array([1, None, -1], type=pa.int8()),
-        "complaint": pa.array([True, False, None]),
-    })
+    table = pa.table(
+        {
+            "event_id": ["a", "b", "c"],
+            "user_id": ["u", "u", "u"],
+            "timestamp": pa.array(
+                [1790856000000, 1790856000000, 1790856000000],
+                type=pa.timestamp("ms", tz="Europe/Paris"),
+            ),
+            "prompt": ["x", "y", "z"],
+            "feedback": pa.array([1, None, -1], type=pa.int8()),
+            "complaint": pa.array([True, False, None]),
+        }
+    )
     pq.write_table(table, tmp_path / "typed.parquet")
     naive = table.set_column(2, "timestamp", pa.array([1790856000000] * 3, type=pa.int64()))
     naive = naive.set_column(0, "event_id", pa.array(["d", "e", "f"]))

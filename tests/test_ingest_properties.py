@@ -25,34 +25,46 @@ def clear(engine: sa.Engine) -> None:
             connection.execute(table.delete())
 
 
-plans = st.integers(min_value=1, max_value=30).flatmap(
-    lambda n_events: st.tuples(
-        st.just(n_events),
-        # Each file: a list of event indices, repeats allowed (in-file duplicates).
-        st.lists(st.lists(st.integers(0, n_events - 1), min_size=1, max_size=12),
-                 min_size=1, max_size=4),
-        st.sampled_from(["csv", "jsonl", "parquet"]),
+plans = (
+    st.integers(min_value=1, max_value=30)
+    .flatmap(
+        lambda n_events: st.tuples(
+            st.just(n_events),
+            # Each file: a list of event indices, repeats allowed (in-file duplicates).
+            st.lists(
+                st.lists(st.integers(0, n_events - 1), min_size=1, max_size=12),
+                min_size=1,
+                max_size=4,
+            ),
+            st.sampled_from(["csv", "jsonl", "parquet"]),
+        )
     )
-).flatmap(
-    lambda plan: st.tuples(
-        st.just(plan),
-        # The order of ingests (files may repeat), each maybe killed after its first chunk.
-        st.lists(st.tuples(st.integers(0, len(plan[1]) - 1), st.booleans()),
-                 min_size=1, max_size=6),
+    .flatmap(
+        lambda plan: st.tuples(
+            st.just(plan),
+            # The order of ingests (files may repeat), each maybe killed after its first chunk.
+            st.lists(
+                st.tuples(st.integers(0, len(plan[1]) - 1), st.booleans()), min_size=1, max_size=6
+            ),
+        )
     )
 )
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(plan_and_order=plans)
 def test_any_interleaving_keeps_one_row_per_event(engine: sa.Engine, plan_and_order) -> None:  # type: ignore[no-untyped-def]
-    (n_events, files, fmt), order = plan_and_order
+    (_, files, fmt), order = plan_and_order
     clear(engine)
     with tempfile.TemporaryDirectory() as scratch:
         paths = [
-            write_rows(Path(scratch) / f"f{i}.{fmt}", [interaction(e) for e in events],
-                       INTERACTION_COLUMNS)
+            write_rows(
+                Path(scratch) / f"f{i}.{fmt}", [interaction(e) for e in events], INTERACTION_COLUMNS
+            )
             for i, events in enumerate(files)
         ]
 
@@ -62,15 +74,25 @@ def test_any_interleaving_keeps_one_row_per_event(engine: sa.Engine, plan_and_or
         killed: set[int] = set()
         for index, kill_it in order:
             try:
-                ingest_file(paths[index], IngestKind.interactions, engine=engine,
-                            rejects_dir=Path(scratch), chunk_rows=2,
-                            after_chunk=kill if kill_it else None)
+                ingest_file(
+                    paths[index],
+                    IngestKind.interactions,
+                    engine=engine,
+                    rejects_dir=Path(scratch),
+                    chunk_rows=2,
+                    after_chunk=kill if kill_it else None,
+                )
                 killed.discard(index)
             except Killed:
                 killed.add(index)
         for index in sorted(killed):  # an operator re-runs what was killed
-            ingest_file(paths[index], IngestKind.interactions, engine=engine,
-                        rejects_dir=Path(scratch), chunk_rows=2)
+            ingest_file(
+                paths[index],
+                IngestKind.interactions,
+                engine=engine,
+                rejects_dir=Path(scratch),
+                chunk_rows=2,
+            )
 
     expected = {f"evt-{e:06d}" for i in {i for i, _ in order} for e in files[i]}
     with engine.connect() as connection:

@@ -8,7 +8,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from analytics.db import alembic_config, ensure_schema, head_revision, schema_revision, upgrade_schema
+from analytics.db import (
+    alembic_config,
+    ensure_schema,
+    head_revision,
+    schema_revision,
+    upgrade_schema,
+)
+from analytics.models import IngestRun
 
 
 def test_migrations_match_the_models(engine: sa.Engine) -> None:
@@ -26,12 +33,15 @@ def test_schema_is_at_head_and_upgrade_is_idempotent(engine: sa.Engine) -> None:
 
 def test_an_existing_database_is_upgraded_in_place(engine: sa.Engine) -> None:
     with engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO ingest_runs (kind, file_name, sha256, format, strict, status, rows_read, "
-            "rows_inserted, rows_duplicate, rows_rejected, rows_blank, rows_done, started_at) "
-            "VALUES ('interactions', 'kept.csv', 'x', 'csv', false, 'completed', 0, 0, 0, 0, 0, 0, "
-            + ("0" if engine.dialect.name == "sqlite" else "now()") + ")"
-        ))
+        connection.execute(
+            sa.insert(IngestRun).values(
+                kind="interactions",
+                file_name="kept.csv",
+                sha256="x",
+                format="csv",
+                status="completed",
+            )
+        )
     # Step the stamp back to the first revision and upgrade again: the data stays.
     config = alembic_config(engine)
     with engine.begin() as connection:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 import numpy as np
 import orjson
@@ -33,6 +33,8 @@ from analytics.errors import IngestError
 from analytics.ingest.contract import InputContract
 
 Format = Literal["csv", "jsonl", "parquet"]
+# A readable byte stream: an open file, a gzip stream, or one of the pass-through readers here.
+ByteSource = IO[bytes] | io.RawIOBase | gzip.GzipFile
 CSV_BLOCK_BYTES = 16 << 20
 JSONL_BATCH_ROWS = 50_000
 _SUFFIXES: dict[str, Format] = {
@@ -90,7 +92,7 @@ def detect_format(path: Path) -> FileFormat:
 class HashingReader(io.RawIOBase):
     """A read-only stream that feeds every byte it passes on into a SHA-256."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: ByteSource) -> None:
         self._raw = raw
         self.sha256 = hashlib.sha256()
         self.bytes_read = 0
@@ -99,7 +101,7 @@ class HashingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        n = cast(io.RawIOBase, self._raw).readinto(buffer)
         if n:
             view = memoryview(buffer)[:n]
             self.sha256.update(view)
@@ -115,25 +117,25 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def open_text_bytes(path: Path, is_gzip: bool, raw: IO[bytes] | None = None) -> IO[bytes]:
+def open_text_bytes(path: Path, is_gzip: bool, raw: ByteSource | None = None) -> ByteSource:
     """The decompressed bytes of ``path``, or of ``raw``, its open handle (which the caller
     keeps and closes)."""
     if raw is None:
-        return gzip.open(path, "rb") if is_gzip else path.open("rb")
+        return cast(IO[bytes], gzip.open(path, "rb")) if is_gzip else path.open("rb")
     if not is_gzip:
         return raw
-    return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return gzip.GzipFile(fileobj=raw, mode="rb")
 
 
 @contextmanager
-def _decompressed(path: Path, is_gzip: bool, stream: IO[bytes] | None) -> Iterator[IO[bytes]]:
+def _decompressed(path: Path, is_gzip: bool, stream: ByteSource | None) -> Iterator[ByteSource]:
     """The decompressed bytes; closes only what it opened (the caller closes ``stream``)."""
     if stream is None:
         with open_text_bytes(path, is_gzip) as handle:
             yield handle
     elif is_gzip:
         with gzip.GzipFile(fileobj=stream, mode="rb") as inflated:  # leaves ``stream`` open
-            yield inflated  # type: ignore[misc]
+            yield inflated
     else:
         yield stream
 
@@ -143,7 +145,7 @@ def read_batches(
     file_format: FileFormat,
     contract: InputContract,
     *,
-    stream: IO[bytes] | None = None,
+    stream: ByteSource | None = None,
 ) -> Iterator[RawBatch]:
     """Batches of ``path`` in file order; ``stream`` (if given) is the open raw file."""
     readers = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
@@ -191,7 +193,7 @@ def _csv_header(path: Path, file_format: FileFormat) -> list[str]:
 
 
 def _read_csv(
-    path: Path, file_format: FileFormat, contract: InputContract, stream: IO[bytes] | None
+    path: Path, file_format: FileFormat, contract: InputContract, stream: ByteSource | None
 ) -> Iterator[RawBatch]:
     names = _csv_header(path, file_format)
     check_columns(path, names, contract)
@@ -282,7 +284,7 @@ def locate_csv_error(
             offset += len(line)
     csv.field_size_limit(sys.maxsize)
     with open_text_bytes(path, file_format.gzip) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        text = io.TextIOWrapper(cast(Any, raw), encoding="utf-8-sig", newline="")
         reader = csv.reader(text, strict=True)
         try:
             for record in reader:
@@ -300,7 +302,7 @@ def locate_csv_error(
 class _QuoteCounter(io.RawIOBase):
     """Passes bytes through, counting double quotes: a valid CSV has an even number."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: ByteSource) -> None:
         self._raw = raw
         self.quotes = 0
 
@@ -319,11 +321,11 @@ class _QuoteCounter(io.RawIOBase):
 
 
 def _read_jsonl(
-    path: Path, file_format: FileFormat, contract: InputContract, stream: IO[bytes] | None
+    path: Path, file_format: FileFormat, contract: InputContract, stream: ByteSource | None
 ) -> Iterator[RawBatch]:
     seen_columns: set[str] = set()
     with _decompressed(path, file_format.gzip, stream) as decompressed:
-        buffered = io.BufferedReader(decompressed, 1 << 20)  # type: ignore[arg-type]
+        buffered = io.BufferedReader(cast(Any, decompressed), 1 << 20)
         try:
             yield from _parse_jsonl(path, contract, buffered, seen_columns)
         finally:
@@ -334,7 +336,7 @@ def _read_jsonl(
 
 
 def _parse_jsonl(
-    path: Path, contract: InputContract, lines_in: IO[bytes], seen_columns: set[str]
+    path: Path, contract: InputContract, lines_in: ByteSource, seen_columns: set[str]
 ) -> Iterator[RawBatch]:
     wanted = contract.columns
     columns: dict[str, list[str | None]] = {name: [] for name in wanted}
@@ -398,7 +400,7 @@ def _jsonl_batch(
 
 
 def _read_parquet(
-    path: Path, file_format: FileFormat, contract: InputContract, stream: IO[bytes] | None
+    path: Path, file_format: FileFormat, contract: InputContract, stream: ByteSource | None
 ) -> Iterator[RawBatch]:
     with tempfile.TemporaryDirectory() as scratch:
         source: Any = path

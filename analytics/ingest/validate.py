@@ -79,8 +79,8 @@ def check_batch(batch: RawBatch, contract: InputContract) -> CheckedBatch:
     n = table.num_rows
     raw = {name: table.column(name) for name in table.column_names}
     blank = np.ones(n, dtype=bool)
-    for column in raw.values():
-        blank &= column.is_null().to_numpy(zero_copy_only=False)
+    for values in raw.values():
+        blank &= values.is_null().to_numpy(zero_copy_only=False)
     failures = _Failures(batch)
     for row, column_name, reason, value in batch.problems:
         mask = np.zeros(n, dtype=bool)
