@@ -29,32 +29,34 @@ class IngestStatus(StrEnum):
 
 
 class ExposureBase(SQLModel):
-    user_id: str = Field(sa_type=Identifier)
-    timestamp: datetime = Field(sa_type=UtcTimestamp)
-    experiment_id: str = Field(sa_type=Identifier)
-    variation_id: str = Field(sa_type=Identifier)
+    user_id: str = Field(sa_type=Identifier, primary_key=True)
+    timestamp: datetime = Field(sa_type=UtcTimestamp, primary_key=True)
+    experiment_id: str = Field(sa_type=Identifier, primary_key=True)
+    variation_id: str = Field(sa_type=Identifier, primary_key=True)
     feature_key: str | None = Field(default=None, sa_type=Identifier)
     attributes: dict[str, Any] | None = Field(default=None, sa_type=JsonDocument)
 
 
 class Exposure(ExposureBase, table=True):
-    """One ``experiment_viewed`` event. Stored once per (user, experiment, variation, time)."""
+    """One ``experiment_viewed`` event, keyed by what it is: (experiment, user, time, variation).
+
+    The key is the natural one, so storing an event twice is impossible and no surrogate id
+    costs an extra index on every insert. Leading with the experiment serves every
+    per-experiment scan and join, so exposures need no second index.
+    """
 
     __tablename__ = "exposures"
     __table_args__ = (
-        # Leading with the experiment serves every per-experiment scan and join as well as
-        # the idempotency check, so exposures need no second index.
-        sa.UniqueConstraint(
-            "experiment_id", "user_id", "timestamp", "variation_id", name="uq_exposures_event"
+        sa.PrimaryKeyConstraint(
+            "experiment_id", "user_id", "timestamp", "variation_id", name="pk_exposures"
         ),
     )
 
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     ingest_run_id: int | None = Field(default=None, foreign_key="ingest_runs.id")
 
 
 class InteractionBase(SQLModel):
-    event_id: str = Field(sa_type=Identifier)
+    event_id: str = Field(sa_type=Identifier, primary_key=True)
     user_id: str = Field(sa_type=Identifier)
     timestamp: datetime = Field(sa_type=UtcTimestamp)
     prompt: str = Field(sa_type=sa.Text)
@@ -68,16 +70,14 @@ class InteractionBase(SQLModel):
 
 
 class Interaction(InteractionBase, table=True):
-    """One user turn of the LLM feature. Stored once per ``event_id``."""
+    """One user turn of the LLM feature, keyed by its ``event_id`` (stored once)."""
 
     __tablename__ = "interactions"
     __table_args__ = (
-        sa.UniqueConstraint("event_id", name="uq_interactions_event_id"),
         # Per-user, time-ordered reads: the cohort join, pre/post windows, user timelines.
         sa.Index("ix_interactions_user_time", "user_id", "timestamp"),
     )
 
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     ingest_run_id: int | None = Field(default=None, foreign_key="ingest_runs.id")
 
 

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         description="Where rejected rows are written; default: beside the SQLite database, "
         "or data/rejects for PostgreSQL",
     )
-    ingest_chunk_rows: int = Field(default=100_000, ge=1_000)
+    ingest_chunk_rows: int = Field(default=50_000, ge=1_000)
 
     @field_validator("database_url")
     @classmethod

@@ -315,13 +315,13 @@ def test_reingesting_a_file_changes_nothing(engine: sa.Engine, tmp_path: Path, f
     rows[7]["timestamp"] = "bad"
     path = write_rows(tmp_path / f"again.{fmt}", rows, INTERACTION_COLUMNS)
     first = ingest(engine, path)
-    before = [(r.id, r.event_id, r.prompt) for r in interactions_in(engine)]
+    before = [(r.event_id, r.prompt, r.ingest_run_id) for r in interactions_in(engine)]
     rejects_before = Path(first.rejects_path or "").read_bytes()
 
     second = ingest(engine, path)
 
     assert (second.rows_inserted, second.rows_duplicate, second.rows_rejected) == (0, 29, 1)
-    assert [(r.id, r.event_id, r.prompt) for r in interactions_in(engine)] == before
+    assert [(r.event_id, r.prompt, r.ingest_run_id) for r in interactions_in(engine)] == before
     assert second.rejects_path == first.rejects_path
     assert Path(second.rejects_path or "").read_bytes() == rejects_before
 

@@ -36,6 +36,7 @@ Format = Literal["csv", "jsonl", "parquet"]
 # A readable byte stream: an open file, a gzip stream, or one of the pass-through readers here.
 ByteSource = IO[bytes] | io.RawIOBase | gzip.GzipFile
 CSV_BLOCK_BYTES = 16 << 20
+SCAN_BLOCK_BYTES = 4 << 20
 JSONL_BATCH_ROWS = 50_000
 _SUFFIXES: dict[str, Format] = {
     ".csv": "csv",
@@ -247,7 +248,8 @@ def _csv_line_numbers(table: pa.Table, first_line: int) -> tuple[np.ndarray, int
 def count_byte_per_row(column: pa.Array | pa.ChunkedArray, byte: int) -> np.ndarray:
     """How often ``byte`` occurs in each string of ``column``, read straight off its buffers.
 
-    One vectorised pass over the bytes; much faster than a per-string substring search.
+    A vectorised scan of the bytes, block by block so that its scratch memory stays small;
+    much faster than a per-string substring search.
     """
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     counts = []
@@ -260,11 +262,13 @@ def count_byte_per_row(column: pa.Array | pa.ChunkedArray, byte: int) -> np.ndar
                 offsets = np.frombuffer(
                     offsets_buffer, dtype=np.int32, count=n + 1, offset=chunk.offset * 4
                 )
-                raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
-                hits = np.flatnonzero(raw == byte)
-                if hits.size:
-                    rows = np.searchsorted(offsets, hits + offsets[0], side="right") - 1
-                    out += np.bincount(rows, minlength=n)
+                raw = np.frombuffer(data, dtype=np.uint8)
+                for start in range(int(offsets[0]), int(offsets[-1]), SCAN_BLOCK_BYTES):
+                    stop = min(start + SCAN_BLOCK_BYTES, int(offsets[-1]))
+                    hits = np.flatnonzero(raw[start:stop] == byte) + start
+                    if hits.size:
+                        rows = np.searchsorted(offsets, hits, side="right") - 1
+                        out += np.bincount(rows, minlength=n)
         counts.append(out)
     return np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
 

@@ -88,7 +88,7 @@ def ingest_file(
     engine: sa.Engine,
     rejects_dir: Path,
     strict: bool = False,
-    chunk_rows: int = 100_000,
+    chunk_rows: int = 50_000,
     progress: Progress | None = None,
     after_chunk: Callable[[int], None] | None = None,
 ) -> IngestSummary:

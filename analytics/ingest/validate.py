@@ -117,9 +117,8 @@ def check_batch(batch: RawBatch, contract: InputContract) -> CheckedBatch:
     failures.bad &= ~blank
     keep = ~failures.bad & ~blank
     out = pa.table({name: typed[name] for name in _db_columns(contract)})
-    keep_array = pa.array(keep)
     return CheckedBatch(
-        table=out.filter(keep_array),
+        table=out if keep.all() else out.filter(pa.array(keep)),
         lines=batch.lines[keep],
         rejects=failures.sorted_rejects(),
         rows_rejected=int(failures.bad.sum()),
@@ -137,18 +136,19 @@ def _as_text(values: pa.Array) -> pa.Array:
     return pc.cast(values, pa.string())
 
 
+def _blank_mask(values: pa.Array) -> np.ndarray:
+    """Present but empty or only white space (a regex that stops at the first other char)."""
+    blank = pc.match_substring_regex(values, r"^\s*$")
+    return pc.fill_null(blank, False).to_numpy(zero_copy_only=False)
+
+
 def _nul_mask(values: pa.Array) -> np.ndarray:
     return count_byte_per_row(values, 0) > 0
 
 
 def _identifier(name: str, values: pa.Array, failures: _Failures) -> pa.Array:
     values = _as_text(values)
-    present = values.is_valid().to_numpy(zero_copy_only=False)
-    stripped = pc.utf8_trim_whitespace(values)
-    empty = pc.fill_null(pc.equal(pc.utf8_length(stripped), 0), False).to_numpy(
-        zero_copy_only=False
-    )
-    failures.add(name, present & empty, f"{name} is empty", values)
+    failures.add(name, _blank_mask(values), f"{name} is empty", values)
     too_long = pc.fill_null(pc.greater(pc.utf8_length(values), MAX_IDENTIFIER), False)
     failures.add(
         name,
@@ -170,11 +170,7 @@ def _text(
 ) -> pa.Array:
     values = _as_text(values)
     if required:
-        present = values.is_valid().to_numpy(zero_copy_only=False)
-        blank = pc.fill_null(
-            pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0), False
-        ).to_numpy(zero_copy_only=False)
-        failures.add(name, present & blank, f"{name} is empty", values)
+        failures.add(name, _blank_mask(values), f"{name} is empty", values)
     if max_length is not None:
         too_long = pc.fill_null(pc.greater(pc.utf8_length(values), max_length), False)
         failures.add(

@@ -10,6 +10,7 @@ neither builds an ORM object per row.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ class PreparedRows:
     conflict_target: str
     columns: list[str]
     rows: int
-    payload: Any  # list of tuples (SQLite) or CSV bytes (PostgreSQL)
+    payload: Any  # an iterator of tuples (SQLite, consumed once) or CSV bytes (PostgreSQL)
 
 
 def drop_repeated_keys(table: pa.Table, contract: InputContract) -> pa.Table:
@@ -66,8 +67,7 @@ def prepare_rows(
         # SQLite keeps instants as epoch microseconds (analytics.sqltypes.UtcTimestamp).
         index = table.schema.get_field_index("timestamp")
         table = table.set_column(index, "timestamp", pc.cast(table.column(index), pa.int64()))
-        columns = [table.column(name).to_pylist() for name in table.column_names]
-        payload: Any = list(zip(*columns, strict=True))
+        payload: Any = _row_tuples(table)
     else:
         buffer = io.BytesIO()
         pa_csv.write_csv(table, buffer, write_options=pa_csv.WriteOptions(include_header=False))
@@ -79,6 +79,14 @@ def prepare_rows(
         rows=table.num_rows,
         payload=payload,
     )
+
+
+def _row_tuples(table: pa.Table, slice_rows: int = 8192) -> Iterator[tuple[Any, ...]]:
+    """Rows as Python tuples, converted a slice at a time so that only one slice's Python
+    objects are alive while the driver binds them."""
+    for start in range(0, table.num_rows, slice_rows):
+        part = table.slice(start, slice_rows)
+        yield from zip(*(column.to_pylist() for column in part.columns), strict=True)
 
 
 def write_prepared(connection: sa.Connection, prepared: PreparedRows) -> int:
@@ -108,6 +116,9 @@ def _write_postgres(driver: Any, prepared: PreparedRows) -> int:
     target, columns = prepared.table, ", ".join(prepared.columns)
     with driver.cursor() as cursor:
         cursor.execute("SET LOCAL TIME ZONE 'UTC'")  # the CSV holds naive UTC instants
+        # Safe without the flush wait: a chunk's rows and its run checkpoint commit together,
+        # so a crash loses both, and the resumed run writes them again.
+        cursor.execute("SET LOCAL synchronous_commit = off")
         # Fresh data is the common case: COPY straight into the table inside a savepoint. If a
         # key is already stored the COPY fails as a whole and the batch takes the slower path
         # through a staging table with ON CONFLICT DO NOTHING.

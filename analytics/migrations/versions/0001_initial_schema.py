@@ -98,15 +98,13 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=True,
         ),
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("ingest_run_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["ingest_run_id"],
             ["ingest_runs.id"],
         ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint(
-            "experiment_id", "user_id", "timestamp", "variation_id", name="uq_exposures_event"
+        sa.PrimaryKeyConstraint(
+            "experiment_id", "user_id", "timestamp", "variation_id", name="pk_exposures"
         ),
     )
     op.create_table(
@@ -147,14 +145,12 @@ def upgrade() -> None:
         sa.Column("feedback", sa.SmallInteger(), nullable=True),
         sa.Column("complaint", sa.Boolean(), nullable=True),
         sa.Column("retry", sa.Boolean(), nullable=True),
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("ingest_run_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["ingest_run_id"],
             ["ingest_runs.id"],
         ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id", name="uq_interactions_event_id"),
+        sa.PrimaryKeyConstraint("event_id"),
     )
     with op.batch_alter_table("interactions", schema=None) as batch_op:
         batch_op.create_index("ix_interactions_user_time", ["user_id", "timestamp"], unique=False)
