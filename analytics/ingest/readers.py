@@ -35,7 +35,7 @@ from analytics.ingest.contract import InputContract
 Format = Literal["csv", "jsonl", "parquet"]
 # A readable byte stream: an open file, a gzip stream, or one of the pass-through readers here.
 ByteSource = IO[bytes] | io.RawIOBase | gzip.GzipFile
-CSV_BLOCK_BYTES = 16 << 20
+CSV_BLOCK_BYTES = 4 << 20  # the streaming reader reads ~20 blocks ahead: keep them small
 SCAN_BLOCK_BYTES = 4 << 20
 JSONL_BATCH_ROWS = 50_000
 _SUFFIXES: dict[str, Format] = {

@@ -115,19 +115,33 @@ def ingest_file(
     assert run.id is not None
     run_id = run.id
 
-    # Parsing the next chunk (Arrow, which releases the GIL) overlaps validating and writing
-    # this one. Validation and row preparation stay on this thread: they hold the GIL, and
-    # sharing it with the SQLite driver, which drops it for every row, would stall both.
+    def prepared(raw_chunks: Iterator[tuple[RawBatch, int]]) -> Iterator[_PreparedChunk]:
+        for raw_chunk, raw_rows in raw_chunks:
+            checked = check_batch(raw_chunk, contract)
+            unique = drop_repeated_keys(checked.table, contract)
+            rows = prepare_rows(engine.dialect.name, contract, unique, run_id)
+            yield _PreparedChunk(checked, rows, raw_rows)
+
     raw_chunks = _chunks(read_batches(path, file_format, contract), chunk_rows, skip=resumed_from)
-    for raw_chunk, raw_rows in prefetch(raw_chunks):
-        checked = check_batch(raw_chunk, contract)
-        unique = drop_repeated_keys(checked.table, contract)
-        rows = prepare_rows(engine.dialect.name, contract, unique, run_id)
-        _commit_chunk(engine, run_id, _PreparedChunk(checked, rows, raw_rows))
+    if engine.dialect.name == "sqlite":
+        # SQLite's driver drops the GIL for every row it steps, so work that needs the GIL on
+        # another thread would stall it: only Arrow's parsing, which runs without the GIL,
+        # goes ahead on a thread.
+        chunks = prepared(prefetch(raw_chunks))
+    else:
+        # PostgreSQL does the writing in the server while this process waits on a socket, so
+        # the next chunk is validated and encoded meanwhile.
+        chunks = prefetch(prepared(raw_chunks))
+    for chunk in chunks:
+        _commit_chunk(engine, run_id, chunk)
         if progress:
-            progress.advance(raw_rows)
+            progress.advance(chunk.raw_rows)
         if after_chunk:
             after_chunk(_rows_done(engine, run_id))
+        del chunk
+        # Arrow's allocator keeps freed pages for reuse; hand them back so that memory stays
+        # flat over a long file.
+        pa.default_memory_pool().release_unused()
     return _finish(engine, run_id, path, precheck, rejects_dir, resumed_from)
 
 
