@@ -40,6 +40,7 @@ class PreparedRows:
     columns: list[str]
     rows: int
     payload: Any  # an iterator of tuples (SQLite, consumed once) or CSV bytes (PostgreSQL)
+    ingest_run_id: int
 
 
 def drop_repeated_keys(table: pa.Table, contract: InputContract) -> pa.Table:
@@ -60,15 +61,19 @@ def prepare_rows(
     dialect: str, contract: InputContract, table: pa.Table, ingest_run_id: int
 ) -> PreparedRows:
     """Convert key-unique rows to the driver's bulk format."""
-    table = table.append_column(
-        "ingest_run_id", pa.array([ingest_run_id] * table.num_rows, type=pa.int64())
-    )
     if dialect == "sqlite":
         # SQLite keeps instants as epoch microseconds (analytics.sqltypes.UtcTimestamp).
         index = table.schema.get_field_index("timestamp")
         table = table.set_column(index, "timestamp", pc.cast(table.column(index), pa.int64()))
+        # Columns empty in every row are left to their NULL default: fewer values to bind.
+        table = table.select(
+            [c for c in table.column_names if table.column(c).null_count < len(table)]
+        )
         payload: Any = _row_tuples(table)
     else:
+        table = table.append_column(
+            "ingest_run_id", pa.array([ingest_run_id] * table.num_rows, type=pa.int64())
+        )
         buffer = io.BytesIO()
         pa_csv.write_csv(table, buffer, write_options=pa_csv.WriteOptions(include_header=False))
         payload = buffer.getvalue()
@@ -78,6 +83,7 @@ def prepare_rows(
         columns=table.column_names,
         rows=table.num_rows,
         payload=payload,
+        ingest_run_id=ingest_run_id,
     )
 
 
@@ -100,11 +106,12 @@ def write_prepared(connection: sa.Connection, prepared: PreparedRows) -> int:
 
 
 def _write_sqlite(driver: Any, prepared: PreparedRows) -> int:
+    # The run id is the same for every row: a literal in the statement, not a bound value.
     placeholders = ", ".join("?" for _ in prepared.columns)
     cursor = driver.cursor()
     cursor.executemany(
-        f"INSERT OR IGNORE INTO {prepared.table} ({', '.join(prepared.columns)}) "
-        f"VALUES ({placeholders})",
+        f"INSERT OR IGNORE INTO {prepared.table} ({', '.join(prepared.columns)}, ingest_run_id) "
+        f"VALUES ({placeholders}, {int(prepared.ingest_run_id)})",
         prepared.payload,
     )
     return int(cursor.rowcount)

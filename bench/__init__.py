@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): each measurement runs in its own process and prints a row."""

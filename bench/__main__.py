@@ -1,0 +1,155 @@
+"""``make bench``: ingest throughput and memory on SQLite and PostgreSQL, printed as a table.
+
+Each figure comes from a fresh process and a fresh database. PostgreSQL runs when
+``AFTERSHOCK_BENCH_POSTGRES_URL`` (or ``AFTERSHOCK_TEST_POSTGRES_URL``) names a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from analytics.settings import normalise_database_url
+from bench.data import CACHE, interactions_csv
+
+
+@dataclass(frozen=True)
+class Row:
+    stage: str
+    backend: str
+    method: str
+    rows: int
+    seconds: float
+    peak_mb: float
+    target: str = ""
+    met: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+@contextmanager
+def database(backend: str, postgres_url: str | None) -> Iterator[str]:
+    """A fresh, empty database for one measurement."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
+            yield f"sqlite:///{Path(scratch) / 'bench.db'}"
+        return
+    assert postgres_url
+    admin = sa.create_engine(normalise_database_url(postgres_url), isolation_level="AUTOCOMMIT")
+    name = f"aftershock_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield (
+            sa.make_url(normalise_database_url(postgres_url))
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def measure(mode: str, url: str, path: Path, *extra: str) -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.ingest", mode, url, str(path), *extra],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def bench_ingest(
+    rows: int, naive_rows: int, backends: list[str], postgres_url: str | None
+) -> list[Row]:
+    path = interactions_csv(rows)
+    targets = {"sqlite": 100_000, "postgres": 80_000}
+    out: list[Row] = []
+    for backend in backends:
+        with database(backend, postgres_url) as url:
+            real = measure("aftershock", url, path)
+        rate = real["rows"] / real["seconds"]
+        out.append(
+            Row(
+                "ingest",
+                backend,
+                "aftershock",
+                int(real["rows"]),
+                real["seconds"],
+                real["peak_mb"],
+                f">= {targets[backend]:,}/s, < 1024 MB",
+                "yes" if rate >= targets[backend] and real["peak_mb"] < 1024 else "no",
+            )
+        )
+        with database(backend, postgres_url) as url:
+            ceiling = measure("ceiling", url, path)
+        out.append(
+            Row(
+                "ingest",
+                backend,
+                "engine ceiling (no checks)",
+                int(ceiling["rows"]),
+                ceiling["seconds"],
+                ceiling["peak_mb"],
+            )
+        )
+        with database(backend, postgres_url) as url:
+            naive = measure("naive", url, path, str(naive_rows))
+        scaled = naive["seconds"] * rows / naive["rows"]
+        out.append(
+            Row(
+                "ingest",
+                backend,
+                f"naive ORM ({int(naive['rows']):,} rows, scaled)",
+                rows,
+                scaled,
+                naive["peak_mb"],
+            )
+        )
+    return out
+
+
+def render(rows: list[Row]) -> str:
+    header = ["stage", "backend", "method", "rows", "seconds", "rows/s", "peak MB", "target", "met"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        lines.append(
+            f"| {r.stage} | {r.backend} | {r.method} | {r.rows:,} | {r.seconds:.1f} | "
+            f"{r.rate:,.0f} | {r.peak_mb:,.0f} | {r.target} | {r.met} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--naive-rows", type=int, default=20_000)
+    args = parser.parse_args()
+    postgres_url = os.environ.get("AFTERSHOCK_BENCH_POSTGRES_URL") or os.environ.get(
+        "AFTERSHOCK_TEST_POSTGRES_URL"
+    )
+    backends = ["sqlite"] + (["postgres"] if postgres_url else [])
+    results = bench_ingest(args.rows, args.naive_rows, backends, postgres_url)
+    table = render(results)
+    print(table)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / "latest.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Ingest throughput and peak memory, one measurement per process.
+
+``python -m bench.ingest MODE URL FILE [ROWS]`` prints one JSON line:
+- ``aftershock``: the real ingest (both passes, validation, rejects, checkpoints);
+- ``naive``: the baseline, one ORM object per row, on the first ROWS rows;
+- ``ceiling``: the database's own bulk path with no checks at all (executemany of ready
+  tuples on SQLite, COPY of ready CSV on PostgreSQL), to show what the engine allows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import resource
+import sys
+import time
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from sqlmodel import Session
+
+from analytics.db import ensure_schema, get_engine
+from analytics.ingest import ingest_file
+from analytics.ingest.readers import CSV_BLOCK_BYTES
+from analytics.models import IngestKind, Interaction
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_aftershock(url: str, path: Path) -> dict[str, float]:
+    engine = get_engine(url)
+    ensure_schema(engine)
+    start = time.perf_counter()
+    summary = ingest_file(
+        path, IngestKind.interactions, engine=engine, rejects_dir=path.parent / "rejects"
+    )
+    return {"rows": summary.rows_inserted, "seconds": time.perf_counter() - start}
+
+
+def run_naive(url: str, path: Path, rows: int) -> dict[str, float]:
+    engine = get_engine(url)
+    ensure_schema(engine)
+    csv.field_size_limit(sys.maxsize)
+    with path.open(newline="", encoding="utf-8") as handle:
+        records = list(islice(csv.DictReader(handle), rows))
+    start = time.perf_counter()
+    with Session(engine) as session:
+        for i, record in enumerate(records, start=1):
+            session.add(
+                Interaction(
+                    event_id=record["event_id"],
+                    user_id=record["user_id"],
+                    timestamp=datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")),
+                    prompt=record["prompt"],
+                    response=record["response"] or None,
+                    model_version=record["model_version"] or None,
+                    session_id=record["session_id"] or None,
+                    latency_ms=float(record["latency_ms"]) if record["latency_ms"] else None,
+                    feedback=int(record["feedback"]) if record["feedback"] else None,
+                    complaint=record["complaint"] == "1",
+                    retry=record["retry"] == "1",
+                )
+            )
+            if i % 1000 == 0:
+                session.commit()
+        session.commit()
+    return {"rows": len(records), "seconds": time.perf_counter() - start}
+
+
+def run_ceiling(url: str, path: Path) -> dict[str, float]:
+    """The engine's bulk path on data prepared beforehand (not timed): no parsing, no checks."""
+    engine = get_engine(url)
+    ensure_schema(engine)
+    table = pa_csv.read_csv(
+        path,
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={"timestamp": pa.timestamp("us", "UTC")}
+        ),
+    )
+    columns = [
+        "event_id",
+        "user_id",
+        "timestamp",
+        "prompt",
+        "response",
+        "model_version",
+        "session_id",
+        "latency_ms",
+        "feedback",
+        "complaint",
+        "retry",
+    ]
+    table = table.select(columns)
+    chunk = 50_000
+    if engine.dialect.name == "sqlite":
+        table = table.set_column(2, "timestamp", table.column(2).cast(pa.int64()))
+        batches = [
+            list(zip(*(c.to_pylist() for c in table.slice(k, chunk).columns), strict=True))
+            for k in range(0, table.num_rows, chunk)
+        ]
+        raw = engine.raw_connection()
+        placeholders = ", ".join("?" * len(columns))
+        start = time.perf_counter()
+        for rows in batches:
+            raw.cursor().executemany(
+                f"INSERT INTO interactions ({', '.join(columns)}) VALUES ({placeholders})", rows
+            )
+            raw.commit()
+    else:
+        payloads = []
+        for k in range(0, table.num_rows, chunk):
+            buffer = io.BytesIO()
+            pa_csv.write_csv(
+                table.slice(k, chunk),
+                buffer,
+                write_options=pa_csv.WriteOptions(include_header=False),
+            )
+            payloads.append(buffer.getvalue())
+        raw = engine.raw_connection()
+        driver = raw.driver_connection
+        start = time.perf_counter()
+        for payload in payloads:
+            with driver.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
+                with cursor.copy(
+                    f"COPY interactions ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+                ) as copy:
+                    copy.write(payload)
+            driver.commit()
+    return {"rows": table.num_rows, "seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+    mode, url, file = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    if mode == "aftershock":
+        result = run_aftershock(url, file)
+    elif mode == "naive":
+        result = run_naive(url, file, int(sys.argv[4]))
+    else:
+        result = run_ceiling(url, file)
+    result["peak_mb"] = peak_mb()
+    result["block_bytes"] = CSV_BLOCK_BYTES
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
