@@ -30,6 +30,11 @@ from analytics.models import IngestKind, Interaction
 
 
 def peak_mb() -> float:
+    """This process's peak resident memory. (ru_maxrss would do, but Linux carries it over
+    from the parent across exec, so a child would report the parent's peak.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -384,6 +384,20 @@ def test_killed_ingest_resumes_without_duplicates_or_loss(
     assert [r.status for r in runs] == [IngestStatus.completed]
 
 
+def test_a_second_ingest_of_the_same_file_waits_its_turn(engine: sa.Engine, tmp_path: Path) -> None:
+    from analytics.ingest.locks import exclusive_ingest
+    from analytics.ingest.readers import sha256_of
+
+    path = write_rows(tmp_path / "busy.csv", [interaction(i) for i in range(5)])
+    with (
+        exclusive_ingest(engine, sha256_of(path), path),
+        pytest.raises(IngestError, match="another ingest of this file is running"),
+    ):
+        ingest(engine, path)
+    assert count(engine, "interactions") == 0
+    assert ingest(engine, path).rows_inserted == 5  # the lock went with its holder
+
+
 # --- time ------------------------------------------------------------------------------------
 
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import queue
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +27,8 @@ from sqlmodel import Session, col, select
 from analytics.db import ensure_schema
 from analytics.errors import IngestError
 from analytics.ingest.contract import CONTRACTS, InputContract
+from analytics.ingest.locks import exclusive_ingest
+from analytics.ingest.prefetch import prefetch
 from analytics.ingest.readers import (
     FileFormat,
     HashingReader,
@@ -46,7 +46,6 @@ from analytics.ingest.writers import (
 from analytics.models import IngestKind, IngestReject, IngestRun, IngestStatus, utc_now
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class Progress(Protocol):
@@ -95,7 +94,8 @@ def ingest_file(
     """Ingest ``path`` as ``kind`` and return what happened.
 
     Raises :class:`IngestError` (recording a ``refused`` run) when the file is refused.
-    ``after_chunk`` is called with the checkpoint after each committed chunk.
+    ``after_chunk`` is called with the checkpoint after each committed chunk. Two ingests of
+    the same file never run at once (:mod:`analytics.ingest.locks`).
     """
     ensure_schema(engine)
     contract = CONTRACTS[kind]
@@ -107,11 +107,43 @@ def ingest_file(
     except IngestError as exc:
         _record_refusal(engine, path, kind, file_format, strict, exc)
         raise
-    run = _start_or_resume(engine, path, kind, file_format, strict, precheck.sha256)
-    resumed_from = run.rows_done
-    if progress:
-        progress.phase(f"writing {path.name}", precheck.rows)
-        progress.advance(resumed_from)
+    with exclusive_ingest(engine, precheck.sha256, path):
+        run = _start_or_resume(engine, path, kind, file_format, strict, precheck.sha256)
+        assert run.id is not None
+        resumed_from = run.rows_done
+        if progress:
+            progress.phase(f"writing {path.name}", precheck.rows)
+            progress.advance(resumed_from)
+        done = resumed_from
+        for chunk in _prepared_chunks(engine, path, file_format, contract, chunk_rows, run):
+            _commit_chunk(engine, run.id, chunk)
+            done += chunk.raw_rows
+            if progress:
+                progress.advance(chunk.raw_rows)
+            if after_chunk:
+                after_chunk(done)
+            del chunk
+            # Arrow's allocator keeps freed pages for reuse; hand them back so that memory
+            # stays flat over a long file.
+            pa.default_memory_pool().release_unused()
+        if done != precheck.rows:
+            raise IngestError(
+                path,
+                f"the file changed during the ingest ({precheck.rows} rows when checked, "
+                f"{done} when written); run {run.id} is left unfinished",
+            )
+        return _finish(engine, run.id, path, precheck, rejects_dir, resumed_from)
+
+
+def _prepared_chunks(
+    engine: sa.Engine,
+    path: Path,
+    file_format: FileFormat,
+    contract: InputContract,
+    chunk_rows: int,
+    run: IngestRun,
+) -> Iterator[_PreparedChunk]:
+    """Pass 2's chunks after the run's checkpoint: validated, deduplicated, driver-ready."""
     assert run.id is not None
     run_id = run.id
 
@@ -122,27 +154,16 @@ def ingest_file(
             rows = prepare_rows(engine.dialect.name, contract, unique, run_id)
             yield _PreparedChunk(checked, rows, raw_rows)
 
-    raw_chunks = _chunks(read_batches(path, file_format, contract), chunk_rows, skip=resumed_from)
+    batches = read_batches(path, file_format, contract)
+    raw_chunks = _chunks(batches, chunk_rows, skip=run.rows_done)
     if engine.dialect.name == "sqlite":
         # SQLite's driver drops the GIL for every row it steps, so work that needs the GIL on
         # another thread would stall it: only Arrow's parsing, which runs without the GIL,
         # goes ahead on a thread.
-        chunks = prepared(prefetch(raw_chunks))
-    else:
-        # PostgreSQL does the writing in the server while this process waits on a socket, so
-        # the next chunk is validated and encoded meanwhile.
-        chunks = prefetch(prepared(raw_chunks))
-    for chunk in chunks:
-        _commit_chunk(engine, run_id, chunk)
-        if progress:
-            progress.advance(chunk.raw_rows)
-        if after_chunk:
-            after_chunk(_rows_done(engine, run_id))
-        del chunk
-        # Arrow's allocator keeps freed pages for reuse; hand them back so that memory stays
-        # flat over a long file.
-        pa.default_memory_pool().release_unused()
-    return _finish(engine, run_id, path, precheck, rejects_dir, resumed_from)
+        return prepared(prefetch(raw_chunks))
+    # PostgreSQL does the writing in the server while this process waits on a socket, so the
+    # next chunk is validated and encoded meanwhile.
+    return prefetch(prepared(raw_chunks))
 
 
 @dataclass(frozen=True)
@@ -150,45 +171,6 @@ class _PreparedChunk:
     checked: CheckedBatch
     rows: PreparedRows
     raw_rows: int
-
-
-def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
-    """Run ``items`` on a background thread, at most ``depth`` items ahead of the consumer."""
-    slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(("done", None))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            slots.put(("error", exc))
-
-    worker = threading.Thread(target=produce, name="ingest-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = slots.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                worker.join(timeout=0.1)
 
 
 def _check_whole_file(
@@ -343,12 +325,6 @@ def _commit_chunk(engine: sa.Engine, run_id: int, chunk: _PreparedChunk) -> None
                 rows_blank=runs.rows_blank + checked.rows_blank,
             )
         )
-
-
-def _rows_done(engine: sa.Engine, run_id: int) -> int:
-    with Session(engine) as session:
-        run = session.get(IngestRun, run_id)
-        return run.rows_done if run else 0
 
 
 def _finish(

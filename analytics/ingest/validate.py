@@ -139,7 +139,7 @@ def _as_text(values: pa.Array) -> pa.Array:
 def _blank_mask(values: pa.Array) -> np.ndarray:
     """Present but empty or only white space (a regex that stops at the first other char)."""
     blank = pc.match_substring_regex(values, r"^\s*$")
-    return pc.fill_null(blank, False).to_numpy(zero_copy_only=False)
+    return np.asarray(pc.fill_null(blank, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _nul_mask(values: pa.Array) -> np.ndarray:
