@@ -275,6 +275,18 @@ def test_bad_rows_are_rejected_with_line_column_and_reason(
     assert stored == {rows[0]["event_id"], *(r["event_id"] for r in rows[-2:])}
 
 
+def test_json_values_of_the_wrong_shape_are_rejected(engine: sa.Engine, tmp_path: Path) -> None:
+    rows = [interaction(i) for i in range(4)]
+    rows[1]["user_id"] = {"nested": True}
+    rows[2]["latency_ms"] = [1, 2]
+    rows[3]["complaint"] = True  # JSON booleans are fine
+    summary = ingest(engine, write_rows(tmp_path / "shapes.jsonl", rows))
+    assert (summary.rows_inserted, summary.rows_rejected) == (2, 2)
+    rejects = read_rejects(summary)
+    assert [(r["line"], r["column"]) for r in rejects] == [("2", "user_id"), ("3", "latency_ms")]
+    assert "expected a string or number, found a JSON dict" in rejects[0]["reason"]
+
+
 def test_strict_refuses_the_whole_file_on_one_bad_row(engine: sa.Engine, tmp_path: Path) -> None:
     rows = [interaction(i) for i in range(50)]
     rows[42]["feedback"] = 9

@@ -147,23 +147,30 @@ def _prepared_chunks(
     assert run.id is not None
     run_id = run.id
 
-    def prepared(raw_chunks: Iterator[tuple[RawBatch, int]]) -> Iterator[_PreparedChunk]:
+    def validated(
+        raw_chunks: Iterator[tuple[RawBatch, int]],
+    ) -> Iterator[tuple[CheckedBatch, pa.Table, int]]:
         for raw_chunk, raw_rows in raw_chunks:
             checked = check_batch(raw_chunk, contract)
-            unique = drop_repeated_keys(checked.table, contract)
+            yield checked, drop_repeated_keys(checked.table, contract), raw_rows
+
+    def prepared(
+        chunks: Iterator[tuple[CheckedBatch, pa.Table, int]],
+    ) -> Iterator[_PreparedChunk]:
+        for checked, unique, raw_rows in chunks:
             rows = prepare_rows(engine.dialect.name, contract, unique, run_id)
             yield _PreparedChunk(checked, rows, raw_rows)
 
     batches = read_batches(path, file_format, contract)
     raw_chunks = _chunks(batches, chunk_rows, skip=run.rows_done)
     if engine.dialect.name == "sqlite":
-        # SQLite's driver drops the GIL for every row it steps, so work that needs the GIL on
-        # another thread would stall it: only Arrow's parsing, which runs without the GIL,
-        # goes ahead on a thread.
-        return prepared(prefetch(raw_chunks))
+        # Parsing and validation (mostly Arrow kernels, which run without the GIL) go ahead
+        # on a thread; turning rows into Python objects stays here, beside the driver that
+        # binds them, so that the two do not fight over the GIL.
+        return prepared(prefetch(validated(raw_chunks)))
     # PostgreSQL does the writing in the server while this process waits on a socket, so the
     # next chunk is validated and encoded meanwhile.
-    return prefetch(prepared(raw_chunks))
+    return prefetch(prepared(validated(raw_chunks)))
 
 
 @dataclass(frozen=True)

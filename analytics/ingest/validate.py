@@ -52,20 +52,26 @@ class _Failures:
         self.batch = batch
         self.bad = np.zeros(batch.table.num_rows, dtype=bool)
         self.rejects: list[tuple[int, int, str, str, str | None]] = []
+        self.reported: set[tuple[int, str]] = set()
 
     def add(self, column: str, mask: np.ndarray, reason: str, raw: pa.Array | None) -> None:
         rows = np.flatnonzero(mask)
         if rows.size == 0:
             return
-        self.bad[rows] = True
         values = raw.take(pa.array(rows)).to_pylist() if raw is not None else [None] * rows.size
-        order = {c: i for i, c in enumerate(self.batch.table.column_names)}.get(column, 99)
         for row, value in zip(rows.tolist(), values, strict=True):
-            # NUL cannot be stored in PostgreSQL text; show it escaped.
-            shown = (
-                None if value is None else str(value)[:MAX_VALUE_IN_REJECT].replace("\x00", "\\x00")
-            )
-            self.rejects.append((row, order, column, reason, shown))
+            self.add_one(row, column, reason, value)
+
+    def add_one(self, row: int, column: str, reason: str, value: object) -> None:
+        """Record why ``row`` is bad; a column's first reason is the one reported."""
+        self.bad[row] = True
+        if (row, column) in self.reported:
+            return
+        self.reported.add((row, column))
+        order = {c: i for i, c in enumerate(self.batch.table.column_names)}.get(column, 99)
+        # NUL cannot be stored in PostgreSQL text; show it escaped.
+        shown = None if value is None else str(value)[:MAX_VALUE_IN_REJECT].replace("\x00", "\\x00")
+        self.rejects.append((row, order, column, reason, shown))
 
     def sorted_rejects(self) -> list[Reject]:
         lines = self.batch.lines
@@ -83,9 +89,7 @@ def check_batch(batch: RawBatch, contract: InputContract) -> CheckedBatch:
         blank &= values.is_null().to_numpy(zero_copy_only=False)
     failures = _Failures(batch)
     for row, column_name, reason, value in batch.problems:
-        mask = np.zeros(n, dtype=bool)
-        mask[row] = True
-        failures.add(column_name, mask, reason, pa.array([value] * n, type=pa.string()))
+        failures.add_one(row, column_name, reason, value)
 
     def column(name: str) -> pa.Array:
         return raw[name] if name in raw else pa.nulls(n, type=pa.string())
@@ -116,7 +120,7 @@ def check_batch(batch: RawBatch, contract: InputContract) -> CheckedBatch:
 
     failures.bad &= ~blank
     keep = ~failures.bad & ~blank
-    out = pa.table({name: typed[name] for name in _db_columns(contract)})
+    out = pa.table({name: typed[name] for name in contract.columns})
     return CheckedBatch(
         table=out if keep.all() else out.filter(pa.array(keep)),
         lines=batch.lines[keep],
@@ -124,10 +128,6 @@ def check_batch(batch: RawBatch, contract: InputContract) -> CheckedBatch:
         rows_rejected=int(failures.bad.sum()),
         rows_blank=int(blank.sum()),
     )
-
-
-def _db_columns(contract: InputContract) -> list[str]:
-    return list(contract.columns)
 
 
 def _as_text(values: pa.Array) -> pa.Array:
