@@ -25,6 +25,7 @@ from sqlmodel import Session
 
 from analytics.db import ensure_schema, get_engine
 from analytics.ingest import ingest_file
+from analytics.ingest.contract import INTERACTIONS
 from analytics.ingest.readers import CSV_BLOCK_BYTES
 from analytics.models import IngestKind, Interaction
 
@@ -89,19 +90,7 @@ def run_ceiling(url: str, path: Path) -> dict[str, float]:
             column_types={"timestamp": pa.timestamp("us", "UTC")}
         ),
     )
-    columns = [
-        "event_id",
-        "user_id",
-        "timestamp",
-        "prompt",
-        "response",
-        "model_version",
-        "session_id",
-        "latency_ms",
-        "feedback",
-        "complaint",
-        "retry",
-    ]
+    columns = list(INTERACTIONS.columns)
     table = table.select(columns)
     chunk = 50_000
     if engine.dialect.name == "sqlite":

@@ -13,27 +13,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-INTERACTION_COLUMNS = (
-    "event_id",
-    "user_id",
-    "timestamp",
-    "prompt",
-    "response",
-    "model_version",
-    "session_id",
-    "latency_ms",
-    "feedback",
-    "complaint",
-    "retry",
-)
-EXPOSURE_COLUMNS = (
-    "user_id",
-    "timestamp",
-    "experiment_id",
-    "variation_id",
-    "feature_key",
-    "attributes",
-)
+from analytics.ingest.contract import EXPOSURES, INTERACTIONS
+
+INTERACTION_COLUMNS = INTERACTIONS.columns
+EXPOSURE_COLUMNS = EXPOSURES.columns
 
 
 def interaction(i: int, **overrides: Any) -> dict[str, Any]:

@@ -25,28 +25,10 @@ from analytics.demo import (
     generate_demo,
     write_demo,
 )
+from analytics.ingest.contract import EXPOSURES, INTERACTIONS
 
-EXPOSURE_COLUMNS = [
-    "user_id",
-    "timestamp",
-    "experiment_id",
-    "variation_id",
-    "feature_key",
-    "attributes",
-]
-INTERACTION_COLUMNS = [
-    "event_id",
-    "user_id",
-    "timestamp",
-    "prompt",
-    "response",
-    "model_version",
-    "session_id",
-    "latency_ms",
-    "feedback",
-    "complaint",
-    "retry",
-]
+EXPOSURE_COLUMNS = list(EXPOSURES.columns)
+INTERACTION_COLUMNS = list(INTERACTIONS.columns)
 TRUTH_COLUMNS = [
     "user_id",
     "variation",
