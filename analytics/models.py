@@ -25,7 +25,8 @@ class IngestKind(StrEnum):
 class IngestStatus(StrEnum):
     running = "running"
     completed = "completed"
-    refused = "refused"
+    refused = "refused"  # nothing was written
+    failed = "failed"  # stopped after writing some chunks, and cannot be resumed as it is
 
 
 class ExposureBase(SQLModel):

@@ -410,6 +410,70 @@ def test_a_second_ingest_of_the_same_file_waits_its_turn(engine: sa.Engine, tmp_
     assert ingest(engine, path).rows_inserted == 5  # the lock went with its holder
 
 
+def test_a_file_changed_between_check_and_write_fails_the_run(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    path = write_rows(tmp_path / "moving.csv", [interaction(i) for i in range(5)])
+
+    class AppendWhenWritingStarts:
+        def phase(self, description: str, total: int | None) -> None:
+            if description.startswith("writing"):
+                with path.open("a") as handle:
+                    handle.write(
+                        "late,u1,2026-10-01T00:00:00Z,added after the check" + "," * 7 + "\n"
+                    )
+
+        def advance(self, amount: int) -> None:
+            pass
+
+    with pytest.raises(IngestError, match="the file changed during the ingest"):
+        ingest(engine, path, progress=AppendWhenWritingStarts())
+    with Session(engine) as session:
+        run = session.exec(select(IngestRun)).one()
+    assert run.status == IngestStatus.failed
+    assert ingest(engine, path).rows_duplicate == 6  # the settled file completes
+
+
+def test_a_file_broken_between_check_and_write_fails_the_run(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    path = write_rows(tmp_path / "moving.csv", [interaction(i) for i in range(5)])
+
+    class BreakWhenWritingStarts:
+        def phase(self, description: str, total: int | None) -> None:
+            if description.startswith("writing"):
+                with path.open("a") as handle:
+                    handle.write("too,few,fields\n")
+
+        def advance(self, amount: int) -> None:
+            pass
+
+    with pytest.raises(IngestError, match="the file changed during the ingest: expected 11"):
+        ingest(engine, path, progress=BreakWhenWritingStarts())
+    with Session(engine) as session:
+        assert session.exec(select(IngestRun)).one().status == IngestStatus.failed
+
+
+def test_progress_is_reported_in_both_passes(engine: sa.Engine, tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "p.csv", [interaction(i) for i in range(2500)])
+    seen: dict[str, int] = {}
+
+    class Recorder:
+        current = ""
+
+        def phase(self, description: str, total: int | None) -> None:
+            self.current = description.split()[0]
+            seen[self.current] = 0
+            seen[self.current + "_total"] = total or 0
+
+        def advance(self, amount: int) -> None:
+            seen[self.current] += amount
+
+    ingest(engine, path, progress=Recorder(), chunk_rows=1000)
+    assert seen["checking"] == seen["checking_total"] == path.stat().st_size
+    assert seen["writing"] == seen["writing_total"] == 2500
+
+
 # --- time ------------------------------------------------------------------------------------
 
 

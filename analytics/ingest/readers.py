@@ -156,19 +156,23 @@ def read_batches(
         raise IngestError(path, f"not a valid gzip file: {exc}") from exc
 
 
-def check_columns(path: Path, names: list[str], contract: InputContract) -> list[str]:
+def check_columns(
+    path: Path, names: list[str], contract: InputContract, *, header_line: int | None = 1
+) -> list[str]:
     """Refuse a header that lacks a required column or repeats one; return the extra columns."""
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise IngestError(path, f"column {name!r} appears twice in the header", line=1)
+            raise IngestError(
+                path, f"column {name!r} appears twice in the header", line=header_line
+            )
         seen.add(name)
     missing = [c for c in contract.required if c not in seen]
     if missing:
         raise IngestError(
             path,
             f"missing required column {missing[0]!r} (required: {', '.join(contract.required)})",
-            line=1,
+            line=header_line,
             column=missing[0],
         )
     return [n for n in names if n not in contract.columns]
@@ -420,7 +424,7 @@ def _read_parquet(
         except (pa.ArrowInvalid, OSError) as exc:
             raise IngestError(path, f"not a readable Parquet file: {exc}") from exc
         names = parquet.schema_arrow.names
-        check_columns(path, names, contract)
+        check_columns(path, names, contract, header_line=None)  # Parquet has no header line
         present = [c for c in contract.columns if c in names]
         next_row = 1
         try:

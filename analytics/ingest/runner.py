@@ -114,25 +114,57 @@ def ingest_file(
         if progress:
             progress.phase(f"writing {path.name}", precheck.rows)
             progress.advance(resumed_from)
-        done = resumed_from
-        for chunk in _prepared_chunks(engine, path, file_format, contract, chunk_rows, run):
-            _commit_chunk(engine, run.id, chunk)
-            done += chunk.raw_rows
-            if progress:
-                progress.advance(chunk.raw_rows)
-            if after_chunk:
-                after_chunk(done)
-            del chunk
-            # Arrow's allocator keeps freed pages for reuse; hand them back so that memory
-            # stays flat over a long file.
-            pa.default_memory_pool().release_unused()
-        if done != precheck.rows:
-            raise IngestError(
-                path,
-                f"the file changed during the ingest ({precheck.rows} rows when checked, "
-                f"{done} when written); run {run.id} is left unfinished",
+        try:
+            done = _write_chunks(
+                engine, path, file_format, contract, chunk_rows, run, progress, after_chunk
             )
+        except IngestError as exc:  # pass 1 read it whole, so the file changed since
+            error = IngestError(
+                path,
+                f"the file changed during the ingest: {exc.message}",
+                line=exc.line,
+                column=exc.column,
+                byte=exc.byte,
+            )
+            _mark_failed(engine, run.id, error)
+            raise error from exc
+        if done != precheck.rows:
+            error = IngestError(
+                path,
+                f"the file changed during the ingest ({precheck.rows:,} rows when checked, "
+                f"{done:,} when written); the rows of run {run.id} that were written stay, "
+                "ingest the file again to complete it",
+            )
+            _mark_failed(engine, run.id, error)
+            raise error
         return _finish(engine, run.id, path, precheck, rejects_dir, resumed_from)
+
+
+def _write_chunks(
+    engine: sa.Engine,
+    path: Path,
+    file_format: FileFormat,
+    contract: InputContract,
+    chunk_rows: int,
+    run: IngestRun,
+    progress: Progress | None,
+    after_chunk: Callable[[int], None] | None,
+) -> int:
+    """Pass 2: commit every chunk after the run's checkpoint; return the rows done."""
+    assert run.id is not None
+    done = run.rows_done
+    for chunk in _prepared_chunks(engine, path, file_format, contract, chunk_rows, run):
+        _commit_chunk(engine, run.id, chunk)
+        done += chunk.raw_rows
+        if progress:
+            progress.advance(chunk.raw_rows)
+        if after_chunk:
+            after_chunk(done)
+        del chunk
+        # Arrow's allocator keeps freed pages for reuse; hand them back so that memory stays
+        # flat over a long file.
+        pa.default_memory_pool().release_unused()
+    return done
 
 
 def _prepared_chunks(
@@ -391,6 +423,15 @@ def _write_rejects_file(
             writer.writerow([str(path), reject.line, reject.column, reject.reason, reject.value])
     os.replace(partial, target)
     return target
+
+
+def _mark_failed(engine: sa.Engine, run_id: int, error: IngestError) -> None:
+    with Session(engine) as session:
+        run = session.get(IngestRun, run_id)
+        if run is not None:
+            run.status, run.error, run.finished_at = IngestStatus.failed, str(error), utc_now()
+            session.add(run)
+            session.commit()
 
 
 def _record_refusal(
