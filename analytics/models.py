@@ -70,13 +70,42 @@ class InteractionBase(SQLModel):
     retry: bool | None = None
 
 
-class Interaction(InteractionBase, table=True):
+class InteractionFeatures(SQLModel):
+    """What analyses read instead of the text: computed once, at ingest (analytics.features).
+
+    NULL only on rows stored before these columns existed, until ``backfill_features`` runs.
+    """
+
+    prompt_length: int | None = None
+    response_length: int | None = None
+    has_agreement: bool | None = None
+    has_refusal: bool | None = None
+    has_hedge: bool | None = None
+    has_pushback: bool | None = None
+    has_constraint: bool | None = None
+    has_politeness: bool | None = None
+    has_question: bool | None = None
+    has_code_block: bool | None = None
+
+
+ANALYSED_COLUMNS = (
+    *InteractionFeatures.model_fields,
+    "latency_ms",
+    "feedback",
+    "complaint",
+    "retry",
+)
+
+
+class Interaction(InteractionBase, InteractionFeatures, table=True):
     """One user turn of the LLM feature, keyed by its ``event_id`` (stored once)."""
 
     __tablename__ = "interactions"
     __table_args__ = (
         # Per-user, time-ordered reads: the cohort join, pre/post windows, user timelines.
-        sa.Index("ix_interactions_user_time", "user_id", "timestamp"),
+        # It also carries every column an analysis aggregates, so the analysis reads the
+        # index alone and never the wide rows with their text.
+        sa.Index("ix_interactions_user_time_metrics", "user_id", "timestamp", *ANALYSED_COLUMNS),
     )
 
     ingest_run_id: int | None = Field(default=None, foreign_key="ingest_runs.id")

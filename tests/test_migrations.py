@@ -15,7 +15,6 @@ from analytics.db import (
     schema_revision,
     upgrade_schema,
 )
-from analytics.models import IngestRun
 
 
 def test_migrations_match_the_models(engine: sa.Engine) -> None:
@@ -32,23 +31,21 @@ def test_schema_is_at_head_and_upgrade_is_idempotent(engine: sa.Engine) -> None:
 
 
 def test_an_existing_database_is_upgraded_in_place(engine: sa.Engine) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            sa.insert(IngestRun).values(
-                kind="interactions",
-                file_name="kept.csv",
-                sha256="x",
-                format="csv",
-                status="completed",
-            )
-        )
-    # Step the stamp back to the first revision and upgrade again: the data stays.
     config = alembic_config(engine)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.stamp(config, "0001")
+        command.downgrade(config, "0001")  # a database from before the feature columns
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO interactions (event_id, user_id, timestamp, prompt) "
+                "VALUES ('e1', 'u1', "
+                + ("0" if engine.dialect.name == "sqlite" else "now()")
+                + ", 'kept')"
+            )
+        )
     upgrade_schema(engine)
     with engine.connect() as connection:
-        kept = connection.execute(sa.text("SELECT file_name FROM ingest_runs")).scalars().all()
-    assert kept == ["kept.csv"]
+        kept = connection.execute(sa.text("SELECT prompt, prompt_length FROM interactions")).all()
+    assert [tuple(row) for row in kept] == [("kept", None)]
     assert schema_revision(engine) == head_revision(engine)

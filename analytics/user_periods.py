@@ -1,0 +1,179 @@
+"""Sufficient statistics per user and period, aggregated in the database.
+
+The analysis never reads interactions row by row: SQL groups them per user and period
+(pre-exposure, post-exposure) into counts, sums, sums of squares and the cross-products of
+the style metrics, and per user and day since exposure for the adaptation curve. Python's
+memory therefore grows with users, not with interactions; the statistics run on these sums.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations, pairwise
+
+import pandas as pd
+import sqlalchemy as sa
+
+# Contract metric -> the stored per-interaction column it averages (analytics.features).
+BEHAVIOR_COLUMNS: dict[str, str] = {
+    "response_length": "response_length",
+    "agreement_rate": "has_agreement",
+    "refusal_rate": "has_refusal",
+    "latency_ms": "latency_ms",
+    "feedback_score": "feedback",
+    "complaint_rate": "complaint",
+    "retry_rate": "retry",
+}
+STYLE_COLUMNS: dict[str, str] = {
+    "prompt_length": "prompt_length",
+    "hedge_rate": "has_hedge",
+    "pushback_rate": "has_pushback",
+    "constraint_rate": "has_constraint",
+    "politeness_rate": "has_politeness",
+    "question_rate": "has_question",
+    "code_block_rate": "has_code_block",
+}
+METRIC_COLUMNS = {**BEHAVIOR_COLUMNS, **STYLE_COLUMNS}
+STYLE_PAIRS = list(combinations(STYLE_COLUMNS, 2))
+_MICROS_PER_DAY = 86_400_000_000
+# Days since first exposure are grouped into bins starting on these days (a bin runs to the
+# next start): fine early, where adaptation moves fast, coarse later. Bin -1 is the
+# pre-period. The contract's buckets (0-2, 3-6, 7-13, 14+) are unions of bins.
+DAY_BINS = (0, 1, 2, 3, 4, 5, 6, 7, 10, 14, 21)
+BUCKETS = {"0-2": (0, 3), "3-6": (3, 7), "7-13": (7, 14), "14+": (14, 10_000)}
+
+
+@dataclass(frozen=True)
+class PeriodParams:
+    """Which interactions count: ``pre_days`` before first exposure (None: all of them)."""
+
+    pre_days: float | None = 28.0
+
+
+# Columns never NULL once features are computed (their count is the row count).
+_ALWAYS_PRESENT = {"prompt_length", *(c for c in STYLE_COLUMNS.values() if c.startswith("has_"))}
+# 0/1 columns: their sum of squares is their sum.
+_INDICATORS = {c for c in METRIC_COLUMNS.values() if c.startswith("has_")} | {"complaint", "retry"}
+
+
+def _numeric(column: str, dialect: str) -> str:
+    """The stored column as a number: PostgreSQL sums booleans only after a cast (NULL stays
+    NULL); SQLite stores them as integers already."""
+    if dialect == "sqlite" or column in ("latency_ms", "prompt_length", "response_length"):
+        return f"i.{column}"
+    return f"CAST(i.{column} AS INTEGER)"
+
+
+def _cohort_cte() -> str:
+    return (
+        "WITH cohort AS (SELECT user_id, min(timestamp) AS first_exposure FROM exposures "
+        "WHERE experiment_id = :experiment_id GROUP BY user_id "
+        "HAVING count(DISTINCT variation_id) = 1)"
+    )
+
+
+def _window(dialect: str, pre_days: float | None) -> str:
+    if pre_days is None:
+        return "1 = 1"
+    if dialect == "sqlite":
+        return f"i.timestamp >= c.first_exposure - {int(pre_days * _MICROS_PER_DAY)}"
+    return f"i.timestamp >= c.first_exposure - make_interval(secs => {pre_days * 86400.0})"
+
+
+def _day_index(dialect: str) -> str:
+    """Whole days since first exposure: 0, 1, ... after it; -1, -2, ... before it."""
+    if dialect == "sqlite":
+        return (
+            "CASE WHEN i.timestamp >= c.first_exposure "
+            f"THEN (i.timestamp - c.first_exposure) / {_MICROS_PER_DAY} "
+            f"ELSE -1 - (c.first_exposure - i.timestamp - 1) / {_MICROS_PER_DAY} END"
+        )
+    # The days field of a timestamptz difference is the whole days elapsed (it has no months);
+    # exact for the post-period, and any negative value means the pre-period. Much cheaper
+    # than extract(epoch ...), which computes in numeric.
+    return (
+        "CASE WHEN i.timestamp < c.first_exposure THEN -1 "
+        "ELSE CAST(date_part('day', i.timestamp - c.first_exposure) AS INTEGER) END"
+    )
+
+
+def _no_flattening(dialect: str) -> str:
+    # The planners would merge the subquery into the aggregate and evaluate the day
+    # expression once per reference in the bin CASE; these keep it a subquery, run once.
+    return " LIMIT -1" if dialect == "sqlite" else " OFFSET 0"
+
+
+def _bin_of(day: str) -> str:
+    cases = " ".join(f"WHEN {day} < {nxt} THEN {start}" for start, nxt in pairwise(DAY_BINS))
+    return f"CASE WHEN {day} < 0 THEN -1 {cases} ELSE {DAY_BINS[-1]} END"
+
+
+def user_bin_sql(dialect: str, params: PeriodParams) -> str:
+    """One row per (user, bin of days since first exposure): n, and per metric its count
+    (where it can be missing), sum and sum of squares (where it is not 0/1), plus the style
+    metrics' pairwise cross-products.
+
+    Bins, not days: each group costs SQLite a sort entry and an aggregate state per sum, and
+    bins cut the groups by half at no loss for the statistics that use them.
+    """
+    sums = []
+    for metric, column in METRIC_COLUMNS.items():
+        value = column
+        if column not in _ALWAYS_PRESENT:
+            sums.append(f"count({value}) AS {metric}__n")
+        sums.append(f"sum({value}) AS {metric}__sum")
+        if column not in _INDICATORS:
+            sums.append(f"sum({value} * {value}) AS {metric}__sumsq")
+    for a, b in STYLE_PAIRS:
+        sums.append(f"sum({STYLE_COLUMNS[a]} * {STYLE_COLUMNS[b]}) AS {a}__x__{b}")
+    columns = ", ".join(f"{_numeric(c, dialect)} AS {c}" for c in METRIC_COLUMNS.values())
+    return (
+        f"{_cohort_cte()} SELECT user_id, {_bin_of('day')} AS bin, count(*) AS n, "
+        f"{', '.join(sums)} FROM ("
+        f"SELECT i.user_id, {_day_index(dialect)} AS day, {columns} "
+        "FROM cohort c JOIN interactions i ON i.user_id = c.user_id "
+        f"WHERE {_window(dialect, params.pre_days)}{_no_flattening(dialect)}) AS scoped "
+        "GROUP BY user_id, bin"
+    )
+
+
+def load_user_bins(
+    engine: sa.Engine, experiment_id: str, params: PeriodParams = PeriodParams()
+) -> pd.DataFrame:
+    """Per user and bin of days since first exposure (-1: before it), the sufficient
+    statistics of every metric; ``__n``, ``__sumsq`` filled in where SQL left them implied."""
+    with engine.connect() as connection:
+        frame = pd.read_sql_query(
+            sa.text(user_bin_sql(engine.dialect.name, params)),
+            connection,
+            params={"experiment_id": experiment_id},
+        )
+    value_columns = [c for c in frame.columns if c not in ("user_id", "bin")]
+    frame[value_columns] = frame[value_columns].astype("float64").fillna(0.0)
+    frame["bin"] = frame["bin"].astype("int64")
+    for metric, column in METRIC_COLUMNS.items():
+        if column in _ALWAYS_PRESENT:
+            frame[f"{metric}__n"] = frame["n"]
+        if column in _INDICATORS:
+            frame[f"{metric}__sumsq"] = frame[f"{metric}__sum"]
+    return frame
+
+
+def roll_up(bins: pd.DataFrame, key: pd.Series, name: str) -> pd.DataFrame:
+    """Per user and ``key`` (a label per bin row): the bin rows' sums added up."""
+    keyed = bins.drop(columns="bin").assign(**{name: key.to_numpy()})
+    return keyed.groupby(["user_id", name], sort=False, as_index=False).sum()
+
+
+def roll_up_periods(bins: pd.DataFrame) -> pd.DataFrame:
+    """Per user and period: ``post`` 0 (before first exposure) or 1."""
+    return roll_up(bins, (bins["bin"] >= 0).astype("int64"), "post")
+
+
+def roll_up_buckets(bins: pd.DataFrame) -> pd.DataFrame:
+    """Per user and bucket of days since exposure (``BUCKETS``), post-period rows only."""
+    post = bins[bins["bin"] >= 0]
+    labels = pd.Series(pd.NA, index=post.index, dtype="object")
+    for label, (start, stop) in BUCKETS.items():
+        labels[(post["bin"] >= start) & (post["bin"] < stop)] = label
+    return roll_up(post, labels, "bucket")
