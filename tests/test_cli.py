@@ -98,7 +98,7 @@ def test_db_commands(cli_env: str) -> None:
     code, out, _ = run("db", "upgrade")
     assert code == 0
     code, out, _ = run("db", "current")
-    assert "current: 0001" in out
+    assert "current: 0002  head: 0002" in out
 
 
 def test_demo_generate_then_ingest(cli_env: str, tmp_path: Path) -> None:
