@@ -188,3 +188,39 @@ class FeatureSnapshot(FeatureSnapshotBase, table=True):
 
 class FeatureSnapshotPublic(FeatureSnapshotBase):
     id: int
+
+
+class AnalysisRunBase(SQLModel):
+    experiment_id: str = Field(sa_type=Identifier, index=True)
+    analysed_at: datetime = Field(default_factory=utc_now, sa_type=UtcTimestamp)
+    code_version: str = Field(max_length=64)
+    parameters: dict[str, Any] = Field(sa_type=JsonDocument)
+    results: dict[str, Any] = Field(sa_type=JsonDocument)  # the analysis.json document
+
+
+class AnalysisRun(AnalysisRunBase, table=True):
+    """One run of ``aftershock analyze``: its parameters, code version and results."""
+
+    __tablename__ = "analysis_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class AnalysisRunPublic(AnalysisRunBase):
+    id: int
+
+
+class AnalysisUser(SQLModel, table=True):
+    """A user's cohort and adaptation score in one analysis run (users.csv, stored)."""
+
+    __tablename__ = "analysis_users"
+
+    analysis_run_id: int = Field(foreign_key="analysis_runs.id", primary_key=True)
+    user_id: str = Field(sa_type=Identifier, primary_key=True)
+    variation: str = Field(sa_type=Identifier)
+    first_exposure: datetime = Field(sa_type=UtcTimestamp)
+    n_pre: int
+    n_post: int
+    adaptation_score: float | None = None
+    adaptation_p: float | None = None
+    adaptation_label: str = Field(max_length=32)

@@ -177,3 +177,69 @@ def roll_up_buckets(bins: pd.DataFrame) -> pd.DataFrame:
     for label, (start, stop) in BUCKETS.items():
         labels[(post["bin"] >= start) & (post["bin"] < stop)] = label
     return roll_up(post, labels, "bucket")
+
+
+def user_means(periods: pd.DataFrame) -> pd.DataFrame:
+    """One row per user: ``n_pre``, ``n_post`` and each metric's mean per period
+    (``<metric>__pre``, ``<metric>__post``; NaN where the user has no value in that period)."""
+    wide = periods.pivot(index="user_id", columns="post")
+    out = pd.DataFrame(index=wide.index)
+    for post, label in ((0, "pre"), (1, "post")):
+        n = wide[("n", post)] if ("n", post) in wide.columns else pd.Series(0.0, index=wide.index)
+        out[f"n_{label}"] = n.fillna(0).astype("int64")
+        for metric in METRIC_COLUMNS:
+            if (f"{metric}__n", post) not in wide.columns:
+                out[f"{metric}__{label}"] = float("nan")
+                continue
+            count = wide[(f"{metric}__n", post)]
+            total = wide[(f"{metric}__sum", post)]
+            out[f"{metric}__{label}"] = (total / count).where(count > 0)
+    return out.reset_index()
+
+
+def _epoch_day(dialect: str) -> str:
+    if dialect == "sqlite":
+        return f"(i.timestamp / {_MICROS_PER_DAY})"
+    return "((i.timestamp AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
+
+
+def daily_sql(dialect: str, params: PeriodParams) -> str:
+    """Per variation and UTC calendar day: interactions and the behaviour metrics' sums."""
+    sums = ", ".join(
+        f"count({c}) AS {m}__n, sum({c}) AS {m}__sum" for m, c in BEHAVIOR_COLUMNS.items()
+    )
+    columns = ", ".join(f"{_numeric(c, dialect)} AS {c}" for c in BEHAVIOR_COLUMNS.values())
+    cohort = _cohort_cte().replace(
+        "min(timestamp) AS first_exposure",
+        "min(timestamp) AS first_exposure, min(variation_id) AS variation",
+    )
+    return (
+        f"{cohort} SELECT variation, day, count(*) AS n, {sums} FROM ("
+        f"SELECT c.variation, {_epoch_day(dialect)} AS day, {columns} "
+        "FROM cohort c JOIN interactions i ON i.user_id = c.user_id "
+        f"WHERE {_window(dialect, params.pre_days)}{_no_flattening(dialect)}) AS scoped "
+        "GROUP BY variation, day"
+    )
+
+
+def load_daily(
+    engine: sa.Engine, experiment_id: str, params: PeriodParams = PeriodParams()
+) -> pd.DataFrame:
+    """Per variation and calendar day (``date``), each behaviour metric's daily mean."""
+    with engine.connect() as connection:
+        frame = pd.read_sql_query(
+            sa.text(daily_sql(engine.dialect.name, params)),
+            connection,
+            params={"experiment_id": experiment_id},
+        )
+    out = pd.DataFrame(
+        {
+            "variation": frame["variation"].astype(str),
+            "date": pd.to_datetime(frame["day"].astype("int64"), unit="D", utc=True),
+            "n": frame["n"].astype("int64"),
+        }
+    )
+    for metric in BEHAVIOR_COLUMNS:
+        count = frame[f"{metric}__n"].astype("float64")
+        out[metric] = (frame[f"{metric}__sum"].astype("float64") / count).where(count > 0)
+    return out.sort_values(["variation", "date"]).reset_index(drop=True)

@@ -152,6 +152,99 @@ def demo_generate(
         out.print(f"{name}: {path}", highlight=False)
 
 
+@app.command("analyze")
+def analyze(
+    experiment: Annotated[str, typer.Option("--experiment", help="GrowthBook experiment key.")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write analysis.json and users.csv here.")
+    ] = None,
+    control: Annotated[str, typer.Option(help="The control variation.")] = "0",
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Expected split for the SRM check, e.g. 0.5,0.5 (default: equal)."),
+    ] = None,
+    min_pre: Annotated[int, typer.Option(min=1, help="Interactions needed before exposure.")] = 3,
+    min_post: Annotated[int, typer.Option(min=1, help="Interactions needed after it.")] = 3,
+    pre_days: Annotated[float, typer.Option(min=1, help="Days of pre-period to use.")] = 28.0,
+) -> None:
+    """Analyse an experiment: behaviour drift, style shift, per-user adaptation."""
+    from analytics.adaptation import AdaptationParams
+    from analytics.pipeline import AnalysisParams, analysis_document, run_analysis, users_table
+    from analytics.store import save_analysis
+    from analytics.user_periods import PeriodParams
+
+    split = None
+    if weights:
+        try:
+            split = tuple(float(w) for w in weights.split(","))
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"not a list of numbers: {weights!r}", param_hint="--weights"
+            ) from exc
+    params = AnalysisParams(
+        experiment_id=experiment,
+        control=control,
+        weights=split,
+        periods=PeriodParams(pre_days=pre_days),
+        adaptation=AdaptationParams(min_pre=min_pre, min_post=min_post),
+    )
+    engine = get_engine()
+    ensure_schema(engine)
+    result = run_analysis(engine, params)
+    if not len(result.users):
+        raise _fail(
+            f"experiment {experiment!r} has no exposures: ingest them first "
+            "(aftershock ingest exposures FILE)"
+        )
+    run_id = save_analysis(engine, result)
+    document = analysis_document(result)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "analysis.json").write_text(json.dumps(document, indent=2) + "\n")
+        users_table(result).to_csv(out_dir / "users.csv", index=False)
+    _print_analysis(document, run_id, out_dir)
+
+
+def _print_analysis(document: dict[str, Any], run_id: int, out_dir: Path | None) -> None:
+    srm = document["srm"]
+    out.print(
+        f"analysis {run_id} of {document['experiment_id']}: users "
+        + ", ".join(f"{v}={n:,}" for v, n in document["users"].items())
+        + f"; multiple exposures {document['multiple_exposures']}; "
+        f"SRM p={srm['p_value']:.4g} ({'ok' if srm['ok'] else 'MISMATCH'})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for title, rows, effect in (
+        ("Behaviour drift", document["behavior_drift"], "effect"),
+        ("Prompt-style shift (DiD)", document["style_shift"], "did"),
+    ):
+        table = Table("metric", "variation", effect, "95% CI", "q", title=title)
+        for row in rows:
+            value = row[effect]
+            table.add_row(
+                row["metric"],
+                row["variation"],
+                "-" if value is None else f"{value:+.4g}",
+                "-" if row["ci_low"] is None else f"[{row['ci_low']:.3g}, {row['ci_high']:.3g}]",
+                "-"
+                if row["q_value"] is None
+                else f"{row['q_value']:.2g}" + (" *" if row["significant"] else ""),
+            )
+        out.print(table)
+    adaptation = document["adaptation"]
+    half_life = adaptation["half_life_days"]
+    out.print(
+        "adaptation of treated users: "
+        + ", ".join(f"{k} {v:,}" for k, v in adaptation["labels"].items())
+        + f"; half-life {'n/a' if half_life is None else f'{half_life:.1f} days'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if out_dir is not None:
+        out.print(f"wrote {out_dir / 'analysis.json'} and {out_dir / 'users.csv'}", highlight=False)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending schema migrations (safe to run at any time)."""

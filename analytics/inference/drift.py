@@ -1,0 +1,128 @@
+"""Behaviour drift: how the model's behaviour differs between cohorts, and since when.
+
+The unit is the user, as in the randomisation: each user contributes their post-period mean
+of a metric, and the comparison is a Welch test on those means after CUPED adjustment by the
+same user's pre-period mean (Deng et al. 2013). Benjamini-Hochberg q-values run across the
+whole table. Beside it: a distribution comparison per metric (Kolmogorov-Smirnov,
+Mann-Whitney, PSI) and, on the daily treatment-minus-control series, where a shift began.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analytics.inference.changepoints import detect_change_points
+from analytics.inference.cuped import cuped_welch_test
+from analytics.inference.distributions import distribution_test, psi
+from analytics.inference.sufficient import PairStats
+from analytics.inference.tables import with_q_values
+from analytics.user_periods import BEHAVIOR_COLUMNS
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    metric: str
+    variation: str
+    control_mean: float | None
+    variation_mean: float | None
+    effect: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    n_control: int
+    n_variation: int
+    ks_p_value: float | None
+    mw_p_value: float | None
+    psi: float | None
+    drift_began: str | None
+    error: str | None
+    q_value: float | None = None  # set across the table by with_q_values
+    significant: bool = False
+
+
+def cuped_pairs(pre: pd.Series, post: pd.Series, pooled_pre_mean: float) -> PairStats:
+    """(pre, post) pairs of users with a post value; a user without a pre value gets the
+    pooled pre mean, which leaves their post value unadjusted."""
+    has_post = post.notna()
+    x = pre[has_post].fillna(pooled_pre_mean).to_numpy(dtype=float)
+    return PairStats.from_values(x, post[has_post].to_numpy(dtype=float))
+
+
+def compute_behavior_drift(
+    users: pd.DataFrame,
+    control: str,
+    treatments: list[str],
+    daily: pd.DataFrame | None = None,
+    *,
+    alpha: float = 0.05,
+) -> list[DriftRow]:
+    """The drift table: every behaviour metric, every treatment against ``control``.
+
+    ``users`` holds one row per analysed user with ``variation`` and the per-period means of
+    :func:`analytics.user_periods.user_means`.
+    """
+    rows: list[DriftRow] = []
+    for metric in BEHAVIOR_COLUMNS:
+        pre, post = f"{metric}__pre", f"{metric}__post"
+        pooled_pre = float(users[pre].mean()) if users[pre].notna().any() else 0.0
+        base = users[users["variation"] == control]
+        control_pairs = cuped_pairs(base[pre], base[post], pooled_pre)
+        for variation in treatments:
+            group = users[users["variation"] == variation]
+            result = cuped_welch_test(
+                control_pairs, cuped_pairs(group[pre], group[post], pooled_pre), alpha
+            )
+            c_values, t_values = base[post].dropna(), group[post].dropna()
+            shape = distribution_test(c_values.to_numpy(), t_values.to_numpy())
+            rows.append(
+                DriftRow(
+                    metric=metric,
+                    variation=variation,
+                    control_mean=_mean(c_values),
+                    variation_mean=_mean(t_values),
+                    effect=result.effect,
+                    ci_low=result.ci_low,
+                    ci_high=result.ci_high,
+                    p_value=result.p_value,
+                    n_control=len(c_values),
+                    n_variation=len(t_values),
+                    ks_p_value=shape.ks_p_value,
+                    mw_p_value=shape.mw_p_value,
+                    psi=_psi(c_values, t_values),
+                    drift_began=_drift_began(daily, metric, control, variation),
+                    error=result.error,
+                )
+            )
+    return with_q_values(rows, alpha)
+
+
+def _mean(values: pd.Series) -> float | None:
+    return float(values.mean()) if len(values) else None
+
+
+def _psi(control: pd.Series, treatment: pd.Series) -> float | None:
+    if len(control) < 10 or len(treatment) < 10:
+        return None
+    value = psi(control.to_numpy(dtype=float), treatment.to_numpy(dtype=float))
+    return None if not np.isfinite(value) else float(value)
+
+
+def _drift_began(
+    daily: pd.DataFrame | None, metric: str, control: str, variation: str
+) -> str | None:
+    """The first day of the last detected shift in the daily treatment-minus-control series."""
+    if daily is None or daily.empty:
+        return None
+    wide = daily.pivot(index="date", columns="variation", values=metric)
+    if control not in wide or variation not in wide:
+        return None
+    difference = (wide[variation] - wide[control]).dropna()
+    if len(difference) < 8:
+        return None
+    points = detect_change_points(difference.to_numpy())
+    if not points:
+        return None
+    return str(difference.index[points[-1]].date())

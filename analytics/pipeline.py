@@ -1,0 +1,216 @@
+"""The one place the analysis stages are wired, top to bottom.
+
+cohorts -> per-user sufficient statistics (SQL) -> behaviour drift -> style shift (DiD) ->
+adaptation scores -> half-life. Parameters come in as a frozen object; nothing here reads
+the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+import analytics
+from analytics.adaptation import STYLE, AdaptationParams, label_counts, score_adaptation
+from analytics.cohorts import Cohorts, load_cohorts
+from analytics.inference.drift import DriftRow, compute_behavior_drift
+from analytics.inference.results import HalfLifeResult, SrmResult
+from analytics.inference.srm import srm_test
+from analytics.inference.style_shift import (
+    BucketShift,
+    StyleShiftRow,
+    compute_bucket_shifts,
+    compute_style_shift,
+    estimate_half_life,
+)
+from analytics.user_periods import (
+    STYLE_COLUMNS,
+    PeriodParams,
+    load_daily,
+    load_user_bins,
+    roll_up_buckets,
+    roll_up_periods,
+    user_means,
+)
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    experiment_id: str
+    control: str = "0"
+    weights: tuple[float, ...] | None = None  # the expected split, for the SRM check
+    alpha: float = 0.05
+    periods: PeriodParams = field(default_factory=PeriodParams)
+    adaptation: AdaptationParams = field(default_factory=AdaptationParams)
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    params: AnalysisParams
+    analysed_at: datetime
+    code_version: str
+    cohorts: Cohorts
+    srm: SrmResult
+    behavior_drift: list[DriftRow]
+    style_shift: list[StyleShiftRow]
+    bucket_shifts: list[BucketShift]
+    half_life: HalfLifeResult | None
+    users: pd.DataFrame  # one row per analysed user, with the adaptation columns
+    daily: pd.DataFrame
+
+
+def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
+    """Run every stage on the stored data of ``params.experiment_id``."""
+    cohorts = load_cohorts(engine, params.experiment_id, params.control)
+    counts = list(cohorts.counts.values())
+    weights = params.weights or tuple(1.0 for _ in counts)
+    srm = srm_test(counts, weights)
+    bins = load_user_bins(engine, params.experiment_id, params.periods)
+    periods = roll_up_periods(bins)
+    users = _analysed_users(cohorts, periods)
+    daily = load_daily(engine, params.experiment_id, params.periods)
+    treatments = cohorts.treatments
+    drift = compute_behavior_drift(users, params.control, treatments, daily, alpha=params.alpha)
+    style = compute_style_shift(users, params.control, treatments, alpha=params.alpha)
+    bucket_means = _bucket_means(roll_up_buckets(bins))
+    buckets = compute_bucket_shifts(
+        users, bucket_means, params.control, treatments, alpha=params.alpha
+    )
+    directions = {v: np.array([_did(style, m, v) for m in STYLE], dtype=float) for v in treatments}
+    scored = score_adaptation(users, periods, params.control, directions, params.adaptation)
+    half_life = None
+    if treatments:
+        composite = _composite_by_bin(bins, users, params.control, directions[treatments[0]])
+        half_life = estimate_half_life(composite, params.control, treatments[0], alpha=params.alpha)
+    return AnalysisResult(
+        params=params,
+        analysed_at=datetime.now(UTC),
+        code_version=analytics.__version__,
+        cohorts=cohorts,
+        srm=srm,
+        behavior_drift=drift,
+        style_shift=style,
+        bucket_shifts=buckets,
+        half_life=half_life,
+        users=scored,
+        daily=daily,
+    )
+
+
+def _analysed_users(cohorts: Cohorts, periods: pd.DataFrame) -> pd.DataFrame:
+    """Every cohort user, with per-period means (users without interactions have n = 0)."""
+    means = user_means(periods) if len(periods) else pd.DataFrame({"user_id": []})
+    users = cohorts.users.merge(means, on="user_id", how="left")
+    for column in ("n_pre", "n_post"):
+        users[column] = users[column].fillna(0).astype("int64") if column in users else 0
+    return users
+
+
+def _bucket_means(buckets: pd.DataFrame) -> pd.DataFrame:
+    out = buckets[["user_id", "bucket"]].copy()
+    for metric in STYLE_COLUMNS:
+        count = buckets[f"{metric}__n"]
+        out[f"{metric}__bucket"] = (buckets[f"{metric}__sum"] / count).where(count > 0)
+    return out
+
+
+def _did(rows: list[StyleShiftRow], metric: str, variation: str) -> float:
+    for row in rows:
+        if row.metric == metric and row.variation == variation and row.did is not None:
+            return row.did
+    return 0.0
+
+
+def _composite_by_bin(
+    bins: pd.DataFrame, users: pd.DataFrame, control: str, delta: np.ndarray
+) -> pd.DataFrame:
+    """Each user's change per bin along the variation's direction, each metric in units of
+    control users' spread of change: :math:`\\sum_m \\delta_m (x_{ub,m} - x_{u,m}^{pre}) /
+    \\sigma_m^2`."""
+    post = bins[bins["bin"] >= 0]
+    pre = users.set_index("user_id")
+    controls = users["variation"] == control
+    score = np.zeros(len(post))
+    for weight, metric in zip(delta, STYLE, strict=True):
+        spread = float(
+            (users.loc[controls, f"{metric}__post"] - users.loc[controls, f"{metric}__pre"]).var()
+        )
+        if not np.isfinite(spread) or spread <= 0:
+            continue
+        mean = (post[f"{metric}__sum"] / post[f"{metric}__n"]).to_numpy()
+        baseline = pre.loc[post["user_id"], f"{metric}__pre"].to_numpy()
+        score = score + weight * (mean - baseline) / spread
+    return pd.DataFrame(
+        {
+            "user_id": post["user_id"].to_numpy(),
+            "variation": pre.loc[post["user_id"], "variation"].to_numpy(),
+            "bin": post["bin"].to_numpy(),
+            "score": score,
+        }
+    )
+
+
+# --- outputs (docs/DATA_CONTRACT.md) --------------------------------------------------------
+
+USERS_CSV_COLUMNS = [
+    "user_id",
+    "variation",
+    "first_exposure",
+    "n_pre",
+    "n_post",
+    "adaptation_score",
+    "adaptation_p",
+    "adaptation_label",
+]
+
+
+def analysis_document(result: AnalysisResult) -> dict[str, Any]:
+    """``analysis.json``: the contract's keys, then Aftershock's additions."""
+    cohorts = result.cohorts
+    treated = result.users[result.users["variation"] != cohorts.control]
+    return {
+        "experiment_id": cohorts.experiment_id,
+        "control": cohorts.control,
+        "variations": cohorts.variations,
+        "analysed_at": result.analysed_at.isoformat(),
+        "users": cohorts.counts,
+        "multiple_exposures": cohorts.multiple_exposures,
+        "srm": {"p_value": result.srm.p_value, "ok": result.srm.ok},
+        "behavior_drift": [
+            {k: _clean(v) for k, v in asdict(r).items()} for r in result.behavior_drift
+        ],
+        "style_shift": [{k: _clean(v) for k, v in asdict(r).items()} for r in result.style_shift],
+        "adaptation": {
+            "half_life_days": _clean(result.half_life.half_life_days if result.half_life else None),
+            "labels": label_counts(treated),
+            "half_life": {k: _clean(v) for k, v in asdict(result.half_life).items()}
+            if result.half_life
+            else None,
+            "labels_by_variation": {v: label_counts(result.users, v) for v in cohorts.variations},
+        },
+        "style_shift_by_days": [
+            {k: _clean(v) for k, v in asdict(r).items()} for r in result.bucket_shifts
+        ],
+        "code_version": result.code_version,
+    }
+
+
+def users_table(result: AnalysisResult) -> pd.DataFrame:
+    """``users.csv``: one row per analysed user."""
+    users = result.users.copy()
+    users["first_exposure"] = users["first_exposure"].map(lambda t: t.isoformat())
+    return users[USERS_CSV_COLUMNS]
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null, numpy scalars plain Python."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

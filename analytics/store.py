@@ -1,0 +1,105 @@
+"""Reads and writes of persisted analysis runs; every surface reads results through here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from analytics.db import ensure_schema
+from analytics.models import AnalysisRun, AnalysisUser
+from analytics.pipeline import AnalysisResult, analysis_document
+
+
+def save_analysis(engine: sa.Engine, result: AnalysisResult) -> int:
+    """Store the run (parameters, code version, time, results) and its per-user scores, in
+    one transaction; return the run id."""
+    ensure_schema(engine)
+    document = analysis_document(result)
+    users = result.users
+    with Session(engine) as session:
+        run = AnalysisRun(
+            experiment_id=result.params.experiment_id,
+            analysed_at=result.analysed_at,
+            code_version=result.code_version,
+            parameters=_json_safe(asdict(result.params)),
+            results=document,
+        )
+        session.add(run)
+        session.flush()
+        assert run.id is not None
+        rows = [
+            {
+                "analysis_run_id": run.id,
+                "user_id": user_id,
+                "variation": variation,
+                "first_exposure": first.to_pydatetime(),
+                "n_pre": int(n_pre),
+                "n_post": int(n_post),
+                "adaptation_score": _float(score),
+                "adaptation_p": _float(p_value),
+                "adaptation_label": label,
+            }
+            for user_id, variation, first, n_pre, n_post, score, p_value, label in zip(
+                users["user_id"],
+                users["variation"],
+                users["first_exposure"],
+                users["n_pre"],
+                users["n_post"],
+                users["adaptation_score"],
+                users["adaptation_p"],
+                users["adaptation_label"],
+                strict=True,
+            )
+        ]
+        if rows:
+            session.execute(sa.insert(AnalysisUser), rows)
+        session.commit()
+        return run.id
+
+
+def load_latest_analysis(engine: sa.Engine, experiment_id: str) -> AnalysisRun | None:
+    """The most recent stored run of ``experiment_id``."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        return session.exec(
+            select(AnalysisRun)
+            .where(AnalysisRun.experiment_id == experiment_id)
+            .order_by(col(AnalysisRun.id).desc())
+        ).first()
+
+
+def load_analysis_users(engine: sa.Engine, run_id: int) -> pd.DataFrame:
+    """The per-user rows of a stored run, as in users.csv."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(AnalysisUser).where(AnalysisUser.analysis_run_id == run_id)
+        ).all()
+    columns = [
+        "analysis_run_id",
+        "user_id",
+        "variation",
+        "first_exposure",
+        "n_pre",
+        "n_post",
+        "adaptation_score",
+        "adaptation_p",
+        "adaptation_label",
+    ]
+    return pd.DataFrame(rows, columns=columns).drop(columns="analysis_run_id")
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
