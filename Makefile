@@ -22,6 +22,7 @@ run: install
 	$(BIN)/aftershock ingest exposures $(DEMO)/exposures.csv
 	$(BIN)/aftershock ingest interactions $(DEMO)/interactions.csv
 	$(BIN)/aftershock status
+	$(BIN)/aftershock analyze --experiment chat-model-upgrade --out data/analysis
 
 test: install
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)

@@ -130,7 +130,8 @@ def score_adaptation(
         first = next(iter(directions))
         groups = {control: directions[first], **directions}
         for variation, delta in groups.items():
-            w = np.linalg.solve(null_cov + ridge, np.nan_to_num(delta))
+            # The pseudo-inverse copes with a metric that never varies (a singular covariance).
+            w = np.linalg.pinv(null_cov + ridge) @ np.nan_to_num(delta)
             omega = float(w @ within @ w)
             beta = max(float(w @ null_cov @ w) - float(k[reference].mean()) * omega, 0.0)
             scale = np.sqrt(beta + k * omega)

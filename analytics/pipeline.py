@@ -18,6 +18,7 @@ import sqlalchemy as sa
 import analytics
 from analytics.adaptation import STYLE, AdaptationParams, label_counts, score_adaptation
 from analytics.cohorts import Cohorts, load_cohorts
+from analytics.features.backfill import backfill_features
 from analytics.inference.drift import DriftRow, compute_behavior_drift
 from analytics.inference.results import HalfLifeResult, SrmResult
 from analytics.inference.srm import srm_test
@@ -66,6 +67,7 @@ class AnalysisResult:
 
 def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
     """Run every stage on the stored data of ``params.experiment_id``."""
+    backfill_features(engine)  # rows stored before the feature columns existed, if any
     cohorts = load_cohorts(engine, params.experiment_id, params.control)
     counts = list(cohorts.counts.values())
     weights = params.weights or tuple(1.0 for _ in counts)

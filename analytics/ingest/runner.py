@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from analytics.db import ensure_schema
 from analytics.errors import IngestError
+from analytics.features import compute_interaction_features
 from analytics.ingest.contract import CONTRACTS, InputContract
 from analytics.ingest.locks import exclusive_ingest
 from analytics.ingest.prefetch import prefetch
@@ -167,6 +168,15 @@ def _write_chunks(
     return done
 
 
+def with_features(rows: pa.Table) -> pa.Table:
+    """Interactions with their features (analytics.features), computed while the text is in
+    memory so that no analysis reads it again."""
+    features = compute_interaction_features(rows.column("prompt"), rows.column("response"))
+    for name in features.column_names:
+        rows = rows.append_column(name, features.column(name))
+    return rows
+
+
 def _prepared_chunks(
     engine: sa.Engine,
     path: Path,
@@ -190,6 +200,8 @@ def _prepared_chunks(
         chunks: Iterator[tuple[CheckedBatch, pa.Table, int]],
     ) -> Iterator[_PreparedChunk]:
         for checked, unique, raw_rows in chunks:
+            if contract.kind is IngestKind.interactions:
+                unique = with_features(unique)
             rows = prepare_rows(engine.dialect.name, contract, unique, run_id)
             yield _PreparedChunk(checked, rows, raw_rows)
 
