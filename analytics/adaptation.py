@@ -23,6 +23,10 @@ noisy change and a heavy user's precise one comparable. The p-value is empirical
 of control users (others than the user) whose score is at least as high; Benjamini-Hochberg
 then runs across the users of each variation. Control users are scored the same way, along
 the direction of the first treatment, which shows the false-positive rate.
+
+The direction is cross-fitted (Chernozhukov et al. 2018): users fall into five folds by a hash
+of their id, and each fold is scored with the direction and null covariance estimated on the
+other four, so that a user's own noise cannot pull the direction towards them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from analytics.inference.multiple import benjamini_hochberg
 from analytics.user_periods import STYLE_COLUMNS, STYLE_PAIRS
 
 STYLE = list(STYLE_COLUMNS)
+FOLDS = 5  # cross-fitting folds for the direction (users are assigned by a hash of their id)
 LABELS = ("adapted", "partial", "unadapted", "new", "insufficient_data")
 
 
@@ -51,7 +56,8 @@ class AdaptationParams:
 
 def within_user_covariance(periods: pd.DataFrame) -> np.ndarray:
     """Pooled covariance of the style metrics between interactions of the same user-period:
-    :math:`\\sum (\\sum ab - \\sum a \\sum b / n) / \\sum (n - 1)` over user-periods."""
+    :math:`\\sum (\\sum ab - \\sum a \\sum b / n) / \\sum (n - 1)` over user-periods
+    (``periods``: :func:`analytics.user_periods.load_within_user`)."""
     k = len(STYLE)
     out = np.zeros((k, k))
     rows = periods[periods["n"] >= 2]
@@ -87,13 +93,13 @@ def _empirical_p(scores: np.ndarray, null: np.ndarray, is_null_member: np.ndarra
 
 def score_adaptation(
     users: pd.DataFrame,
-    periods: pd.DataFrame,
+    moments: pd.DataFrame,
     control: str,
-    directions: dict[str, np.ndarray],
+    treatments: list[str],
     params: AdaptationParams = AdaptationParams(),
 ) -> pd.DataFrame:
-    """Scores, p-values and labels for every user (``directions``: the style DiD vector per
-    treatment, in ``STYLE`` order).
+    """Scores, p-values and labels for every user of ``control`` and ``treatments``
+    (``moments``: a sample of users' second moments, :func:`load_within_user`).
 
     Returns ``users`` with ``adaptation_score``, ``adaptation_p``, ``adaptation_q``,
     ``adaptation_label``.
@@ -119,23 +125,37 @@ def score_adaptation(
             else overall
         )
         residual[members] = change[members] - centre
-    within = within_user_covariance(periods)
-    k = 1.0 / np.maximum(out["n_pre"].to_numpy(), 1) + 1.0 / np.maximum(out["n_post"].to_numpy(), 1)
+    within = within_user_covariance(moments)
+    k_u = 1.0 / np.maximum(out["n_pre"].to_numpy(), 1) + 1.0 / np.maximum(
+        out["n_post"].to_numpy(), 1
+    )
     scores = np.full(len(out), np.nan)
     p_values = np.full(len(out), np.nan)
     q_values = np.full(len(out), np.nan)
-    if reference.sum() >= 10 and directions:
-        null_cov = np.cov(residual[reference], rowvar=False)
-        ridge = 1e-9 * np.trace(null_cov) * np.eye(len(STYLE))
-        first = next(iter(directions))
-        groups = {control: directions[first], **directions}
-        for variation, delta in groups.items():
-            # The pseudo-inverse copes with a metric that never varies (a singular covariance).
-            w = np.linalg.pinv(null_cov + ridge) @ np.nan_to_num(delta)
-            omega = float(w @ within @ w)
-            beta = max(float(w @ null_cov @ w) - float(k[reference].mean()) * omega, 0.0)
-            scale = np.sqrt(beta + k * omega)
-            projected = residual @ w / np.where(scale > 0, scale, np.nan)
+    fold = (pd.util.hash_pandas_object(out["user_id"], index=False).to_numpy() % FOLDS).astype(int)
+    if reference.sum() >= 10 * FOLDS and treatments:
+        for variation in [control, *treatments]:
+            direction_of = treatments[0] if variation == control else variation
+            treated = (out["variation"] == direction_of).to_numpy() & eligible
+            projected = np.full(len(out), np.nan)
+            for k in range(FOLDS):
+                # Cross-fitting: the direction is estimated without the scored users, or it
+                # would bend towards their own noise and make them look adapted.
+                rest = fold != k
+                null_cov = np.cov(residual[reference & rest], rowvar=False)
+                delta = residual[treated & rest].mean(axis=0) - residual[reference & rest].mean(
+                    axis=0
+                )
+                ridge = 1e-9 * np.trace(null_cov) * np.eye(len(STYLE))
+                # The pseudo-inverse copes with a metric that never varies.
+                w = np.linalg.pinv(null_cov + ridge) @ np.nan_to_num(delta)
+                omega = float(w @ within @ w)
+                beta = max(
+                    float(w @ null_cov @ w) - float(k_u[reference & rest].mean()) * omega, 0.0
+                )
+                here = fold == k
+                scale = np.sqrt(beta + k_u[here] * omega)
+                projected[here] = residual[here] @ w / np.where(scale > 0, scale, np.nan)
             members = (out["variation"] == variation).to_numpy() & eligible
             null = projected[reference]
             scores[members] = projected[members]

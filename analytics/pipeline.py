@@ -34,8 +34,10 @@ from analytics.user_periods import (
     PeriodParams,
     load_daily,
     load_user_bins,
+    load_within_user,
     roll_up_buckets,
     roll_up_periods,
+    sample_users,
     user_means,
 )
 
@@ -84,7 +86,10 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
         users, bucket_means, params.control, treatments, alpha=params.alpha
     )
     directions = {v: np.array([_did(style, m, v) for m in STYLE], dtype=float) for v in treatments}
-    scored = score_adaptation(users, periods, params.control, directions, params.adaptation)
+    moments = load_within_user(
+        engine, params.experiment_id, sample_users(cohorts.users["user_id"]), params.periods
+    )
+    scored = score_adaptation(users, moments, params.control, treatments, params.adaptation)
     half_life = None
     if treatments:
         composite = _composite_by_bin(bins, users, params.control, directions[treatments[0]])

@@ -56,8 +56,8 @@ def save_analysis(engine: sa.Engine, result: AnalysisResult) -> int:
                 strict=True,
             )
         ]
-        if rows:
-            session.execute(sa.insert(AnalysisUser), rows)
+        if rows:  # Core executemany: an ORM bulk insert is several times slower here
+            session.connection().execute(AnalysisUser.__table__.insert(), rows)  # type: ignore[attr-defined]
         session.commit()
         return run.id
 

@@ -110,8 +110,7 @@ def _bin_of(day: str) -> str:
 
 def user_bin_sql(dialect: str, params: PeriodParams) -> str:
     """One row per (user, bin of days since first exposure): n, and per metric its count
-    (where it can be missing), sum and sum of squares (where it is not 0/1), plus the style
-    metrics' pairwise cross-products.
+    (where it can be missing), sum and sum of squares (where it is not 0/1).
 
     Bins, not days: each group costs SQLite a sort entry and an aggregate state per sum, and
     bins cut the groups by half at no loss for the statistics that use them.
@@ -124,8 +123,6 @@ def user_bin_sql(dialect: str, params: PeriodParams) -> str:
         sums.append(f"sum({value}) AS {metric}__sum")
         if column not in _INDICATORS:
             sums.append(f"sum({value} * {value}) AS {metric}__sumsq")
-    for a, b in STYLE_PAIRS:
-        sums.append(f"sum({STYLE_COLUMNS[a]} * {STYLE_COLUMNS[b]}) AS {a}__x__{b}")
     columns = ", ".join(f"{_numeric(c, dialect)} AS {c}" for c in METRIC_COLUMNS.values())
     return (
         f"{_cohort_cte()} SELECT user_id, {_bin_of('day')} AS bin, count(*) AS n, "
@@ -243,3 +240,51 @@ def load_daily(
         count = frame[f"{metric}__n"].astype("float64")
         out[metric] = (frame[f"{metric}__sum"].astype("float64") / count).where(count > 0)
     return out.sort_values(["variation", "date"]).reset_index(drop=True)
+
+
+def within_user_sql(dialect: str, params: PeriodParams) -> str:
+    """For the users in ``:users``, per user and period: n, and the style metrics' sums, sums
+    of squares and pairwise cross-products (the within-user covariance)."""
+    sums = []
+    for metric, column in STYLE_COLUMNS.items():
+        sums += [f"sum({column}) AS {metric}__sum", f"sum({column} * {column}) AS {metric}__sumsq"]
+    for a, b in STYLE_PAIRS:
+        sums.append(f"sum({STYLE_COLUMNS[a]} * {STYLE_COLUMNS[b]}) AS {a}__x__{b}")
+    columns = ", ".join(f"{_numeric(c, dialect)} AS {c}" for c in STYLE_COLUMNS.values())
+    return (
+        f"{_cohort_cte()} SELECT user_id, post, count(*) AS n, {', '.join(sums)} FROM ("
+        "SELECT i.user_id, CASE WHEN i.timestamp >= c.first_exposure THEN 1 ELSE 0 END AS post, "
+        f"{columns} FROM cohort c JOIN interactions i ON i.user_id = c.user_id "
+        f"WHERE i.user_id IN :users AND {_window(dialect, params.pre_days)}"
+        f"{_no_flattening(dialect)}) AS scoped GROUP BY user_id, post"
+    )
+
+
+def load_within_user(
+    engine: sa.Engine,
+    experiment_id: str,
+    user_ids: list[str],
+    params: PeriodParams = PeriodParams(),
+) -> pd.DataFrame:
+    """Per user (of ``user_ids``) and period, the style metrics' second moments.
+
+    The pooled within-user covariance is a population quantity: a sample of a few thousand
+    users estimates it well, at a fraction of the cost of 21 more sums over every row.
+    """
+    statement = sa.text(within_user_sql(engine.dialect.name, params)).bindparams(
+        sa.bindparam("users", expanding=True)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(
+            statement, {"experiment_id": experiment_id, "users": user_ids or [""]}
+        )
+        frame = pd.DataFrame(rows.all(), columns=list(rows.keys()))
+    value_columns = [c for c in frame.columns if c not in ("user_id", "post")]
+    frame[value_columns] = frame[value_columns].astype("float64").fillna(0.0)
+    return frame
+
+
+def sample_users(user_ids: pd.Series, size: int = 3000) -> list[str]:
+    """A deterministic sample of ``size`` users (by a hash of their id)."""
+    hashed = pd.util.hash_pandas_object(user_ids, index=False).to_numpy()
+    return [str(u) for u in user_ids.to_numpy()[hashed.argsort()[:size]]]

@@ -17,6 +17,7 @@ from analytics.user_periods import (
     STYLE_PAIRS,
     PeriodParams,
     load_user_bins,
+    load_within_user,
     roll_up_buckets,
     roll_up_periods,
 )
@@ -127,6 +128,15 @@ def test_user_bins_match_a_row_by_row_computation(engine: sa.Engine, pre_days: f
     want = expected_bins(frame[frame["user_id"] != "never_exposed"], first, pre_days)
 
     key = ["user_id", "bin"]
+    pairs = [c for c in want.columns if "__x__" in c]
+    sample = sorted(first)[:10]
+    moments = load_within_user(engine, "exp", sample, PeriodParams(pre_days=pre_days))
+    in_sample = want[want["user_id"].isin(sample)].assign(post=lambda f: (f["bin"] >= 0) * 1)
+    expected = in_sample.groupby(["user_id", "post"])[[*pairs, "n"]].sum().reset_index()
+    moments = moments.sort_values(["user_id", "post"]).reset_index(drop=True)
+    for column in [*pairs, "n"]:
+        np.testing.assert_allclose(moments[column], expected[column], err_msg=column)
+    want = want.drop(columns=pairs)
     got = got.sort_values(key).reset_index(drop=True)
     want = want.sort_values(key).reset_index(drop=True)
     assert got[key].equals(want[key])

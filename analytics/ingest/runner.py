@@ -194,23 +194,24 @@ def _prepared_chunks(
     ) -> Iterator[tuple[CheckedBatch, pa.Table, int]]:
         for raw_chunk, raw_rows in raw_chunks:
             checked = check_batch(raw_chunk, contract)
-            yield checked, drop_repeated_keys(checked.table, contract), raw_rows
+            unique = drop_repeated_keys(checked.table, contract)
+            if contract.kind is IngestKind.interactions:
+                unique = with_features(unique)
+            yield checked, unique, raw_rows
 
     def prepared(
         chunks: Iterator[tuple[CheckedBatch, pa.Table, int]],
     ) -> Iterator[_PreparedChunk]:
         for checked, unique, raw_rows in chunks:
-            if contract.kind is IngestKind.interactions:
-                unique = with_features(unique)
             rows = prepare_rows(engine.dialect.name, contract, unique, run_id)
             yield _PreparedChunk(checked, rows, raw_rows)
 
     batches = read_batches(path, file_format, contract)
     raw_chunks = _chunks(batches, chunk_rows, skip=run.rows_done)
     if engine.dialect.name == "sqlite":
-        # Parsing and validation (mostly Arrow kernels, which run without the GIL) go ahead
-        # on a thread; turning rows into Python objects stays here, beside the driver that
-        # binds them, so that the two do not fight over the GIL.
+        # Parsing, validation and features (Arrow and numpy kernels, which run without the
+        # GIL) go ahead on a thread; turning rows into Python objects stays here, beside the
+        # driver that binds them, so that the two do not fight over the GIL.
         return prepared(prefetch(validated(raw_chunks)))
     # PostgreSQL does the writing in the server while this process waits on a socket, so the
     # next chunk is validated and encoded meanwhile.
