@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from analytics.db import ensure_schema
 from analytics.models import AnalysisRun, AnalysisUser
-from analytics.pipeline import AnalysisResult, analysis_document
+from analytics.pipeline import USERS_CSV_COLUMNS, AnalysisResult, analysis_document
 
 
 def save_analysis(engine: sa.Engine, result: AnalysisResult) -> int:
@@ -79,17 +79,7 @@ def load_analysis_users(engine: sa.Engine, run_id: int) -> pd.DataFrame:
         rows = connection.execute(
             select(AnalysisUser).where(AnalysisUser.analysis_run_id == run_id)
         ).all()
-    columns = [
-        "analysis_run_id",
-        "user_id",
-        "variation",
-        "first_exposure",
-        "n_pre",
-        "n_post",
-        "adaptation_score",
-        "adaptation_p",
-        "adaptation_label",
-    ]
+    columns = ["analysis_run_id", *USERS_CSV_COLUMNS]
     return pd.DataFrame(rows, columns=columns).drop(columns="analysis_run_id")
 
 
