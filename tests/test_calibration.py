@@ -34,22 +34,27 @@ def aa_config(seed: int) -> DemoConfig:
     )
 
 
-def analyse_aa(folder: Path, seed: int) -> tuple[bool, np.ndarray]:
-    """Whether any metric was BH-significant, and the per-user p-values of scored users."""
+def analyse_aa(folder: Path, seed: int) -> tuple[tuple[bool, bool], np.ndarray]:
+    """Whether any metric was BH-significant in each table (behaviour drift, style shift),
+    and the per-user p-values of scored users."""
     paths = write_demo(generate_demo(aa_config(seed)), folder)
     engine = get_engine(f"sqlite:///{folder / 'aa.db'}")
     for kind in (IngestKind.exposures, IngestKind.interactions):
         ingest_file(paths[kind.value], kind, engine=engine, rejects_dir=folder)
     result = run_analysis(engine, AnalysisParams("chat-model-upgrade", alpha=ALPHA))
-    rows = [*result.behavior_drift, *result.style_shift]
-    any_significant = any(r.q_value is not None and r.q_value < ALPHA for r in rows)
+    fired = tuple(
+        any(r.q_value is not None and r.q_value < ALPHA for r in table)
+        for table in (result.behavior_drift, result.style_shift)
+    )
     p_values = result.users["adaptation_p"].dropna().to_numpy()
     engine.dispose()
-    return any_significant, p_values
+    return (fired[0], fired[1]), p_values
 
 
 @pytest.fixture(scope="module")
-def aa_runs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bool, np.ndarray]]:
+def aa_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> list[tuple[tuple[bool, bool], np.ndarray]]:
     root = tmp_path_factory.mktemp("aa")
     runs = []
     for seed in range(DATA_SETS):
@@ -61,7 +66,7 @@ def aa_runs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bool, np.nda
 
 @pytest.mark.slow
 def test_per_user_adaptation_p_values_are_uniform_under_the_null(
-    aa_runs: list[tuple[bool, np.ndarray]],
+    aa_runs: list[tuple[tuple[bool, bool], np.ndarray]],
 ) -> None:
     # Empirical p-values against control users: uniform (at most as discrete as the number
     # of control users allows) when nobody adapts.
@@ -73,17 +78,30 @@ def test_per_user_adaptation_p_values_are_uniform_under_the_null(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 3, open: 6 of the first 20 of the demo generator's A/A data sets show some "
-    "BH-significant metric, while 200 label permutations of one such data set show 9.5% and "
-    "per-test p-values are uniform; the generator or the BH family needs a closer look",
+@pytest.mark.parametrize(
+    ("table", "name"),
+    [
+        (0, "behaviour drift"),
+        pytest.param(
+            1,
+            "style shift",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 3, open: 17 of 200 A/A data sets show a BH-significant style "
+                "shift, one more than the 95% bound (16); per-test p-values under label "
+                "permutation are uniform, so the Welch DiD on ~100 users per arm with "
+                "correlated style metrics is slightly liberal",
+            ),
+        ),
+    ],
 )
 def test_aa_data_sets_raise_alarms_at_most_at_alpha(
-    aa_runs: list[tuple[bool, np.ndarray]],
+    aa_runs: list[tuple[tuple[bool, bool], np.ndarray]], table: int, name: str
 ) -> None:
-    # BH controls the family-wise rate under the complete null: at most alpha of the data
-    # sets may show any significant metric, up to the simulation's 95% interval.
-    alarms = sum(fired for fired, _ in aa_runs)
+    # Each table is one Benjamini-Hochberg family (the data contract's q-values are adjusted
+    # within the table). Under the complete null BH's false discovery rate is its family-wise
+    # rate, so at most alpha of the data sets may show any significant metric in a table, up
+    # to the simulation's 95% interval. (Across the two tables the rate is about 1 - 0.95^2.)
+    alarms = sum(fired[table] for fired, _ in aa_runs)
     upper = stats.binom.ppf(0.975, DATA_SETS, ALPHA) / DATA_SETS
-    assert alarms / DATA_SETS <= upper, f"{alarms} of {DATA_SETS} A/A data sets raised an alarm"
+    assert alarms / DATA_SETS <= upper, f"{name}: {alarms} of {DATA_SETS} A/A data sets alarmed"
