@@ -48,6 +48,9 @@ class AnalysisParams:
     control: str = "0"
     weights: tuple[float, ...] | None = None  # the expected split, for the SRM check
     alpha: float = 0.05
+    # Users in the style DiD need this many interactions before and after first exposure
+    # (see analytics.inference.style_shift.compute_style_shift for why).
+    did_min_interactions: int = 2
     periods: PeriodParams = field(default_factory=PeriodParams)
     adaptation: AdaptationParams = field(default_factory=AdaptationParams)
 
@@ -80,7 +83,14 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
     daily = load_daily(engine, params.experiment_id, params.periods)
     treatments = cohorts.treatments
     drift = compute_behavior_drift(users, params.control, treatments, daily, alpha=params.alpha)
-    style = compute_style_shift(users, params.control, treatments, alpha=params.alpha)
+    style = compute_style_shift(
+        users,
+        params.control,
+        treatments,
+        alpha=params.alpha,
+        min_pre=params.did_min_interactions,
+        min_post=params.did_min_interactions,
+    )
     bucket_means = _bucket_means(roll_up_buckets(bins))
     buckets = compute_bucket_shifts(
         users, bucket_means, params.control, treatments, alpha=params.alpha

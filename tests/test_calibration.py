@@ -82,17 +82,7 @@ def test_per_user_adaptation_p_values_are_uniform_under_the_null(
     ("table", "name"),
     [
         (0, "behaviour drift"),
-        pytest.param(
-            1,
-            "style shift",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 3, open: 17 of 200 A/A data sets show a BH-significant style "
-                "shift, one more than the 95% bound (16); per-test p-values under label "
-                "permutation are uniform, so the Welch DiD on ~100 users per arm with "
-                "correlated style metrics is slightly liberal",
-            ),
-        ),
+        (1, "style shift"),
     ],
 )
 def test_aa_data_sets_raise_alarms_at_most_at_alpha(

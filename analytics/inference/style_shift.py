@@ -78,9 +78,23 @@ def did_ols(users: pd.DataFrame, metric: str, control: str, variation: str) -> t
 
 
 def compute_style_shift(
-    users: pd.DataFrame, control: str, treatments: list[str], *, alpha: float = 0.05
+    users: pd.DataFrame,
+    control: str,
+    treatments: list[str],
+    *,
+    alpha: float = 0.05,
+    min_pre: int = 1,
+    min_post: int = 1,
 ) -> list[StyleShiftRow]:
-    """The DiD table: every style metric, every treatment against ``control``."""
+    """The DiD table: every style metric, every treatment against ``control``, over users with
+    at least ``min_pre`` and ``min_post`` interactions in the two periods.
+
+    A single interaction makes a rate 0 or 1, and changes of +-1 from such users give the
+    per-user changes tails heavy enough to make Welch's test liberal: on 200 A/A data sets
+    the table alarmed on 8.5% of them with every user kept, 4.5% with at least two
+    interactions on each side (the pipeline's default; tests/test_calibration.py).
+    """
+    users = users[(users["n_pre"] >= min_pre) & (users["n_post"] >= min_post)]
     rows: list[StyleShiftRow] = []
     for metric in STYLE_COLUMNS:
         change = changes(users, metric)
