@@ -82,7 +82,12 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
     users = _analysed_users(cohorts, periods)
     daily = load_daily(engine, params.experiment_id, params.periods)
     treatments = cohorts.treatments
-    drift = compute_behavior_drift(users, params.control, treatments, daily, alpha=params.alpha)
+    post_sums = periods[periods["post"] == 1].merge(
+        cohorts.users[["user_id", "variation"]], on="user_id"
+    )
+    drift = compute_behavior_drift(
+        users, params.control, treatments, daily, post_sums, alpha=params.alpha
+    )
     style = compute_style_shift(
         users,
         params.control,

@@ -1,9 +1,12 @@
 """Behaviour drift: how the model's behaviour differs between cohorts, and since when.
 
-The unit is the user, as in the randomisation: each user contributes their post-period mean
-of a metric, and the comparison is a Welch test on those means after CUPED adjustment by the
-same user's pre-period mean (Deng et al. 2013). Benjamini-Hochberg q-values run across the
-whole table. Beside it: a distribution comparison per metric (Kolmogorov-Smirnov,
+The unit is the user, as in the randomisation. For a mean metric each user contributes their
+post-period mean, compared by a Welch test after CUPED adjustment by the same user's
+pre-period mean (Deng et al. 2013). A rate (the ``*_rate`` metrics: events per interaction) is
+a ratio metric: the pooled share of interactions, sum over users of events divided by sum of
+interactions, with its variance by the delta method over users (Deng et al. 2018), so that
+a heavy user's many interactions are not counted as independent. Benjamini-Hochberg q-values
+run across the whole table. Beside it: a distribution comparison per metric (Kolmogorov-Smirnov,
 Mann-Whitney, PSI) and, on the daily treatment-minus-control series, where a shift began.
 """
 
@@ -17,6 +20,7 @@ import pandas as pd
 from analytics.inference.changepoints import detect_change_points
 from analytics.inference.cuped import cuped_welch_test
 from analytics.inference.distributions import distribution_test, psi
+from analytics.inference.ratios import ratio_welch_test
 from analytics.inference.sufficient import PairStats
 from analytics.inference.tables import with_q_values
 from analytics.user_periods import BEHAVIOR_COLUMNS
@@ -51,18 +55,33 @@ def cuped_pairs(pre: pd.Series, post: pd.Series, pooled_pre_mean: float) -> Pair
     return PairStats.from_values(x, post[has_post].to_numpy(dtype=float))
 
 
+RATIO_METRICS = {"agreement_rate", "refusal_rate", "complaint_rate", "retry_rate"}
+
+
+def ratio_pairs(post: pd.DataFrame, metric: str) -> PairStats:
+    """Per user (numerator = events, denominator = interactions with a value) in the
+    post-period, as the delta method needs them."""
+    counted = post[post[f"{metric}__n"] > 0]
+    return PairStats.from_values(
+        counted[f"{metric}__sum"].to_numpy(dtype=float),
+        counted[f"{metric}__n"].to_numpy(dtype=float),
+    )
+
+
 def compute_behavior_drift(
     users: pd.DataFrame,
     control: str,
     treatments: list[str],
     daily: pd.DataFrame | None = None,
+    post_sums: pd.DataFrame | None = None,
     *,
     alpha: float = 0.05,
 ) -> list[DriftRow]:
     """The drift table: every behaviour metric, every treatment against ``control``.
 
     ``users`` holds one row per analysed user with ``variation`` and the per-period means of
-    :func:`analytics.user_periods.user_means`.
+    :func:`analytics.user_periods.user_means`; ``post_sums`` their post-period sums and counts
+    with ``variation`` (for the ratio metrics; without it every metric is a mean metric).
     """
     rows: list[DriftRow] = []
     for metric in BEHAVIOR_COLUMNS:
@@ -72,17 +91,25 @@ def compute_behavior_drift(
         control_pairs = cuped_pairs(base[pre], base[post], pooled_pre)
         for variation in treatments:
             group = users[users["variation"] == variation]
-            result = cuped_welch_test(
-                control_pairs, cuped_pairs(group[pre], group[post], pooled_pre), alpha
-            )
             c_values, t_values = base[post].dropna(), group[post].dropna()
+            if metric in RATIO_METRICS and post_sums is not None:
+                c_ratio = ratio_pairs(post_sums[post_sums["variation"] == control], metric)
+                t_ratio = ratio_pairs(post_sums[post_sums["variation"] == variation], metric)
+                result = ratio_welch_test(c_ratio, t_ratio, alpha)
+                c_mean = c_ratio.x.sum / c_ratio.y.sum if c_ratio.y.sum else None
+                t_mean = t_ratio.x.sum / t_ratio.y.sum if t_ratio.y.sum else None
+            else:
+                result = cuped_welch_test(
+                    control_pairs, cuped_pairs(group[pre], group[post], pooled_pre), alpha
+                )
+                c_mean, t_mean = _mean(c_values), _mean(t_values)
             shape = distribution_test(c_values.to_numpy(), t_values.to_numpy())
             rows.append(
                 DriftRow(
                     metric=metric,
                     variation=variation,
-                    control_mean=_mean(c_values),
-                    variation_mean=_mean(t_values),
+                    control_mean=c_mean,
+                    variation_mean=t_mean,
                     effect=result.effect,
                     ci_low=result.ci_low,
                     ci_high=result.ci_high,
