@@ -1,7 +1,7 @@
 """Style of the user per interaction, read from the prompt text, vectorised in Arrow.
 
 Markers inside code do not count: a ``please`` in a pasted docstring, a ``?`` in a regex or a
-``# TODO: maybe`` comment is the code's, not the user's. Fenced code blocks (to the closing
+``# maybe later`` comment is the code's, not the user's. Fenced code blocks (to the closing
 fence, or the end of the prompt when unclosed) and inline code spans are replaced by a space
 before the hedge, pushback, constraint, politeness and question patterns run. Only prompts
 holding a backtick are rewritten (a memchr-fast pre-filter), so the cost follows the share of
