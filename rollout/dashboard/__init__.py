@@ -1,0 +1,1 @@
+"""Streamlit pages (thin) and the one module that loads their data (data.py)."""
