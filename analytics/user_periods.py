@@ -14,25 +14,12 @@ from itertools import combinations, pairwise
 import pandas as pd
 import sqlalchemy as sa
 
-# Contract metric -> the stored per-interaction column it averages (analytics.features).
-BEHAVIOR_COLUMNS: dict[str, str] = {
-    "response_length": "response_length",
-    "agreement_rate": "has_agreement",
-    "refusal_rate": "has_refusal",
-    "latency_ms": "latency_ms",
-    "feedback_score": "feedback",
-    "complaint_rate": "complaint",
-    "retry_rate": "retry",
-}
-STYLE_COLUMNS: dict[str, str] = {
-    "prompt_length": "prompt_length",
-    "hedge_rate": "has_hedge",
-    "pushback_rate": "has_pushback",
-    "constraint_rate": "has_constraint",
-    "politeness_rate": "has_politeness",
-    "question_rate": "has_question",
-    "code_block_rate": "has_code_block",
-}
+from analytics.features import BEHAVIOR_METRICS, METRICS, STYLE_METRICS
+
+# Contract metric -> the stored per-interaction column it averages, as analytics.features
+# defines them.
+BEHAVIOR_COLUMNS: dict[str, str] = {m: METRICS[m].stored_column for m in BEHAVIOR_METRICS}
+STYLE_COLUMNS: dict[str, str] = {m: METRICS[m].stored_column for m in STYLE_METRICS}
 METRIC_COLUMNS = {**BEHAVIOR_COLUMNS, **STYLE_COLUMNS}
 STYLE_PAIRS = list(combinations(STYLE_COLUMNS, 2))
 _MICROS_PER_DAY = 86_400_000_000

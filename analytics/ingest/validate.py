@@ -242,7 +242,7 @@ def _numbers(name: str, values: pa.Array, failures: _Failures) -> pd.Series:
             pc.cast(pc.utf8_trim_whitespace(values), pa.float64()).to_numpy(zero_copy_only=False),
             dtype="float64",
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except pa.ArrowException:  # a value that is not a number: the slow path says which
         pass
     text = pd.Series(_as_text(values).to_pandas(), dtype="object")
     numbers = pd.to_numeric(text.str.strip(), errors="coerce").astype("float64")
