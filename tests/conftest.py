@@ -77,3 +77,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def engine(database_url: str) -> sa.Engine:
     return get_engine(database_url)
+
+
+from tests.fake_growthbook import fake_growthbook_fixture  # noqa: E402, F401
