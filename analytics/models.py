@@ -224,3 +224,83 @@ class AnalysisUser(SQLModel, table=True):
     adaptation_score: float | None = None
     adaptation_p: float | None = None
     adaptation_label: str = Field(max_length=32)
+
+
+class ExperimentSnapshotBase(SQLModel):
+    experiment_id: str = Field(sa_type=Identifier, index=True)  # GrowthBook's id (exp_...)
+    tracking_key: str | None = Field(default=None, sa_type=Identifier, index=True)
+    fetched_at: datetime = Field(default_factory=utc_now, sa_type=UtcTimestamp)
+    sha256: str = Field(max_length=64)
+    definition: dict[str, Any] = Field(sa_type=JsonDocument)
+
+
+class ExperimentSnapshot(ExperimentSnapshotBase, table=True):
+    """A GrowthBook experiment (variations, weights, phases) as fetched; stored once per
+    distinct definition."""
+
+    __tablename__ = "experiment_snapshots"
+    __table_args__ = (
+        sa.UniqueConstraint("experiment_id", "sha256", name="uq_experiment_snapshots_content"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class PlanStatus(StrEnum):
+    draft = "draft"  # no stage applied yet
+    active = "active"
+    paused = "paused"
+    completed = "completed"
+    aborted = "aborted"
+
+
+class RollbackPlanBase(SQLModel):
+    experiment_id: str = Field(sa_type=Identifier, index=True)
+    feature_key: str = Field(sa_type=Identifier, index=True)
+    analysis_run_id: int | None = Field(default=None, foreign_key="analysis_runs.id")
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcTimestamp)
+    strategy: str = Field(max_length=32)
+    status: PlanStatus = Field(default=PlanStatus.draft, sa_type=sa.String(16))
+    current_stage: int = -1  # the last stage applied; -1 before the first
+    stage_applied_at: datetime | None = Field(default=None, sa_type=UtcTimestamp)
+    version: int = 1  # bumped by every change of state, so writers can detect a race
+
+
+class RollbackPlan(RollbackPlanBase, table=True):
+    """A staged rollback plan (plan.json in ``document``) and where its rollout stands."""
+
+    __tablename__ = "rollback_plans"
+
+    id: int | None = Field(default=None, primary_key=True)
+    document: dict[str, Any] = Field(sa_type=JsonDocument)
+
+
+class RollbackPlanPublic(RollbackPlanBase):
+    id: int
+
+
+class PlanUser(SQLModel, table=True):
+    """A user's rollback cohort in a plan: what the guardrails split and the API looks up."""
+
+    __tablename__ = "plan_users"
+    __table_args__ = (sa.Index("ix_plan_users_user", "user_id"),)
+
+    plan_id: int = Field(foreign_key="rollback_plans.id", primary_key=True)
+    user_id: str = Field(sa_type=Identifier, primary_key=True)
+    cohort: str = Field(max_length=32)
+
+
+class PlanEvent(SQLModel, table=True):
+    """Something that happened to a plan: a stage applied, a guardrail decision, a refusal."""
+
+    __tablename__ = "plan_events"
+    __table_args__ = (sa.Index("ix_plan_events_plan_at", "plan_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    plan_id: int = Field(foreign_key="rollback_plans.id")
+    at: datetime = Field(default_factory=utc_now, sa_type=UtcTimestamp)
+    action: str = Field(max_length=32)
+    stage: int | None = None
+    actor: str = Field(default="cli", max_length=255)
+    outcome: str = Field(default="ok", max_length=16)  # ok | refused | failed
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JsonDocument)

@@ -35,9 +35,13 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     growthbook_url: str | None = Field(
-        default=None, description="GrowthBook API host, e.g. https://api.growthbook.io"
+        default=None,
+        description="GrowthBook REST API base URL, e.g. https://api.growthbook.io/api",
     )
-    growthbook_api_key: SecretStr | None = None
+    growthbook_api_key: SecretStr | None = None  # a secret key with write access
+    growthbook_environments: str = Field(
+        default="production", description="Comma-separated environments rollbacks write to"
+    )
     rejects_dir: Path | None = Field(
         default=None,
         description="Where rejected rows are written; default: beside the SQLite database, "
@@ -54,6 +58,9 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    def environments(self) -> list[str]:
+        return [e.strip() for e in self.growthbook_environments.split(",") if e.strip()]
 
     def resolved_rejects_dir(self) -> Path:
         """The rejects folder: next to the database file when it is SQLite."""

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from analytics.db import ensure_schema
-from analytics.models import AnalysisRun, AnalysisUser
+from analytics.models import (
+    AnalysisRun,
+    AnalysisUser,
+    ExperimentSnapshot,
+    FeatureSnapshot,
+    PlanEvent,
+    PlanStatus,
+    PlanUser,
+    RollbackPlan,
+    utc_now,
+)
 from analytics.pipeline import USERS_CSV_COLUMNS, AnalysisResult, analysis_document
 
 
@@ -93,3 +107,201 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
+
+
+def load_analysis_run(engine: sa.Engine, run_id: int) -> AnalysisRun | None:
+    ensure_schema(engine)
+    with Session(engine) as session:
+        return session.get(AnalysisRun, run_id)
+
+
+def save_plan(
+    engine: sa.Engine,
+    *,
+    document: dict[str, Any],
+    members: Mapping[str, Sequence[str]],
+    analysis_run_id: int | None,
+) -> int:
+    """Store a plan (plan.json) and its users' cohorts in one transaction; return its id."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        plan = RollbackPlan(
+            experiment_id=document["experiment_id"],
+            feature_key=document["feature_key"],
+            analysis_run_id=analysis_run_id,
+            strategy=document["strategy"],
+            document=document,
+        )
+        session.add(plan)
+        session.flush()
+        assert plan.id is not None
+        rows = [
+            {"plan_id": plan.id, "user_id": user, "cohort": cohort}
+            for cohort, users in members.items()
+            for user in users
+        ]
+        if rows:
+            session.connection().execute(PlanUser.__table__.insert(), rows)  # type: ignore[attr-defined]
+        session.commit()
+        return plan.id
+
+
+def load_plan(engine: sa.Engine, plan_id: int) -> RollbackPlan | None:
+    ensure_schema(engine)
+    with Session(engine) as session:
+        return session.get(RollbackPlan, plan_id)
+
+
+def list_plans(engine: sa.Engine, feature_key: str | None = None) -> list[RollbackPlan]:
+    """Plans, newest first (of one feature, or all)."""
+    ensure_schema(engine)
+    query = select(RollbackPlan).order_by(col(RollbackPlan.id).desc())
+    if feature_key is not None:
+        query = query.where(RollbackPlan.feature_key == feature_key)
+    with Session(engine) as session:
+        return list(session.exec(query).all())
+
+
+def load_plan_members(engine: sa.Engine, plan_id: int, cohort: str | None = None) -> list[str]:
+    """The user ids of a plan (or of one of its cohorts), sorted."""
+    query = select(PlanUser.user_id).where(PlanUser.plan_id == plan_id)
+    if cohort is not None:
+        query = query.where(PlanUser.cohort == cohort)
+    with Session(engine) as session:
+        return sorted(session.exec(query).all())
+
+
+def update_plan_state(
+    engine: sa.Engine,
+    plan_id: int,
+    *,
+    expected_version: int,
+    event: PlanEvent,
+    status: PlanStatus | None = None,
+    current_stage: int | None = None,
+    stage_applied_at: datetime | None = None,
+) -> RollbackPlan | None:
+    """Change a plan's state and record the event, atomically, only if the plan is still at
+    ``expected_version`` (compare-and-set); return the updated plan, or None when another
+    writer got there first."""
+    values: dict[str, Any] = {"version": RollbackPlan.version + 1}
+    if status is not None:
+        values["status"] = status
+    if current_stage is not None:
+        values["current_stage"] = current_stage
+    if stage_applied_at is not None:
+        values["stage_applied_at"] = stage_applied_at
+    with Session(engine) as session:
+        changed = session.execute(
+            sa.update(RollbackPlan)
+            .where(col(RollbackPlan.id) == plan_id, col(RollbackPlan.version) == expected_version)
+            .values(**values)
+        )
+        if changed.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            return None
+        event.plan_id = plan_id
+        session.add(event)
+        session.commit()
+        return session.get(RollbackPlan, plan_id)
+
+
+def record_plan_event(engine: sa.Engine, event: PlanEvent) -> None:
+    """Record an event that changes no state (a guardrail decision, a refused attempt)."""
+    with Session(engine) as session:
+        session.add(event)
+        session.commit()
+
+
+def load_plan_events(engine: sa.Engine, plan_id: int) -> list[PlanEvent]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(PlanEvent).where(PlanEvent.plan_id == plan_id).order_by(col(PlanEvent.id))
+            ).all()
+        )
+
+
+def _sha256(definition: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(definition, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def save_growthbook_snapshots(
+    engine: sa.Engine, features: Sequence[dict[str, Any]], experiments: Sequence[dict[str, Any]]
+) -> tuple[int, int]:
+    """Store fetched GrowthBook features and experiments, each distinct definition once;
+    return how many were new (features, experiments)."""
+    ensure_schema(engine)
+    fetched_at = utc_now()
+    new_features = new_experiments = 0
+    with Session(engine) as session:
+        for feature in features:
+            digest = _sha256(feature)
+            exists = session.exec(
+                select(FeatureSnapshot.id).where(
+                    FeatureSnapshot.feature_key == feature["id"],
+                    FeatureSnapshot.environment == "",
+                    FeatureSnapshot.sha256 == digest,
+                )
+            ).first()
+            if exists is None:
+                session.add(
+                    FeatureSnapshot(
+                        feature_key=feature["id"],
+                        revision=feature.get("revision", {}).get("version")
+                        if isinstance(feature.get("revision"), dict)
+                        else None,
+                        fetched_at=fetched_at,
+                        sha256=digest,
+                        definition=feature,
+                    )
+                )
+                new_features += 1
+        for experiment in experiments:
+            digest = _sha256(experiment)
+            exists = session.exec(
+                select(ExperimentSnapshot.id).where(
+                    ExperimentSnapshot.experiment_id == experiment["id"],
+                    ExperimentSnapshot.sha256 == digest,
+                )
+            ).first()
+            if exists is None:
+                session.add(
+                    ExperimentSnapshot(
+                        experiment_id=experiment["id"],
+                        tracking_key=experiment.get("trackingKey"),
+                        fetched_at=fetched_at,
+                        sha256=digest,
+                        definition=experiment,
+                    )
+                )
+                new_experiments += 1
+        session.commit()
+    return new_features, new_experiments
+
+
+def load_growthbook_experiment(engine: sa.Engine, tracking_key: str) -> dict[str, Any] | None:
+    """The latest fetched GrowthBook experiment whose tracking key (or id) is ``tracking_key``."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        row = session.exec(
+            select(ExperimentSnapshot)
+            .where(
+                (ExperimentSnapshot.tracking_key == tracking_key)
+                | (ExperimentSnapshot.experiment_id == tracking_key)
+            )
+            .order_by(col(ExperimentSnapshot.fetched_at).desc(), col(ExperimentSnapshot.id).desc())
+        ).first()
+        return None if row is None else dict(row.definition)
+
+
+def load_growthbook_feature(engine: sa.Engine, feature_key: str) -> dict[str, Any] | None:
+    """The latest fetched definition of a GrowthBook feature."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        row = session.exec(
+            select(FeatureSnapshot)
+            .where(FeatureSnapshot.feature_key == feature_key)
+            .order_by(col(FeatureSnapshot.fetched_at).desc(), col(FeatureSnapshot.id).desc())
+        ).first()
+        return None if row is None else dict(row.definition)

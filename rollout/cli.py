@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
@@ -21,6 +20,8 @@ from analytics.errors import AftershockError
 from analytics.ingest import IngestSummary, ingest_file
 from analytics.models import IngestKind
 from analytics.settings import get_settings
+from rollout.cli_plans import analysis_weights, growthbook_app, guardrails, plan
+from rollout.console import err, fail, out
 
 app = typer.Typer(
     help="Aftershock: adaptation-aware rollbacks of LLM features.", no_args_is_help=True
@@ -33,9 +34,10 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(demo_app, name="demo")
 app.add_typer(db_app, name="db")
+app.add_typer(growthbook_app, name="growthbook")
+app.command("plan")(plan)
+app.command("guardrails")(guardrails)
 
-err = Console(stderr=True)
-out = Console()
 PROGRESS_MIN_BYTES = 16 << 20
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,11 +57,6 @@ class _BarProgress:
     def advance(self, amount: int) -> None:
         if self._task is not None:
             self._progress.advance(self._task, amount)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"error: {message}", style="red", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
 
 
 Strict = Annotated[bool, typer.Option("--strict", help="Refuse a whole file on any bad row.")]
@@ -161,7 +158,10 @@ def analyze(
     control: Annotated[str, typer.Option(help="The control variation.")] = "0",
     weights: Annotated[
         str | None,
-        typer.Option(help="Expected split for the SRM check, e.g. 0.5,0.5 (default: equal)."),
+        typer.Option(
+            help="Expected split for the SRM check, e.g. 0.5,0.5 (default: from `aftershock "
+            "growthbook pull`, else equal)."
+        ),
     ] = None,
     min_pre: Annotated[int, typer.Option(min=1, help="Interactions needed before exposure.")] = 3,
     min_post: Annotated[int, typer.Option(min=1, help="Interactions needed after it.")] = 3,
@@ -181,6 +181,8 @@ def analyze(
             raise typer.BadParameter(
                 f"not a list of numbers: {weights!r}", param_hint="--weights"
             ) from exc
+    else:
+        split = analysis_weights(experiment)
     params = AnalysisParams(
         experiment_id=experiment,
         control=control,
@@ -192,7 +194,7 @@ def analyze(
     ensure_schema(engine)
     result = run_analysis(engine, params)
     if not len(result.users):
-        raise _fail(
+        raise fail(
             f"experiment {experiment!r} has no exposures: ingest them first "
             "(aftershock ingest exposures FILE)"
         )

@@ -10,8 +10,12 @@ first exposure, :math:`n` interactions since, and the experiment's adaptation ha
     \\text{risk} = a \\cdot \\bigl(1 - 2^{-d/h}\\bigr) \\cdot \\Bigl(\\tfrac12 + \\tfrac12\\,
     \\frac{n}{n + n_{1/2}}\\Bigr)
 
-- :math:`a`, the evidence that the user adapted: :math:`1 - p` for a scored user; 1 for a
-  ``new`` user, who only ever knew the new model; 0.5 for ``insufficient_data`` (unknown).
+- :math:`a`, the evidence that the user adapted: for a scored user, one minus the local false
+  discovery rate of their p-value among the scored users of their variation
+  (``adaptation_evidence``), an estimate of the probability that they adapted. Users who
+  cannot be scored (``new`` users, with no habits from before to compare with, and
+  ``insufficient_data``) get the share of scored users of their variation who adapted (the
+  mean evidence): the base rate, so a ``new`` user's risk grows with tenure and use alone.
 - :math:`1 - 2^{-d/h}`, the share of the full adaptation reachable in :math:`d` days if it
   follows the fitted saturating curve (``h`` defaults to ``DEFAULT_HALF_LIFE_DAYS`` when the
   analysis could not fit one).
@@ -21,7 +25,8 @@ first exposure, :math:`n` interactions since, and the experiment's adaptation ha
 Assumptions: a rollback disrupts in proportion to how far the user's habits moved towards the
 new model; adaptation accrues like the population curve; the factors multiply (no adaptation,
 no exposure or no use each mean no risk). The risk is monotone: a lower p-value (a higher
-adaptation score), more days exposed or more interactions never lower it.
+adaptation score; the local fdr of a decreasing p-value density rises with p), more days
+exposed or more interactions never lower it.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import isotonic_regression
 
 DEFAULT_HALF_LIFE_DAYS = 3.0
+DEFAULT_PRIOR = 0.5  # adapted share assumed for a variation with no scored user at all
 ACTIVITY_HALF = 10.0  # interactions at which the activity factor is halfway
 
 
@@ -41,34 +48,78 @@ class RiskParams:
     activity_half: float = ACTIVITY_HALF
 
 
+NULL_SHARE_LAMBDA = 0.5  # Storey's lambda: p-values above it are mostly from the null
+
+
+def null_share(p_values: np.ndarray, lam: float = NULL_SHARE_LAMBDA) -> float:
+    """Storey's estimate of the share of true nulls: ``#{p > lambda} / (n (1 - lambda))``,
+    at most 1."""
+    p = np.asarray(p_values, dtype=float)
+    if len(p) == 0:
+        return 1.0
+    return min(1.0, float(np.mean(p > lam)) / (1.0 - lam))
+
+
+def decreasing_density(p_values: np.ndarray) -> np.ndarray:
+    """Grenander's estimate of a non-increasing density on [0, 1] at each p-value: the slopes
+    of the least concave majorant of the empirical CDF, by weighted antitonic regression of
+    the empirical slopes (pool adjacent violators, ``scipy.optimize.isotonic_regression``)."""
+    p = np.clip(np.asarray(p_values, dtype=float), 0.0, 1.0)
+    values, inverse, counts = np.unique(p, return_inverse=True, return_counts=True)
+    gaps = np.diff(np.r_[0.0, values])
+    if gaps[0] == 0.0:  # a p-value of exactly 0: give it a sliver of width
+        gaps[0] = min(1e-12, values[1] / 2 if len(values) > 1 else 1e-12)
+    slopes = counts / len(p) / gaps
+    fitted = isotonic_regression(slopes, weights=gaps, increasing=False).x
+    return np.asarray(fitted[inverse], dtype=float)
+
+
+def adaptation_evidence(p_values: np.ndarray) -> np.ndarray:
+    """The probability each scored user adapted: one minus the local false discovery rate
+    ``pi0 / f(p)`` (Efron et al. 2001), with Storey's ``pi0`` and Grenander's decreasing
+    ``f``; non-increasing in p, about 0 for every user when nobody adapted."""
+    p = np.asarray(p_values, dtype=float)
+    if len(p) == 0:
+        return p
+    local_fdr = np.minimum(1.0, null_share(p) / decreasing_density(p))
+    return np.asarray(1.0 - local_fdr, dtype=float)
+
+
 def second_disruption_risk(
-    label: np.ndarray,
-    adaptation_p: np.ndarray,
+    evidence: np.ndarray,
     days_exposed: np.ndarray,
     n_post: np.ndarray,
     params: RiskParams = RiskParams(),
 ) -> np.ndarray:
-    """The risk of each user, in [0, 1] (arrays of equal length; NaN p for unscored users)."""
+    """The risk of each user, in [0, 1] (arrays of equal length)."""
     half_life = params.half_life_days or DEFAULT_HALF_LIFE_DAYS
-    label = np.asarray(label, dtype=object)
-    p = np.asarray(adaptation_p, dtype=float)
-    evidence = np.where(np.isfinite(p), 1.0 - np.clip(p, 0.0, 1.0), 0.5)
-    evidence = np.where(label == "new", 1.0, evidence)
+    a = np.asarray(evidence, dtype=float)
+    if not np.isfinite(a).all():
+        raise ValueError("evidence must be known for every user (score_users fills it in)")
+    a = np.clip(a, 0.0, 1.0)
     days = np.maximum(np.asarray(days_exposed, dtype=float), 0.0)
     saturation = 1.0 - np.power(2.0, -days / half_life)
     n = np.maximum(np.asarray(n_post, dtype=float), 0.0)
     activity = 0.5 + 0.5 * n / (n + params.activity_half)
-    return np.asarray(evidence * saturation * activity, dtype=float)
+    return np.asarray(a * saturation * activity, dtype=float)
 
 
 def score_users(users: pd.DataFrame, as_of: pd.Timestamp, params: RiskParams) -> pd.DataFrame:
-    """``users`` (users.csv columns) with ``days_exposed`` and ``risk``."""
+    """``users`` (users.csv columns) with ``evidence``, ``days_exposed`` and ``risk``."""
     out = users.copy()
+    out["evidence"] = np.nan
+    for _, rows in out.groupby("variation"):
+        scored = rows.index[rows["adaptation_p"].notna()]
+        prior = DEFAULT_PRIOR
+        if len(scored):
+            p_values = out.loc[scored, "adaptation_p"].to_numpy(dtype=float)
+            out.loc[scored, "evidence"] = adaptation_evidence(p_values)
+            prior = float(out.loc[scored, "evidence"].mean())
+        out.loc[rows.index.difference(scored), "evidence"] = prior
     first = pd.to_datetime(out["first_exposure"], utc=True)
     out["days_exposed"] = ((as_of - first) / pd.Timedelta(days=1)).clip(lower=0.0)
     out["risk"] = second_disruption_risk(
-        out["adaptation_label"].to_numpy(),
-        out["adaptation_p"].to_numpy(dtype=float),
+        out["evidence"].to_numpy(dtype=float),
         out["days_exposed"].to_numpy(),
         out["n_post"].to_numpy(),
         params,

@@ -1,0 +1,270 @@
+"""``aftershock plan``, ``aftershock growthbook pull|apply`` and ``aftershock guardrails``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from analytics.db import ensure_schema, get_engine
+from analytics.errors import ConfigError
+from analytics.settings import Settings, get_settings
+from analytics.store import load_growthbook_experiment, load_plan, save_growthbook_snapshots
+from rollout.console import err, fail, out
+from rollout.guardrails import Guardrail
+from rollout.planner import DEFAULT_GUARDRAILS, STRATEGIES, Policy
+from rollout.plans import apply_stage, create_plan, evaluate_plan, require_plan
+
+growthbook_app = typer.Typer(help="Read from and write to GrowthBook.", no_args_is_help=True)
+
+
+def _guardrails(specs: list[str] | None) -> tuple[Guardrail, ...]:
+    if not specs:
+        return DEFAULT_GUARDRAILS
+    guardrails = []
+    for spec in specs:
+        metric, _, value = spec.partition("=")
+        try:
+            guardrails.append(Guardrail(metric.strip(), float(value)))
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"{spec!r}: expected METRIC=MAX_REGRESSION, e.g. complaint_rate=0.02 ({exc})",
+                param_hint="--guardrail",
+            ) from exc
+    return tuple(guardrails)
+
+
+def _parse_value(text: str | None) -> Any:
+    """A flag value as given: JSON when it parses (true, 3, {...}), else the plain string."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def plan(
+    experiment: Annotated[str, typer.Option("--experiment", help="GrowthBook experiment key.")],
+    feature: Annotated[str, typer.Option("--feature", help="The GrowthBook feature to roll back.")],
+    rollback_value: Annotated[
+        str, typer.Option(help="The value users are rolled back to (the control's).")
+    ] = "control",
+    current_value: Annotated[
+        str, typer.Option(help="The value served now (the treatment's).")
+    ] = "treatment",
+    bridge_value: Annotated[
+        str | None,
+        typer.Option(help="A value to move adapted users to first (e.g. a prompt shim)."),
+    ] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write plan.json here.")] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(help=f"Use this strategy ({', '.join(STRATEGIES)}) instead of the best."),
+    ] = None,
+    guardrail: Annotated[
+        list[str] | None,
+        typer.Option(help="METRIC=MAX_REGRESSION, repeatable (default: the four guardrails)."),
+    ] = None,
+    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5)] = 0.05,
+    power: Annotated[float, typer.Option(min=0.5, max=0.99)] = 0.8,
+    max_step_share: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="Largest share of a cohort per step.")
+    ] = 0.5,
+    deadline_days: Annotated[
+        float | None, typer.Option(min=0.1, help="Finish within this many days.")
+    ] = None,
+) -> None:
+    """Plan a staged, adaptation-aware rollback from the latest analysis."""
+    if strategy is not None and strategy not in STRATEGIES:
+        raise typer.BadParameter(f"one of {', '.join(STRATEGIES)}", param_hint="--strategy")
+    try:
+        policy = Policy(
+            guardrails=_guardrails(guardrail),
+            alpha=alpha,
+            power=power,
+            max_step_share=max_step_share,
+            deadline_days=deadline_days,
+            bridge_value=_parse_value(bridge_value),
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    engine = get_engine()
+    ensure_schema(engine)
+    _, document, _ = create_plan(
+        engine,
+        experiment_id=experiment,
+        feature_key=feature,
+        policy=policy,
+        rollback_value=_parse_value(rollback_value),
+        current_value=_parse_value(current_value),
+        strategy=strategy,
+        environments=tuple(get_settings().environments()),
+    )
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(document, indent=1) + "\n")
+    print_plan(document)
+    if out_path is not None:
+        out.print(f"wrote {out_path}", highlight=False)
+
+
+def print_plan(document: dict[str, Any]) -> None:
+    options = Table(
+        "strategy", "stages", "days", "expected disrupted users", title="Strategies compared"
+    )
+    for option in document["options"]:
+        chosen = " (chosen)" if option["strategy"] == document["strategy"] else ""
+        options.add_row(
+            option["strategy"] + chosen,
+            str(option["stages"]),
+            f"{option['duration_days']:.1f}",
+            f"{option['expected_disrupted_users']:,.1f}",
+        )
+    out.print(options)
+    stages = Table(
+        "stage", "cohort", "move", "coverage", "users", "hold h", "power", title="Stages"
+    )
+    for stage in document["stages"]:
+        stages.add_row(
+            str(stage["index"]),
+            stage["cohort"],
+            stage["kind"],
+            f"{stage['coverage']:.0%}",
+            f"{stage['users']:,}",
+            f"{stage['min_hold_hours']:.0f}",
+            "-" if stage["power"] is None else f"{stage['power']:.2f}",
+        )
+    out.print(stages)
+    for option in document["options"]:
+        for warning in option["warnings"]:
+            err.print(f"warning ({option['strategy']}): {warning}", style="yellow")
+    out.print(f"plan {document['id']}: {document['reason']}", highlight=False, soft_wrap=True)
+
+
+def _client(settings: Settings, *, dry_run: bool) -> Any:
+    from rollout.growthbook import GrowthBookClient
+
+    if not settings.growthbook_url or settings.growthbook_api_key is None:
+        raise ConfigError(
+            "GrowthBook is not configured: set AFTERSHOCK_GROWTHBOOK_URL and "
+            "AFTERSHOCK_GROWTHBOOK_API_KEY"
+        )
+    return GrowthBookClient(
+        settings.growthbook_url,
+        settings.growthbook_api_key.get_secret_value(),
+        dry_run=dry_run,
+        echo=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True),
+    )
+
+
+@growthbook_app.command("pull")
+def growthbook_pull() -> None:
+    """Fetch GrowthBook's features and experiments into the database."""
+    settings = get_settings()
+    engine = get_engine()
+    with _client(settings, dry_run=False) as client:
+        features = client.list_features()
+        experiments = client.list_experiments()
+    new_features, new_experiments = save_growthbook_snapshots(engine, features, experiments)
+    out.print(
+        f"features: {len(features):,} fetched, {new_features:,} changed; experiments: "
+        f"{len(experiments):,} fetched, {new_experiments:,} changed",
+        highlight=False,
+    )
+
+
+@growthbook_app.command("apply")
+def growthbook_apply(
+    plan_id: Annotated[int, typer.Option("--plan", help="The plan's id.")],
+    stage: Annotated[int, typer.Option("--stage", min=0, help="The stage to apply.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the requests instead of sending writes.")
+    ] = False,
+    record_only: Annotated[
+        bool,
+        typer.Option("--record-only", help="Record the stage as applied without GrowthBook."),
+    ] = False,
+) -> None:
+    """Write a plan's stage to GrowthBook: saved groups, then its rules in one revision."""
+    settings = get_settings()
+    engine = get_engine()
+    configured = bool(settings.growthbook_url and settings.growthbook_api_key)
+    if dry_run and not configured:
+        document = require_plan(engine, plan_id).document
+        if not 0 <= stage < len(document["stages"]):
+            raise fail(f"plan {plan_id} has stages 0..{len(document['stages']) - 1}")
+        out.print_json(json.dumps(document["stages"][stage]["rest"]))
+        err.print("GrowthBook is not configured: these are the request bodies, unsent.")
+        return
+    if record_only:
+        applied = apply_stage(
+            engine, plan_id, stage, client=None, environments=settings.environments()
+        )
+    else:
+        with _client(settings, dry_run=dry_run) as client:
+            if dry_run:
+                _dry_run(engine, plan_id, stage, client, settings.environments())
+                return
+            applied = apply_stage(
+                engine, plan_id, stage, client=client, environments=settings.environments()
+            )
+    how = "recorded (GrowthBook untouched)" if applied.recorded_only else "applied to GrowthBook"
+    out.print(f"plan {plan_id} stage {stage} {how}", highlight=False)
+
+
+def _dry_run(engine: Any, plan_id: int, stage: int, client: Any, environments: list[str]) -> None:
+    from rollout.plans import _resolve_groups
+
+    document = require_plan(engine, plan_id).document
+    rest = document["stages"][stage]["rest"]
+    ids = {
+        body["name"]: client.upsert_saved_group(body["name"], body["attributeKey"], body["values"])
+        for body in rest["saved_groups"]
+    }
+    rules = [_resolve_groups(rule, ids, environments) for rule in rest["rules"]]
+    client.apply_rules(
+        document["feature_key"], rules, owner_tag=rest["owner_tag"], environments=environments
+    )
+
+
+def guardrails(
+    plan_id: Annotated[int, typer.Option("--plan", help="The plan's id.")],
+    now: Annotated[
+        str | None, typer.Option(help="Judge as of this ISO-8601 time (default: now).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+) -> None:
+    """The guardrail decision for a plan's current stage: advance, hold or pause."""
+    engine = get_engine()
+    when = datetime.fromisoformat(now) if now else datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    decision = evaluate_plan(engine, plan_id, now=when)
+    if as_json:
+        out.print_json(json.dumps(decision.to_dict()))
+        return
+    plan_row = load_plan(engine, plan_id)
+    assert plan_row is not None
+    out.print(
+        f"plan {plan_id}, stage {plan_row.current_stage}: {decision.action.upper()}",
+        highlight=False,
+    )
+    for reason in decision.reasons:
+        out.print(f"  {reason}", highlight=False, soft_wrap=True)
+
+
+def analysis_weights(experiment_id: str) -> tuple[float, ...] | None:
+    """The expected split of an experiment from its pulled GrowthBook definition (latest
+    phase), for the SRM check; None when it was not pulled."""
+    engine = get_engine()
+    definition = load_growthbook_experiment(engine, experiment_id)
+    if not definition or not definition.get("phases"):
+        return None
+    phase = definition["phases"][-1]
+    weights = phase.get("variationWeights")
+    return tuple(float(w) for w in weights) if weights else None

@@ -1,0 +1,307 @@
+"""Plans end to end: inputs from the stored analysis, storage, stage application, guardrails.
+
+The one place the CLI, the API and the dashboard go through, so they show the same numbers:
+``create_plan`` (latest analysis + recent activity -> planner -> stored plan),
+``apply_stage`` (a stage's saved groups and rules written to GrowthBook, or recorded only, and
+the transition recorded) and ``evaluate_plan`` (the current stage's guardrail decision).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import pandas as pd
+import sqlalchemy as sa
+
+from analytics.errors import AftershockError
+from analytics.models import PlanEvent, PlanStatus, RollbackPlan
+from analytics.outcomes import compute_user_metrics, load_user_outcomes
+from analytics.store import (
+    load_analysis_users,
+    load_latest_analysis,
+    load_plan,
+    load_plan_events,
+    load_plan_members,
+    record_plan_event,
+    save_plan,
+    update_plan_state,
+)
+from rollout.growthbook_rules import EVERYONE
+from rollout.guardrails import Guardrail, GuardrailDecision, assign_arms, decide_stage
+from rollout.planner import Plan, Policy, choose, plan_document, plan_rollback
+from rollout.risk import RiskParams, score_users
+
+ACTIVITY_WINDOW_DAYS = 14  # recent activity the holds are sized on
+
+
+class PlanError(AftershockError):
+    """A plan cannot be made, found or moved as asked."""
+
+
+class RuleWriter(Protocol):
+    """What applying a stage needs of a GrowthBook client (rollout.growthbook)."""
+
+    def upsert_saved_group(self, name: str, attribute_key: str, values: list[str]) -> str: ...
+
+    def apply_rules(
+        self,
+        feature_key: str,
+        rules: list[dict[str, Any]],
+        *,
+        owner_tag: str,
+        environments: list[str],
+        expected_rule_ids: Any = None,
+    ) -> Any: ...
+
+
+def load_data_end(engine: sa.Engine) -> datetime:
+    """When the analysed users' logs end: the plan's "now" for tenure and recent activity."""
+    with engine.connect() as connection:
+        value = connection.execute(sa.text("SELECT max(timestamp) FROM interactions")).scalar()
+    if value is None:
+        raise PlanError("no interactions are stored: ingest interaction logs first")
+    if isinstance(value, int):  # SQLite keeps epoch microseconds
+        return datetime.fromtimestamp(value / 1e6, UTC)
+    moment: datetime = value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def load_plan_users(
+    engine: sa.Engine, experiment_id: str, guardrails: tuple[Guardrail, ...]
+) -> tuple[pd.DataFrame, int, datetime, float | None]:
+    """The treated users of the latest analysis with their risk and recent activity, the
+    analysis run id, the data's end, and the adaptation half-life."""
+    run = load_latest_analysis(engine, experiment_id)
+    if run is None or run.id is None:
+        raise PlanError(
+            f"experiment {experiment_id!r} has no stored analysis: run "
+            f"`aftershock analyze --experiment {experiment_id}` first"
+        )
+    users = load_analysis_users(engine, run.id)
+    control = str(run.results.get("control", "0"))
+    treated = users[users["variation"].astype(str) != control].reset_index(drop=True)
+    if treated.empty:
+        raise PlanError(f"the analysis of {experiment_id!r} has no treated users")
+    ids = treated["user_id"].astype(str).tolist()
+    as_of = load_data_end(engine)
+    half_life = run.results.get("adaptation", {}).get("half_life_days")
+    scored = score_users(treated, pd.Timestamp(as_of), RiskParams(half_life_days=half_life))
+    since = as_of - timedelta(days=ACTIVITY_WINDOW_DAYS)
+    outcomes = load_user_outcomes(engine, ids, since, as_of + timedelta(microseconds=1))
+    metrics = compute_user_metrics(outcomes)
+    scored["daily_active"] = outcomes["active_days"].to_numpy() / ACTIVITY_WINDOW_DAYS
+    for guardrail in guardrails:
+        scored[guardrail.metric] = metrics[guardrail.metric].to_numpy()
+    return scored, run.id, as_of, half_life
+
+
+def create_plan(
+    engine: sa.Engine,
+    *,
+    experiment_id: str,
+    feature_key: str,
+    policy: Policy,
+    rollback_value: Any,
+    current_value: Any,
+    strategy: str | None = None,
+    environments: tuple[str, ...] = ("production",),
+    now: datetime | None = None,
+) -> tuple[int, dict[str, Any], Plan]:
+    """Plan the rollback of ``feature_key`` from the latest analysis, store it, and return
+    its id, plan.json and the plan."""
+    users, run_id, as_of, half_life = load_plan_users(engine, experiment_id, policy.guardrails)
+    plan = plan_rollback(
+        users,
+        experiment_id=experiment_id,
+        feature_key=feature_key,
+        policy=policy,
+        rollback_value=rollback_value,
+        current_value=current_value,
+        as_of=as_of,
+        created_at=now or datetime.now(UTC),
+        half_life_days=half_life,
+    )
+    if strategy is not None:
+        plan = choose(plan, strategy)
+    document = plan_document(plan, environments=environments)
+    plan_id = save_plan(engine, document=document, members=plan.members, analysis_run_id=run_id)
+    document = {"id": plan_id, **document}
+    return plan_id, document, plan
+
+
+def require_plan(engine: sa.Engine, plan_id: int) -> RollbackPlan:
+    plan = load_plan(engine, plan_id)
+    if plan is None:
+        raise PlanError(f"no plan {plan_id}: `aftershock plan` creates one")
+    return plan
+
+
+@dataclass(frozen=True)
+class AppliedStage:
+    plan_id: int
+    stage: int
+    recorded_only: bool
+    rule_ids: tuple[str, ...]
+    revision: int | None
+
+
+def apply_stage(
+    engine: sa.Engine,
+    plan_id: int,
+    stage: int,
+    *,
+    client: RuleWriter | None,
+    environments: list[str],
+    actor: str = "cli",
+    now: datetime | None = None,
+) -> AppliedStage:
+    """Write stage ``stage`` of a plan to GrowthBook (saved groups, then the rules in one
+    published revision) and record the transition; without a client, record it only.
+
+    Stages go in order: the next one, or the current one again (to finish an interrupted
+    write, which converges). A failed write records a ``failed`` event and leaves the plan at
+    its previous stage.
+    """
+    plan = require_plan(engine, plan_id)
+    stages = plan.document["stages"]
+    if plan.status in (PlanStatus.aborted, PlanStatus.completed) and stage != plan.current_stage:
+        raise PlanError(f"plan {plan_id} is {plan.status}; it takes no more stages")
+    if stage not in (plan.current_stage, plan.current_stage + 1) or not 0 <= stage < len(stages):
+        raise PlanError(
+            f"plan {plan_id} is at stage {plan.current_stage}; the next stage to apply is "
+            f"{plan.current_stage + 1} (of 0..{len(stages) - 1})"
+        )
+    rest = stages[stage]["rest"]
+    rule_ids: tuple[str, ...] = ()
+    revision = None
+    if client is not None:
+        previous = _last_applied(engine, plan_id)
+        try:
+            ids = {
+                body["name"]: client.upsert_saved_group(
+                    body["name"], body["attributeKey"], list(body["values"])
+                )
+                for body in rest["saved_groups"]
+            }
+            rules = [_resolve_groups(rule, ids, environments) for rule in rest["rules"]]
+            applied = client.apply_rules(
+                plan.feature_key,
+                rules,
+                owner_tag=rest["owner_tag"],
+                environments=environments,
+                expected_rule_ids=previous,
+            )
+        except AftershockError as error:
+            record_plan_event(
+                engine,
+                PlanEvent(
+                    plan_id=plan_id,
+                    action="apply",
+                    stage=stage,
+                    actor=actor,
+                    outcome="failed",
+                    details={
+                        "error": str(error),
+                        "rerun": f"aftershock growthbook apply --plan {plan_id} --stage {stage}",
+                    },
+                ),
+            )
+            raise
+        rule_ids = tuple(applied.rule_ids)
+        revision = applied.revision
+    last = stage == len(stages) - 1
+    updated = update_plan_state(
+        engine,
+        plan_id,
+        expected_version=plan.version,
+        event=PlanEvent(
+            plan_id=plan_id,
+            action="apply",
+            stage=stage,
+            actor=actor,
+            details={
+                "recorded_only": client is None,
+                "rule_ids": list(rule_ids),
+                "revision": revision,
+                "from_stage": plan.current_stage,
+            },
+        ),
+        status=PlanStatus.completed if last else PlanStatus.active,
+        current_stage=stage,
+        stage_applied_at=now or datetime.now(UTC),
+    )
+    if updated is None:
+        raise PlanError(f"plan {plan_id} changed while stage {stage} was applied; look again")
+    return AppliedStage(plan_id, stage, client is None, rule_ids, revision)
+
+
+def _resolve_groups(
+    rule: dict[str, Any], ids: dict[str, str], environments: list[str]
+) -> dict[str, Any]:
+    resolved = {**rule, "environments": list(environments)}
+    if "savedGroups" in rule:
+        resolved["savedGroups"] = [
+            {**group, "ids": [ids[name] for name in group["ids"]]} for group in rule["savedGroups"]
+        ]
+    return resolved
+
+
+def _last_applied(engine: sa.Engine, plan_id: int) -> list[str] | None:
+    for event in reversed(load_plan_events(engine, plan_id)):
+        if (
+            event.action == "apply"
+            and event.outcome == "ok"
+            and not event.details.get("recorded_only")
+        ):
+            return list(event.details.get("rule_ids", []))
+    return None
+
+
+def evaluate_plan(
+    engine: sa.Engine,
+    plan_id: int,
+    *,
+    now: datetime | None = None,
+    record: bool = True,
+    actor: str = "cli",
+) -> GuardrailDecision:
+    """The guardrail decision for a plan's current stage, from the logs since it was applied."""
+    plan = require_plan(engine, plan_id)
+    if plan.current_stage < 0 or plan.stage_applied_at is None:
+        raise PlanError(f"plan {plan_id} has no stage applied yet")
+    stage = plan.document["stages"][plan.current_stage]
+    now = now or datetime.now(UTC)
+    applied_at = plan.stage_applied_at
+    hold_until = applied_at + timedelta(hours=float(stage["min_hold_hours"]))
+    guardrails = [Guardrail(g["metric"], float(g["max_regression"])) for g in stage["guardrails"]]
+    cohort = stage["cohort"]
+    if stage["kind"] == "freeze":
+        users: list[str] = []
+        coverage = 1.0
+    else:
+        users = load_plan_members(engine, plan_id, None if cohort == EVERYONE else cohort)
+        coverage = float(stage["coverage"])
+    outcomes = load_user_outcomes(engine, users, applied_at, now)
+    arms = assign_arms(users, plan.feature_key, coverage)
+    decision = decide_stage(
+        outcomes,
+        arms,
+        coverage=coverage,
+        guardrails=guardrails,
+        hold_until=hold_until,
+        now=now,
+    )
+    if record:
+        record_plan_event(
+            engine,
+            PlanEvent(
+                plan_id=plan_id,
+                action="guardrails",
+                stage=plan.current_stage,
+                actor=actor,
+                details=decision.to_dict(),
+            ),
+        )
+    return decision
