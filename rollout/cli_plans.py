@@ -14,7 +14,7 @@ from analytics.db import ensure_schema, get_engine
 from analytics.errors import ConfigError
 from analytics.settings import Settings, get_settings
 from analytics.store import load_growthbook_experiment, load_plan, save_growthbook_snapshots
-from rollout.console import err, fail, out
+from rollout.console import err, fail, out, reports_errors
 from rollout.guardrails import Guardrail
 from rollout.planner import DEFAULT_GUARDRAILS, STRATEGIES, Policy
 from rollout.plans import apply_stage, create_plan, evaluate_plan, require_plan
@@ -48,6 +48,7 @@ def _parse_value(text: str | None) -> Any:
         return text
 
 
+@reports_errors
 def plan(
     experiment: Annotated[str, typer.Option("--experiment", help="GrowthBook experiment key.")],
     feature: Annotated[str, typer.Option("--feature", help="The GrowthBook feature to roll back.")],
@@ -163,6 +164,7 @@ def _client(settings: Settings, *, dry_run: bool) -> Any:
 
 
 @growthbook_app.command("pull")
+@reports_errors
 def growthbook_pull() -> None:
     """Fetch GrowthBook's features and experiments into the database."""
     settings = get_settings()
@@ -179,6 +181,7 @@ def growthbook_pull() -> None:
 
 
 @growthbook_app.command("apply")
+@reports_errors
 def growthbook_apply(
     plan_id: Annotated[int, typer.Option("--plan", help="The plan's id.")],
     stage: Annotated[int, typer.Option("--stage", min=0, help="The stage to apply.")],
@@ -232,6 +235,7 @@ def _dry_run(engine: Any, plan_id: int, stage: int, client: Any, environments: l
     )
 
 
+@reports_errors
 def guardrails(
     plan_id: Annotated[int, typer.Option("--plan", help="The plan's id.")],
     now: Annotated[

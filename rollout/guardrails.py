@@ -91,13 +91,20 @@ class GuardrailParams:
     guardrails, however often it is checked (split equally among the guardrails);
     ``tuning`` is the confidence sequences' N* (:data:`GUARDRAIL_TUNING`);
     ``srm_p_threshold`` is GrowthBook's sample-ratio-mismatch threshold;
-    ``min_users_per_arm`` the active users each arm needs before a stage may advance.
+    ``min_users_per_arm`` the active users each arm needs before a stage may advance;
+    ``min_rolled_back_users`` the active rolled-back users the plan sized the stage's test for.
+    ``require_clearance``: advance only once every guardrail's interval rules out its largest
+    tolerated regression (a non-inferiority test, which a small cohort may take weeks to
+    pass); when False, a stage advances once it has the planned sample and no regression is
+    significant, the fixed-horizon power the planner sized the hold for.
     """
 
     alpha: float = 0.05
     tuning: float = GUARDRAIL_TUNING
     srm_p_threshold: float = SRM_THRESHOLD
     min_users_per_arm: int = 30
+    min_rolled_back_users: int = 0
+    require_clearance: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -315,6 +322,15 @@ def _cleared_reason(check: GuardrailCheck, level: float) -> str:
     )
 
 
+def _within_reason(check: GuardrailCheck, level: float) -> str:
+    if check.harm is None:
+        return f"{check.metric} could not be compared ({check.error}); no regression seen."
+    return (
+        f"{check.metric}: {_means(check)} (harm {_signed(check.harm)}, "
+        f"{_interval(check, level)}): no significant regression."
+    )
+
+
 def _srm_reason(srm: SrmResult, rolled: int, not_rolled: int, coverage: float) -> str:
     return (
         f"The users active in the window split {rolled} rolled back to {not_rolled} not yet, "
@@ -478,16 +494,29 @@ def decide_stage(
                 f"Only {users} {name} users were active in the window; each arm needs at "
                 f"least {params.min_users_per_arm}."
             )
-    hold += [_not_cleared_reason(c, level) for c in checks if c.status != "cleared"]
+    if counts[0] < params.min_rolled_back_users:
+        hold.append(
+            f"{counts[0]} rolled-back users were active; the plan sized this stage's test for "
+            f"{params.min_rolled_back_users}."
+        )
+    if params.require_clearance:
+        hold += [_not_cleared_reason(c, level) for c in checks if c.status != "cleared"]
     if hold:
         return decision("hold", hold)
 
-    advance = [
-        "Every guardrail cleared and the hold has ended."
-        if checks
-        else "No guardrails are configured and the hold has ended."
+    if not checks:
+        advance = ["No guardrails are configured and the hold has ended."]
+    elif params.require_clearance or all(c.status == "cleared" for c in checks):
+        advance = ["Every guardrail cleared and the hold has ended."]
+    else:
+        advance = [
+            "No guardrail shows a significant regression, the stage reached the sample its "
+            "test was sized for, and the hold has ended."
+        ]
+    advance += [
+        _cleared_reason(c, level) if c.status == "cleared" else _within_reason(c, level)
+        for c in checks
     ]
-    advance += [_cleared_reason(c, level) for c in checks]
     advance.append(
         f"The active users split {counts[0]} rolled back to {counts[1]} not yet, as expected "
         f"at {_percent(coverage)} coverage (sample-ratio p = {srm.p_value:.3g})."

@@ -145,6 +145,7 @@ class Stage:
     users: int  # users this stage moves
     min_hold_hours: float
     power: float | None  # to detect the tolerated regression at that hold (None: no test)
+    required_users: int  # active rolled-back users the test needs (0: no test)
     detect_probability: float  # of catching a disruption among the users moved so far
     risk_moved: float  # expected disruptions among the users this stage moves
     underpowered: bool
@@ -234,15 +235,16 @@ def _days_until_active(daily_active: float, share: float) -> float:
 
 def plan_hold(
     stats: CohortStats, fallback: CohortStats, coverage: float, policy: Policy
-) -> tuple[float, float | None, bool]:
-    """Minimum hold (hours), the power reached there, and whether the target power was out
-    of reach within ``max_hold_hours``, for a step to ``coverage`` of a cohort."""
+) -> tuple[float, float | None, bool, int]:
+    """Minimum hold (hours), the power reached there, whether the target power was out of
+    reach within ``max_hold_hours``, and the active rolled-back users the test needs, for a
+    step to ``coverage`` of a cohort."""
     if coverage >= 1.0:
-        return policy.min_hold_hours, None, False
+        return policy.min_hold_hours, None, False, 0
     sizes = _effect_sizes(stats, fallback, policy)
     arm = stats.users * coverage
     if not sizes or arm < 2:
-        return policy.max_hold_hours, 0.0, True
+        return policy.max_hold_hours, 0.0, True, 0
     alpha = policy.alpha / len(policy.guardrails)
     ratio = (1.0 - coverage) / coverage
     analysis = NormalIndPower()
@@ -257,7 +259,10 @@ def plan_hold(
     days = _days_until_active(stats.daily_active, needed / arm)
     hours = min(max(days * 24.0, policy.min_hold_hours), policy.max_hold_hours)
     reached = _power(stats, arm, coverage, min(sizes), hours, policy)
-    return hours, reached, reached < policy.power - 1e-3
+    # What the guardrail waits for: the planned sample, or as much as the hold can bring.
+    expected = arm * _active_share(stats.daily_active, hours / 24.0)
+    required = math.ceil(min(needed, 0.9 * expected))
+    return hours, reached, reached < policy.power - 1e-3, required
 
 
 def _power(
@@ -312,7 +317,7 @@ def _build_stages(
     for index, step in enumerate(steps):
         if step.kind == "freeze":
             stages.append(
-                Stage(index, step.cohort, "freeze", 1.0, 0, 0.0, None, 0.0, 0.0, False, {}, {})
+                Stage(index, step.cohort, "freeze", 1.0, 0, 0.0, None, 0, 0.0, 0.0, False, {}, {})
             )
             continue
         members = users[users["cohort"] == step.cohort] if step.cohort != EVERYONE else users
@@ -327,7 +332,7 @@ def _build_stages(
         else:
             rollback[step.cohort] = step.coverage
         cohort_stats = stats[step.cohort]
-        hours, power, under = plan_hold(cohort_stats, fallback, step.coverage, policy)
+        hours, power, under, needed = plan_hold(cohort_stats, fallback, step.coverage, policy)
         hours *= hold_scale
         sizes = _effect_sizes(cohort_stats, fallback, policy)
         detect = 0.0
@@ -347,6 +352,7 @@ def _build_stages(
                 users=len(moved),
                 min_hold_hours=round(hours, 2),
                 power=None if power is None else round(power, 4),
+                required_users=needed,
                 detect_probability=round(detect, 4),
                 risk_moved=float(moved["risk"].sum()) * share,
                 underpowered=under,
@@ -587,6 +593,7 @@ def plan_document(
                 "users": stage.users,
                 "min_hold_hours": stage.min_hold_hours,
                 "power": stage.power,
+                "required_users": stage.required_users,
                 "detect_probability": stage.detect_probability,
                 "expected_disrupted_users": round(stage.risk_moved, 3),
                 "underpowered": stage.underpowered,

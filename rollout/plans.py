@@ -29,7 +29,13 @@ from analytics.store import (
     update_plan_state,
 )
 from rollout.growthbook_rules import EVERYONE
-from rollout.guardrails import Guardrail, GuardrailDecision, assign_arms, decide_stage
+from rollout.guardrails import (
+    Guardrail,
+    GuardrailDecision,
+    GuardrailParams,
+    assign_arms,
+    decide_stage,
+)
 from rollout.planner import Plan, Policy, choose, plan_document, plan_rollback
 from rollout.risk import RiskParams, score_users
 
@@ -292,6 +298,11 @@ def evaluate_plan(
         guardrails=guardrails,
         hold_until=hold_until,
         now=now,
+        params=GuardrailParams(
+            alpha=float(plan.document["policy"]["alpha"]),
+            min_rolled_back_users=int(stage.get("required_users", 0)),
+            require_clearance=False,
+        ),
     )
     if record:
         record_plan_event(

@@ -285,6 +285,8 @@ def test_decision_serialises_as_json() -> None:
         "tuning": 1000.0,
         "srm_p_threshold": 0.001,
         "min_users_per_arm": 30,
+        "min_rolled_back_users": 0,
+        "require_clearance": True,
     }
 
 

@@ -163,13 +163,15 @@ def test_hold_matches_the_closed_form_sample_size() -> None:
     )
     policy = Policy(guardrails=(Policy().guardrails[0],), min_hold_hours=0)
     coverage = 0.2
-    hours, power, under = plan_hold(stats, stats, coverage, policy)
+    hours, power, under, required = plan_hold(stats, stats, coverage, policy)
     d = 0.02 / 0.1
     k = (1 - coverage) / coverage
     n1 = (norm.ppf(1 - policy.alpha) + norm.ppf(policy.power)) ** 2 * (1 + 1 / k) / d**2
     days = math.log(1 - n1 / (4000 * coverage)) / math.log(1 - 0.3)
     assert hours == pytest.approx(days * 24, rel=0.01)
     assert power == pytest.approx(policy.power, abs=0.01) and not under
+    # The guardrail waits for the planned sample, less a tenth for the randomness of who shows up.
+    assert required == pytest.approx(0.9 * n1, abs=2)
 
 
 def test_a_cohort_too_small_for_the_power_target_holds_longest_and_says_so() -> None:
@@ -177,14 +179,15 @@ def test_a_cohort_too_small_for_the_power_target_holds_longest_and_says_so() -> 
         users=40, daily_active=0.3, metric_sd={"complaint_rate": 0.1}, mean_risk=0.5
     )
     policy = Policy(guardrails=(Policy().guardrails[0],))
-    hours, power, under = plan_hold(stats, stats, 0.1, policy)
+    hours, power, under, required = plan_hold(stats, stats, 0.1, policy)
     assert hours == policy.max_hold_hours and under and power is not None and power < 0.8
-    assert plan_hold(stats, stats, 1.0, policy) == (policy.min_hold_hours, None, False)
+    assert required <= 40 * 0.1  # waits for what the hold can bring, not for the impossible
+    assert plan_hold(stats, stats, 1.0, policy) == (policy.min_hold_hours, None, False, 0)
 
 
 def test_expected_disruptions_spare_the_stages_after_a_catch() -> None:
     def stage(risk: float, detect: float) -> Stage:
-        return Stage(0, "c", "rollback", 0.5, 10, 24, 0.8, detect, risk, False, {}, {})
+        return Stage(0, "c", "rollback", 0.5, 10, 24, 0.8, 5, detect, risk, False, {}, {})
 
     stages = [stage(2.0, 0.5), stage(10.0, 0.9), stage(30.0, 0.0)]
     # 2 + (1 - .5) * 10 + (1 - .5)(1 - .9) * 30
