@@ -23,6 +23,9 @@ run: install
 	$(BIN)/aftershock ingest interactions $(DEMO)/interactions.csv
 	$(BIN)/aftershock status
 	$(BIN)/aftershock analyze --experiment chat-model-upgrade --out data/analysis
+	test -f data/plan.json || $(BIN)/aftershock plan --experiment chat-model-upgrade \
+		--feature chat-model --rollback-value previous-model --current-value new-model \
+		--out data/plan.json
 
 test: install
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
