@@ -18,6 +18,7 @@ import sqlalchemy as sa
 import analytics
 from analytics.adaptation import STYLE, AdaptationParams, label_counts, score_adaptation
 from analytics.cohorts import Cohorts, load_cohorts
+from analytics.errors import ConfigError
 from analytics.features.backfill import backfill_features
 from analytics.inference.drift import DriftRow, compute_behavior_drift
 from analytics.inference.results import HalfLifeResult, SrmResult
@@ -47,6 +48,7 @@ class AnalysisParams:
     experiment_id: str
     control: str = "0"
     weights: tuple[float, ...] | None = None  # the expected split, for the SRM check
+    variation_names: tuple[tuple[str, str], ...] = ()  # (key, name), e.g. from GrowthBook
     alpha: float = 0.05
     # Users in the style DiD need this many interactions before and after first exposure
     # (see analytics.inference.style_shift.compute_style_shift for why).
@@ -76,6 +78,11 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
     cohorts = load_cohorts(engine, params.experiment_id, params.control)
     counts = list(cohorts.counts.values())
     weights = params.weights or tuple(1.0 for _ in counts)
+    if len(weights) != len(counts):
+        raise ConfigError(
+            f"{len(weights)} expected weights for the {len(counts)} variations seen in the "
+            f"exposures of {params.experiment_id!r} ({', '.join(cohorts.variations)})"
+        )
     srm = srm_test(counts, weights)
     bins = load_user_bins(engine, params.experiment_id, params.periods)
     periods = roll_up_periods(bins)
@@ -218,6 +225,7 @@ def analysis_document(result: AnalysisResult) -> dict[str, Any]:
         "style_shift_by_days": [
             {k: _clean(v) for k, v in asdict(r).items()} for r in result.bucket_shifts
         ],
+        "variation_names": dict(result.params.variation_names),
         "code_version": result.code_version,
     }
 

@@ -20,8 +20,8 @@ from analytics.errors import AftershockError
 from analytics.ingest import IngestSummary, ingest_file
 from analytics.models import IngestKind
 from analytics.settings import get_settings
-from rollout.cli_plans import analysis_weights, growthbook_app, guardrails, plan
-from rollout.console import err, fail, out
+from rollout.cli_plans import growthbook_app, growthbook_split, guardrails, plan
+from rollout.console import err, fail, out, reports_errors
 
 app = typer.Typer(
     help="Aftershock: adaptation-aware rollbacks of LLM features.", no_args_is_help=True
@@ -150,6 +150,7 @@ def demo_generate(
 
 
 @app.command("analyze")
+@reports_errors
 def analyze(
     experiment: Annotated[str, typer.Option("--experiment", help="GrowthBook experiment key.")],
     out_dir: Annotated[
@@ -181,12 +182,13 @@ def analyze(
             raise typer.BadParameter(
                 f"not a list of numbers: {weights!r}", param_hint="--weights"
             ) from exc
-    else:
-        split = analysis_weights(experiment)
+    pulled, names = growthbook_split(experiment, control)
+    split = split or pulled
     params = AnalysisParams(
         experiment_id=experiment,
         control=control,
         weights=split,
+        variation_names=names,
         periods=PeriodParams(pre_days=pre_days),
         adaptation=AdaptationParams(min_pre=min_pre, min_post=min_post),
     )

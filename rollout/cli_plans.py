@@ -262,13 +262,22 @@ def guardrails(
         out.print(f"  {reason}", highlight=False, soft_wrap=True)
 
 
-def analysis_weights(experiment_id: str) -> tuple[float, ...] | None:
-    """The expected split of an experiment from its pulled GrowthBook definition (latest
-    phase), for the SRM check; None when it was not pulled."""
-    engine = get_engine()
-    definition = load_growthbook_experiment(engine, experiment_id)
-    if not definition or not definition.get("phases"):
-        return None
-    phase = definition["phases"][-1]
-    weights = phase.get("variationWeights")
-    return tuple(float(w) for w in weights) if weights else None
+def growthbook_split(
+    experiment_id: str, control: str
+) -> tuple[tuple[float, ...] | None, tuple[tuple[str, str], ...]]:
+    """The expected split (latest phase's traffic split, control first then by key, as the
+    analysis orders variations) and the variation names of an experiment pulled from
+    GrowthBook (``aftershock growthbook pull``); (None, ()) when it was not pulled."""
+    definition = load_growthbook_experiment(get_engine(), experiment_id)
+    if not definition:
+        return None, ()
+    variations = definition.get("variations", [])
+    key_of = {v["variationId"]: str(v["key"]) for v in variations}
+    names = tuple((str(v["key"]), str(v.get("name", v["key"]))) for v in variations)
+    phases = definition.get("phases") or []
+    split = phases[-1].get("trafficSplit") if phases else None
+    if not split:
+        return None, names
+    weight = {key_of[s["variationId"]]: float(s["weight"]) for s in split}
+    order = sorted(weight, key=lambda k: (k != control, k))
+    return tuple(weight[k] for k in order), names

@@ -4,18 +4,25 @@ between writes leaves the plan at its previous stage and says what to re-run."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from growthbook import GrowthBook
 
+from analytics.demo import DemoConfig
+from analytics.settings import get_settings
 from analytics.store import load_plan, load_plan_events, save_plan
+from rollout.cli_plans import growthbook_split
 from rollout.growthbook import GrowthBookClient, GrowthBookError
 from rollout.planner import Policy, choose, plan_document, plan_rollback
 from rollout.plans import apply_stage
-from tests.fake_growthbook import API_KEY, Fault, FakeGrowthBook
+from tests.fake_growthbook import API_KEY, FakeGrowthBook, Fault
+from tests.test_pipeline import load_demo
+from tests.test_plan_demo import run
 from tests.test_planner import make_users
 
 FEATURE = "chat-model"
@@ -73,7 +80,7 @@ def test_growthbook_serves_what_the_plan_says_at_every_stage(
     users = sorted(
         {u for g in document["stages"][-1]["growthbook"]["savedGroups"].values() for u in g}
     )
-    users = users[::3] + ["never-exposed-1", "never-exposed-2"]
+    users = [*users[::3], "never-exposed-1", "never-exposed-2"]
     with client_for(fake_growthbook) as client:
         for stage in document["stages"]:
             apply_stage(
@@ -121,3 +128,40 @@ def test_a_failure_between_writes_keeps_the_plan_at_its_stage_and_says_what_to_r
     )
     plan = load_plan(engine, plan_id)
     assert plan is not None and plan.current_stage == 1
+
+
+def test_pull_stores_growthbook_experiments_and_analyze_uses_their_split(
+    engine: sa.Engine,
+    database_url: str,
+    fake_growthbook: FakeGrowthBook,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    fake_growthbook.add_experiment(
+        "chat-model-upgrade", variations=["old model", "new model"], weights=[0.5, 0.5]
+    )
+    fake_growthbook.add_feature(FEATURE)
+    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
+    monkeypatch.setenv("AFTERSHOCK_GROWTHBOOK_URL", fake_growthbook.url)
+    monkeypatch.setenv("AFTERSHOCK_GROWTHBOOK_API_KEY", API_KEY)
+    get_settings.cache_clear()
+    try:
+        code, stdout, stderr = run("growthbook", "pull")
+        assert code == 0, stderr
+        assert "experiments: 1 fetched, 1 changed" in stdout
+        code, stdout, _ = run("growthbook", "pull")
+        assert "experiments: 1 fetched, 0 changed" in stdout  # stored once per definition
+        assert API_KEY not in stdout + stderr
+        assert growthbook_split("chat-model-upgrade", "0") == (
+            (0.5, 0.5),
+            (("0", "old model"), ("1", "new model")),
+        )
+        load_demo(engine, tmp_path, DemoConfig(n_users=300, seed=3))
+        code, _, stderr = run(
+            "analyze", "--experiment", "chat-model-upgrade", "--out", str(tmp_path)
+        )
+        assert code == 0, stderr
+        document = json.loads((tmp_path / "analysis.json").read_text())
+        assert document["variation_names"] == {"0": "old model", "1": "new model"}
+    finally:
+        get_settings.cache_clear()
