@@ -8,6 +8,7 @@ more than one variation is a *multiple exposure*: excluded from the analysis and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import pandas as pd
 import sqlalchemy as sa
@@ -40,10 +41,13 @@ class Cohorts:
         return [v for v in self.variations if v != self.control]
 
 
-def cohort_query(experiment_id: str) -> sa.Select[tuple[str, object, str, int]]:
-    """One row per exposed user: first exposure, the variation, how many variations seen."""
+def cohort_query(
+    experiment_id: str, until: datetime | None = None
+) -> sa.Select[tuple[str, object, str, int]]:
+    """One row per exposed user: first exposure, the variation, how many variations seen
+    (among exposures before ``until``, when given)."""
     exposures = Exposure.__table__  # type: ignore[attr-defined]
-    return (
+    query = (
         sa.select(
             exposures.c.user_id,
             sa.func.min(exposures.c.timestamp).label("first_exposure"),
@@ -53,12 +57,15 @@ def cohort_query(experiment_id: str) -> sa.Select[tuple[str, object, str, int]]:
         .where(exposures.c.experiment_id == experiment_id)
         .group_by(exposures.c.user_id)
     )
+    return query if until is None else query.where(exposures.c.timestamp < until)
 
 
-def load_cohorts(engine: sa.Engine, experiment_id: str, control: str = "0") -> Cohorts:
-    """Read the cohorts of ``experiment_id`` from the exposures table."""
+def load_cohorts(
+    engine: sa.Engine, experiment_id: str, control: str = "0", until: datetime | None = None
+) -> Cohorts:
+    """Read the cohorts of ``experiment_id`` from the exposures table (before ``until``)."""
     with engine.connect() as connection:
-        rows = connection.execute(cohort_query(experiment_id)).all()
+        rows = connection.execute(cohort_query(experiment_id, until)).all()
     frame = pd.DataFrame(rows, columns=["user_id", "first_exposure", "variation", "n_variations"])
     single = frame[frame["n_variations"] == 1]
     users = single[["user_id", "variation", "first_exposure"]].reset_index(drop=True)

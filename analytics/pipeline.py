@@ -75,7 +75,7 @@ class AnalysisResult:
 def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
     """Run every stage on the stored data of ``params.experiment_id``."""
     backfill_features(engine)  # rows stored before the feature columns existed, if any
-    cohorts = load_cohorts(engine, params.experiment_id, params.control)
+    cohorts = load_cohorts(engine, params.experiment_id, params.control, params.periods.until)
     counts = list(cohorts.counts.values())
     weights = params.weights or tuple(1.0 for _ in counts)
     if len(weights) != len(counts):

@@ -9,7 +9,9 @@ memory therefore grows with users, not with interactions; the statistics run on 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import combinations, pairwise
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -32,9 +34,20 @@ BUCKETS = {"0-2": (0, 3), "3-6": (3, 7), "7-13": (7, 14), "14+": (14, 10_000)}
 
 @dataclass(frozen=True)
 class PeriodParams:
-    """Which interactions count: ``pre_days`` before first exposure (None: all of them)."""
+    """Which interactions count: ``pre_days`` before first exposure (None: all of them), and
+    only what happened before ``until`` (None: everything stored), exposures included, so an
+    analysis can be rerun as of the end of a past week."""
 
     pre_days: float | None = 28.0
+    until: datetime | None = None
+
+    def query_values(self, dialect: str) -> dict[str, Any]:
+        """The ``:until`` bound value as the timestamp columns store it."""
+        if self.until is None:
+            return {}
+        if dialect == "sqlite":
+            return {"until": round(self.until.timestamp() * 1_000_000)}
+        return {"until": self.until}
 
 
 # Columns never NULL once features are computed (their count is the row count).
@@ -51,20 +64,24 @@ def _numeric(column: str, dialect: str) -> str:
     return f"CAST(i.{column} AS INTEGER)"
 
 
-def _cohort_cte() -> str:
+def _cohort_cte(params: PeriodParams) -> str:
+    until = " AND timestamp < :until" if params.until is not None else ""
     return (
         "WITH cohort AS (SELECT user_id, min(timestamp) AS first_exposure FROM exposures "
-        "WHERE experiment_id = :experiment_id GROUP BY user_id "
+        f"WHERE experiment_id = :experiment_id{until} GROUP BY user_id "
         "HAVING count(DISTINCT variation_id) = 1)"
     )
 
 
-def _window(dialect: str, pre_days: float | None) -> str:
-    if pre_days is None:
-        return "1 = 1"
+def _window(dialect: str, params: PeriodParams) -> str:
+    until = " AND i.timestamp < :until" if params.until is not None else ""
+    if params.pre_days is None:
+        return "1 = 1" + until
     if dialect == "sqlite":
-        return f"i.timestamp >= c.first_exposure - {int(pre_days * _MICROS_PER_DAY)}"
-    return f"i.timestamp >= c.first_exposure - make_interval(secs => {pre_days * 86400.0})"
+        days = int(params.pre_days * _MICROS_PER_DAY)
+        return f"i.timestamp >= c.first_exposure - {days}{until}"
+    seconds = params.pre_days * 86400.0
+    return f"i.timestamp >= c.first_exposure - make_interval(secs => {seconds}){until}"
 
 
 def _day_index(dialect: str) -> str:
@@ -112,11 +129,11 @@ def user_bin_sql(dialect: str, params: PeriodParams) -> str:
             sums.append(f"sum({value} * {value}) AS {metric}__sumsq")
     columns = ", ".join(f"{_numeric(c, dialect)} AS {c}" for c in METRIC_COLUMNS.values())
     return (
-        f"{_cohort_cte()} SELECT user_id, {_bin_of('day')} AS bin, count(*) AS n, "
+        f"{_cohort_cte(params)} SELECT user_id, {_bin_of('day')} AS bin, count(*) AS n, "
         f"{', '.join(sums)} FROM ("
         f"SELECT i.user_id, {_day_index(dialect)} AS day, {columns} "
         "FROM cohort c JOIN interactions i ON i.user_id = c.user_id "
-        f"WHERE {_window(dialect, params.pre_days)}{_no_flattening(dialect)}) AS scoped "
+        f"WHERE {_window(dialect, params)}{_no_flattening(dialect)}) AS scoped "
         "GROUP BY user_id, bin"
     )
 
@@ -130,7 +147,7 @@ def load_user_bins(
         frame = pd.read_sql_query(
             sa.text(user_bin_sql(engine.dialect.name, params)),
             connection,
-            params={"experiment_id": experiment_id},
+            params={"experiment_id": experiment_id, **params.query_values(engine.dialect.name)},
         )
     value_columns = [c for c in frame.columns if c not in ("user_id", "bin")]
     frame[value_columns] = frame[value_columns].astype("float64").fillna(0.0)
@@ -193,7 +210,7 @@ def daily_sql(dialect: str, params: PeriodParams) -> str:
         f"count({c}) AS {m}__n, sum({c}) AS {m}__sum" for m, c in BEHAVIOR_COLUMNS.items()
     )
     columns = ", ".join(f"{_numeric(c, dialect)} AS {c}" for c in BEHAVIOR_COLUMNS.values())
-    cohort = _cohort_cte().replace(
+    cohort = _cohort_cte(params).replace(
         "min(timestamp) AS first_exposure",
         "min(timestamp) AS first_exposure, min(variation_id) AS variation",
     )
@@ -201,7 +218,7 @@ def daily_sql(dialect: str, params: PeriodParams) -> str:
         f"{cohort} SELECT variation, day, count(*) AS n, {sums} FROM ("
         f"SELECT c.variation, {_epoch_day(dialect)} AS day, {columns} "
         "FROM cohort c JOIN interactions i ON i.user_id = c.user_id "
-        f"WHERE {_window(dialect, params.pre_days)}{_no_flattening(dialect)}) AS scoped "
+        f"WHERE {_window(dialect, params)}{_no_flattening(dialect)}) AS scoped "
         "GROUP BY variation, day"
     )
 
@@ -214,7 +231,7 @@ def load_daily(
         frame = pd.read_sql_query(
             sa.text(daily_sql(engine.dialect.name, params)),
             connection,
-            params={"experiment_id": experiment_id},
+            params={"experiment_id": experiment_id, **params.query_values(engine.dialect.name)},
         )
     out = pd.DataFrame(
         {
@@ -239,10 +256,10 @@ def within_user_sql(dialect: str, params: PeriodParams) -> str:
         sums.append(f"sum({STYLE_COLUMNS[a]} * {STYLE_COLUMNS[b]}) AS {a}__x__{b}")
     columns = ", ".join(f"{_numeric(c, dialect)} AS {c}" for c in STYLE_COLUMNS.values())
     return (
-        f"{_cohort_cte()} SELECT user_id, post, count(*) AS n, {', '.join(sums)} FROM ("
+        f"{_cohort_cte(params)} SELECT user_id, post, count(*) AS n, {', '.join(sums)} FROM ("
         "SELECT i.user_id, CASE WHEN i.timestamp >= c.first_exposure THEN 1 ELSE 0 END AS post, "
         f"{columns} FROM cohort c JOIN interactions i ON i.user_id = c.user_id "
-        f"WHERE i.user_id IN :users AND {_window(dialect, params.pre_days)}"
+        f"WHERE i.user_id IN :users AND {_window(dialect, params)}"
         f"{_no_flattening(dialect)}) AS scoped GROUP BY user_id, post"
     )
 
@@ -263,7 +280,12 @@ def load_within_user(
     )
     with engine.connect() as connection:
         rows = connection.execute(
-            statement, {"experiment_id": experiment_id, "users": user_ids or [""]}
+            statement,
+            {
+                "experiment_id": experiment_id,
+                "users": user_ids or [""],
+                **params.query_values(engine.dialect.name),
+            },
         )
         frame = pd.DataFrame(rows.all(), columns=list(rows.keys()))
     value_columns = [c for c in frame.columns if c not in ("user_id", "post")]

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -167,6 +168,14 @@ def analyze(
     min_pre: Annotated[int, typer.Option(min=1, help="Interactions needed before exposure.")] = 3,
     min_post: Annotated[int, typer.Option(min=1, help="Interactions needed after it.")] = 3,
     pre_days: Annotated[float, typer.Option(min=1, help="Days of pre-period to use.")] = 28.0,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help="Analyse the data as it stood at this UTC time (exposures and logs before it).",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+        ),
+    ] = None,
 ) -> None:
     """Analyse an experiment: behaviour drift, style shift, per-user adaptation."""
     from analytics.adaptation import AdaptationParams
@@ -189,7 +198,9 @@ def analyze(
         control=control,
         weights=split,
         variation_names=names,
-        periods=PeriodParams(pre_days=pre_days),
+        periods=PeriodParams(
+            pre_days=pre_days, until=None if as_of is None else as_of.replace(tzinfo=UTC)
+        ),
         adaptation=AdaptationParams(min_pre=min_pre, min_post=min_post),
     )
     engine = get_engine()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ from scipy.stats import mannwhitneyu
 
 from analytics.demo import DemoConfig, generate_demo, write_demo
 from analytics.ingest import ingest_file
-from analytics.models import IngestKind
+from analytics.models import IngestKind, Interaction
 from analytics.pipeline import (
     USERS_CSV_COLUMNS,
     AnalysisParams,
@@ -22,6 +23,7 @@ from analytics.pipeline import (
     users_table,
 )
 from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
+from analytics.user_periods import PeriodParams
 
 DRIFTING = {"response_length", "agreement_rate"}
 NULL_BEHAVIOUR = {"latency_ms", "refusal_rate", "complaint_rate", "retry_rate"}
@@ -209,3 +211,34 @@ def test_rows_without_features_are_backfilled_once(engine: sa.Engine, tmp_path: 
             sa.text(f"SELECT event_id, {', '.join(columns)} FROM interactions ORDER BY event_id")
         ).all()
     assert [tuple(r) for r in after] == [tuple(r) for r in before]
+
+
+def test_an_analysis_as_of_a_past_moment_sees_only_what_happened_before_it(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    load_demo(engine, tmp_path, DemoConfig(n_users=600, seed=10))
+    cutoff = datetime(2026, 10, 26, tzinfo=UTC)  # a week into the experiment
+    full = run_analysis(engine, AnalysisParams("chat-model-upgrade"))
+    early = run_analysis(
+        engine, AnalysisParams("chat-model-upgrade", periods=PeriodParams(until=cutoff))
+    )
+    assert (early.users["first_exposure"] < cutoff).all()
+    assert 0 < len(early.users) < len(full.users)
+    with engine.connect() as connection:
+        before = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(Interaction)
+            .where(
+                Interaction.user_id.in_(early.users["user_id"].tolist()),  # type: ignore[attr-defined]
+                Interaction.timestamp < cutoff,  # type: ignore[arg-type]
+            )
+        ).scalar_one()
+    assert early.users["n_pre"].sum() + early.users["n_post"].sum() <= before
+    # (A user seen in one variation before the cut-off may be a multiple exposure after it.)
+    both = early.users.merge(full.users, on="user_id", suffixes=("_early", "_full"))
+    assert (both["n_post_early"] <= both["n_post_full"]).all()
+    assert both["n_post_early"].sum() < both["n_post_full"].sum()
+    save_analysis(engine, early)  # the cut-off is stored with the parameters
+    assert load_latest_analysis(engine, "chat-model-upgrade").parameters["periods"]["until"] == (
+        cutoff.isoformat()
+    )
