@@ -249,6 +249,7 @@ class ExperimentSnapshot(ExperimentSnapshotBase, table=True):
 class PlanStatus(StrEnum):
     draft = "draft"  # no stage applied yet
     active = "active"
+    reconciling = "reconciling"  # a stage is being written to GrowthBook (``pending_stage``)
     paused = "paused"
     completed = "completed"
     aborted = "aborted"
@@ -264,6 +265,8 @@ class RollbackPlanBase(SQLModel):
     current_stage: int = -1  # the last stage applied; -1 before the first
     stage_applied_at: datetime | None = Field(default=None, sa_type=UtcTimestamp)
     version: int = 1  # bumped by every change of state, so writers can detect a race
+    pending_stage: int | None = None  # the stage being written while ``reconciling``
+    status_before: str | None = Field(default=None, max_length=16)  # to return to after it
 
 
 class RollbackPlan(RollbackPlanBase, table=True):
@@ -304,3 +307,39 @@ class PlanEvent(SQLModel, table=True):
     actor: str = Field(default="cli", max_length=255)
     outcome: str = Field(default="ok", max_length=16)  # ok | refused | failed
     details: dict[str, Any] = Field(default_factory=dict, sa_type=JsonDocument)
+
+
+class ApiTokenBase(SQLModel):
+    name: str = Field(max_length=255)
+    scopes: str = Field(max_length=64)  # comma-separated: read, ramp, admin
+    prefix: str = Field(max_length=16)  # the token's first characters, to recognise it
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcTimestamp)
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcTimestamp)
+
+
+class ApiToken(ApiTokenBase, table=True):
+    """A bearer token of the flag-ramp API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+
+
+class ApiTokenPublic(ApiTokenBase):
+    id: int
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The answer given to a mutation under an ``Idempotency-Key``, replayed on a retry."""
+
+    __tablename__ = "idempotency_records"
+
+    token_id: int = Field(foreign_key="api_tokens.id", primary_key=True)
+    key: str = Field(max_length=255, primary_key=True)
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=1024)
+    request_hash: str = Field(max_length=64)
+    status_code: int
+    response: dict[str, Any] = Field(sa_type=JsonDocument)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcTimestamp)

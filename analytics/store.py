@@ -21,7 +21,6 @@ from analytics.models import (
     ExperimentSnapshot,
     FeatureSnapshot,
     PlanEvent,
-    PlanStatus,
     PlanUser,
     RollbackPlan,
     utc_now,
@@ -179,20 +178,12 @@ def update_plan_state(
     *,
     expected_version: int,
     event: PlanEvent,
-    status: PlanStatus | None = None,
-    current_stage: int | None = None,
-    stage_applied_at: datetime | None = None,
+    changes: Mapping[str, Any],
 ) -> RollbackPlan | None:
-    """Change a plan's state and record the event, atomically, only if the plan is still at
-    ``expected_version`` (compare-and-set); return the updated plan, or None when another
-    writer got there first."""
-    values: dict[str, Any] = {"version": RollbackPlan.version + 1}
-    if status is not None:
-        values["status"] = status
-    if current_stage is not None:
-        values["current_stage"] = current_stage
-    if stage_applied_at is not None:
-        values["stage_applied_at"] = stage_applied_at
+    """Apply ``changes`` to a plan's columns and record the event, atomically, only if the
+    plan is still at ``expected_version`` (compare-and-set; the version goes up by one);
+    return the updated plan, or None when another writer got there first."""
+    values: dict[str, Any] = {"version": RollbackPlan.version + 1, **changes}
     with Session(engine) as session:
         changed = session.execute(
             sa.update(RollbackPlan)

@@ -597,6 +597,7 @@ def plan_document(
                 "detect_probability": stage.detect_probability,
                 "expected_disrupted_users": round(stage.risk_moved, 3),
                 "underpowered": stage.underpowered,
+                "serving": {"rollback": dict(stage.rollback), "bridge": dict(stage.bridge)},
                 "guardrails": [
                     {"metric": g.metric, "max_regression": g.max_regression}
                     for g in plan.policy.guardrails

@@ -140,7 +140,7 @@ def create_plan(
 def require_plan(engine: sa.Engine, plan_id: int) -> RollbackPlan:
     plan = load_plan(engine, plan_id)
     if plan is None:
-        raise PlanError(f"no plan {plan_id}: `aftershock plan` creates one")
+        raise PlanNotFoundError(f"no plan {plan_id}: `aftershock plan` creates one")
     return plan
 
 
@@ -151,6 +151,91 @@ class AppliedStage:
     recorded_only: bool
     rule_ids: tuple[str, ...]
     revision: int | None
+    version: int  # the plan's version after the stage
+
+
+class PlanNotFoundError(PlanError):
+    """No plan with that id."""
+
+
+class VersionConflictError(PlanError):
+    """The plan changed since the caller read it (or another writer is changing it)."""
+
+
+class PlanRefusedError(PlanError):
+    """The plan's state or its guardrails do not allow what was asked."""
+
+    def __init__(self, message: str, decision: GuardrailDecision | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+
+TERMINAL = (PlanStatus.aborted, PlanStatus.completed)
+
+
+def _state(plan: RollbackPlan) -> dict[str, Any]:
+    return {
+        "status": str(plan.status),
+        "current_stage": plan.current_stage,
+        "pending_stage": plan.pending_stage,
+        "version": plan.version,
+    }
+
+
+def _transition(
+    engine: sa.Engine,
+    plan: RollbackPlan,
+    *,
+    action: str,
+    actor: str,
+    changes: dict[str, Any],
+    stage: int | None = None,
+    details: dict[str, Any] | None = None,
+    outcome: str = "ok",
+) -> RollbackPlan:
+    """Compare-and-set the plan from ``plan.version`` and audit it with before and after."""
+    assert plan.id is not None
+    after = {**_state(plan), **{k: changes[k] for k in changes if k in _state(plan)}}
+    after["version"] = plan.version + 1
+    event = PlanEvent(
+        plan_id=plan.id,
+        action=action,
+        stage=stage,
+        actor=actor,
+        outcome=outcome,
+        details={"before": _state(plan), "after": after, **(details or {})},
+    )
+    updated = update_plan_state(
+        engine, plan.id, expected_version=plan.version, event=event, changes=changes
+    )
+    if updated is None:
+        raise VersionConflictError(
+            f"plan {plan.id} changed since version {plan.version}: read it again and retry"
+        )
+    return updated
+
+
+def refuse(
+    engine: sa.Engine,
+    plan: RollbackPlan,
+    action: str,
+    actor: str,
+    reason: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Audit a refused attempt (no state changes)."""
+    assert plan.id is not None
+    record_plan_event(
+        engine,
+        PlanEvent(
+            plan_id=plan.id,
+            action=action,
+            stage=plan.current_stage,
+            actor=actor,
+            outcome="refused",
+            details={"before": _state(plan), "reason": reason, **(details or {})},
+        ),
+    )
 
 
 def apply_stage(
@@ -162,43 +247,64 @@ def apply_stage(
     environments: list[str],
     actor: str = "cli",
     now: datetime | None = None,
+    expected_version: int | None = None,
+    details: dict[str, Any] | None = None,
 ) -> AppliedStage:
     """Write stage ``stage`` of a plan to GrowthBook (saved groups, then the rules in one
     published revision) and record the transition; without a client, record it only.
 
-    Stages go in order: the next one, or the current one again (to finish an interrupted
-    write, which converges). A failed write records a ``failed`` event and leaves the plan at
-    its previous stage.
+    Stages go in order: the next one, or the one being written (to finish an interrupted
+    write, which converges). The plan is first moved to ``reconciling`` (compare-and-set on
+    its version, so of concurrent callers exactly one goes on), then written, then moved to
+    the stage. A GrowthBook failure leaves it ``reconciling`` at its previous stage, with a
+    ``failed`` event naming the command that completes it.
     """
     plan = require_plan(engine, plan_id)
-    stages = plan.document["stages"]
-    if plan.status in (PlanStatus.aborted, PlanStatus.completed) and stage != plan.current_stage:
-        raise PlanError(f"plan {plan_id} is {plan.status}; it takes no more stages")
-    if stage not in (plan.current_stage, plan.current_stage + 1) or not 0 <= stage < len(stages):
-        raise PlanError(
-            f"plan {plan_id} is at stage {plan.current_stage}; the next stage to apply is "
-            f"{plan.current_stage + 1} (of 0..{len(stages) - 1})"
+    if expected_version is not None and plan.version != expected_version:
+        raise VersionConflictError(
+            f"plan {plan_id} is at version {plan.version}, not {expected_version}: "
+            "read it again and retry"
         )
-    rest = stages[stage]["rest"]
+    stages = plan.document["stages"]
+    if plan.status == PlanStatus.aborted or (
+        plan.status == PlanStatus.completed and stage != plan.current_stage
+    ):
+        raise PlanRefusedError(f"plan {plan_id} is {plan.status}; it takes no more stages")
+    allowed = (
+        {plan.pending_stage}
+        if plan.status == PlanStatus.reconciling
+        else {plan.current_stage, plan.current_stage + 1}
+    )
+    if stage not in allowed or not 0 <= stage < len(stages):
+        expected = (
+            plan.pending_stage
+            if plan.status == PlanStatus.reconciling
+            else (plan.current_stage + 1)
+        )
+        raise PlanRefusedError(
+            f"plan {plan_id} is at stage {plan.current_stage}; the next stage to apply is "
+            f"{expected} (of 0..{len(stages) - 1})"
+        )
+    if plan.status != PlanStatus.reconciling:
+        plan = _transition(
+            engine,
+            plan,
+            action="apply",
+            actor=actor,
+            stage=stage,
+            outcome="started",
+            changes={
+                "status": PlanStatus.reconciling,
+                "pending_stage": stage,
+                "status_before": str(plan.status),
+            },
+            details=details,
+        )
     rule_ids: tuple[str, ...] = ()
     revision = None
     if client is not None:
-        previous = _last_applied(engine, plan_id)
         try:
-            ids = {
-                body["name"]: client.upsert_saved_group(
-                    body["name"], body["attributeKey"], list(body["values"])
-                )
-                for body in rest["saved_groups"]
-            }
-            rules = [_resolve_groups(rule, ids, environments) for rule in rest["rules"]]
-            applied = client.apply_rules(
-                plan.feature_key,
-                rules,
-                owner_tag=rest["owner_tag"],
-                environments=environments,
-                expected_rule_ids=previous,
-            )
+            rule_ids, revision = _write_stage(engine, plan, stage, client, environments)
         except AftershockError as error:
             record_plan_event(
                 engine,
@@ -209,38 +315,177 @@ def apply_stage(
                     actor=actor,
                     outcome="failed",
                     details={
+                        "before": _state(plan),
                         "error": str(error),
                         "rerun": f"aftershock growthbook apply --plan {plan_id} --stage {stage}",
                     },
                 ),
             )
             raise
-        rule_ids = tuple(applied.rule_ids)
-        revision = applied.revision
     last = stage == len(stages) - 1
-    updated = update_plan_state(
+    done = _transition(
+        engine,
+        plan,
+        action="apply",
+        actor=actor,
+        stage=stage,
+        changes={
+            "status": PlanStatus.completed if last else PlanStatus.active,
+            "current_stage": stage,
+            "pending_stage": None,
+            "status_before": None,
+            "stage_applied_at": now or datetime.now(UTC),
+        },
+        details={
+            "recorded_only": client is None,
+            "rule_ids": list(rule_ids),
+            "revision": revision,
+            **(details or {}),
+        },
+    )
+    return AppliedStage(plan_id, stage, client is None, rule_ids, revision, done.version)
+
+
+def _write_stage(
+    engine: sa.Engine, plan: RollbackPlan, stage: int, client: RuleWriter, environments: list[str]
+) -> tuple[tuple[str, ...], int | None]:
+    assert plan.id is not None
+    rest = plan.document["stages"][stage]["rest"]
+    ids = {
+        body["name"]: client.upsert_saved_group(
+            body["name"], body["attributeKey"], list(body["values"])
+        )
+        for body in rest["saved_groups"]
+    }
+    rules = [_resolve_groups(rule, ids, environments) for rule in rest["rules"]]
+    applied = client.apply_rules(
+        plan.feature_key,
+        rules,
+        owner_tag=rest["owner_tag"],
+        environments=environments,
+        expected_rule_ids=_last_applied(engine, plan.id),
+    )
+    return tuple(applied.rule_ids), applied.revision
+
+
+def advance_plan(
+    engine: sa.Engine,
+    plan_id: int,
+    *,
+    expected_version: int,
+    client: RuleWriter | None,
+    environments: list[str],
+    actor: str,
+    force: bool = False,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> tuple[AppliedStage, GuardrailDecision | None]:
+    """Move a plan to its next stage if its hold has passed and its guardrails say
+    ``advance`` (or, with ``force`` and a reason, regardless; the caller checks who may).
+    A plan left ``reconciling`` by a failed write is completed instead."""
+    now = now or datetime.now(UTC)
+    plan = require_plan(engine, plan_id)
+    if plan.version != expected_version:
+        refuse(engine, plan, "advance", actor, f"stale version {expected_version}")
+        raise VersionConflictError(
+            f"plan {plan_id} is at version {plan.version}, not {expected_version}: "
+            "read it again and retry"
+        )
+    if plan.status == PlanStatus.reconciling:
+        assert plan.pending_stage is not None
+        applied = apply_stage(
+            engine,
+            plan_id,
+            plan.pending_stage,
+            client=client,
+            environments=environments,
+            actor=actor,
+            now=now,
+            expected_version=expected_version,
+        )
+        return applied, None
+    if plan.status in (*TERMINAL, PlanStatus.paused):
+        message = f"plan {plan_id} is {plan.status}" + (
+            ": resume it first" if plan.status == PlanStatus.paused else ""
+        )
+        refuse(engine, plan, "advance", actor, message)
+        raise PlanRefusedError(message)
+    stages = plan.document["stages"]
+    if plan.current_stage + 1 >= len(stages):
+        raise PlanRefusedError(f"plan {plan_id} is at its last stage")
+    decision = None
+    if plan.current_stage >= 0:
+        decision = evaluate_plan(engine, plan_id, now=now, record=False)
+        if decision.action != "advance":
+            figures = {"guardrails": decision.to_dict()}
+            if not force:
+                message = (
+                    f"the guardrails say {decision.action} for stage {plan.current_stage}: "
+                    + " ".join(decision.reasons[:2])
+                )
+                refuse(engine, plan, "advance", actor, message, figures)
+                raise PlanRefusedError(message, decision)
+    if force and not reason:
+        raise PlanRefusedError("a forced advance needs a reason")
+    details: dict[str, Any] = {"reason": reason, "forced": force}
+    if decision is not None:
+        details["guardrails"] = decision.to_dict()
+    applied = apply_stage(
         engine,
         plan_id,
-        expected_version=plan.version,
-        event=PlanEvent(
-            plan_id=plan_id,
-            action="apply",
-            stage=stage,
-            actor=actor,
-            details={
-                "recorded_only": client is None,
-                "rule_ids": list(rule_ids),
-                "revision": revision,
-                "from_stage": plan.current_stage,
-            },
-        ),
-        status=PlanStatus.completed if last else PlanStatus.active,
-        current_stage=stage,
-        stage_applied_at=now or datetime.now(UTC),
+        plan.current_stage + 1,
+        client=client,
+        environments=environments,
+        actor=actor,
+        now=now,
+        expected_version=expected_version,
+        details=details,
     )
-    if updated is None:
-        raise PlanError(f"plan {plan_id} changed while stage {stage} was applied; look again")
-    return AppliedStage(plan_id, stage, client is None, rule_ids, revision)
+    return applied, decision
+
+
+def change_status(
+    engine: sa.Engine,
+    plan_id: int,
+    action: str,
+    *,
+    expected_version: int,
+    actor: str,
+    reason: str | None = None,
+) -> RollbackPlan:
+    """``pause``, ``resume`` or ``abort`` a plan (compare-and-set on its version, audited).
+
+    Abort stops the plan where it is: the rules already written stay in GrowthBook."""
+    plan = require_plan(engine, plan_id)
+    if plan.version != expected_version:
+        refuse(engine, plan, action, actor, f"stale version {expected_version}")
+        raise VersionConflictError(
+            f"plan {plan_id} is at version {plan.version}, not {expected_version}: "
+            "read it again and retry"
+        )
+    allowed = {
+        "pause": (PlanStatus.draft, PlanStatus.active),
+        "resume": (PlanStatus.paused,),
+        "abort": (PlanStatus.draft, PlanStatus.active, PlanStatus.paused, PlanStatus.reconciling),
+    }[action]
+    if plan.status not in allowed:
+        message = f"plan {plan_id} is {plan.status}: it cannot {action}"
+        refuse(engine, plan, action, actor, message)
+        raise PlanRefusedError(message)
+    target = {
+        "pause": PlanStatus.paused,
+        "resume": PlanStatus.active if plan.current_stage >= 0 else PlanStatus.draft,
+        "abort": PlanStatus.aborted,
+    }[action]
+    return _transition(
+        engine,
+        plan,
+        action=action,
+        actor=actor,
+        stage=plan.current_stage,
+        changes={"status": target, "pending_stage": None},
+        details={"reason": reason},
+    )
 
 
 def _resolve_groups(

@@ -101,6 +101,12 @@ def test_stages_are_applied_in_order_and_judged(
     decision = json.loads(stdout)
     assert decision["action"] == "hold"  # the stage was applied a moment ago
     plan = load_plan(engine, 1)
-    assert plan is not None and (plan.current_stage, plan.status, plan.version) == (1, "active", 3)
+    assert plan is not None and (plan.current_stage, plan.status, plan.version) == (1, "active", 5)
     actions = [(e.action, e.stage, e.outcome) for e in load_plan_events(engine, 1)]
-    assert actions == [("apply", 0, "ok"), ("apply", 1, "ok"), ("guardrails", 1, "ok")]
+    assert actions == [
+        ("apply", 0, "started"),
+        ("apply", 0, "ok"),
+        ("apply", 1, "started"),
+        ("apply", 1, "ok"),
+        ("guardrails", 1, "ok"),
+    ]

@@ -113,7 +113,8 @@ def test_a_failure_between_writes_keeps_the_plan_at_its_stage_and_says_what_to_r
             apply_stage(engine, plan_id, 1, client=client, environments=ENVIRONMENTS, now=NOW)
     assert fake_growthbook.sdk_payload("production") == live_before
     plan = load_plan(engine, plan_id)
-    assert plan is not None and plan.current_stage == 0
+    assert plan is not None and (plan.current_stage, plan.status) == (0, "reconciling")
+    assert plan.pending_stage == 1
     event = load_plan_events(engine, plan_id)[-1]
     assert (event.action, event.stage, event.outcome) == ("apply", 1, "failed")
     assert event.details["rerun"] == f"aftershock growthbook apply --plan {plan_id} --stage 1"
