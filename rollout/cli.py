@@ -21,6 +21,7 @@ from analytics.errors import AftershockError
 from analytics.ingest import IngestSummary, ingest_file
 from analytics.models import IngestKind
 from analytics.settings import get_settings
+from rollout.cli_api import serve, tokens_app
 from rollout.cli_plans import growthbook_app, growthbook_split, guardrails, plan
 from rollout.console import err, fail, out, reports_errors
 
@@ -38,6 +39,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(growthbook_app, name="growthbook")
 app.command("plan")(plan)
 app.command("guardrails")(guardrails)
+app.add_typer(tokens_app, name="tokens")
+app.command("serve")(serve)
 
 PROGRESS_MIN_BYTES = 16 << 20
 F = TypeVar("F", bound=Callable[..., Any])

@@ -407,6 +407,11 @@ class GrowthBookClient:
         body = self._request("GET", f"/v1/experiments/{experiment_id}")
         return dict(body["experiment"])
 
+    def ping(self) -> None:
+        """One cheap authenticated read (a page of one feature): GrowthBook answers and the
+        key is accepted."""
+        self._request("GET", "/v2/features", params={"limit": 1})
+
     def list_saved_groups(self) -> list[dict[str, Any]]:
         """Every saved group, all pages."""
         return list(self._paginate("/v1/saved-groups", "savedGroups"))

@@ -114,6 +114,7 @@ def create_plan(
     strategy: str | None = None,
     environments: tuple[str, ...] = ("production",),
     now: datetime | None = None,
+    actor: str = "cli",
 ) -> tuple[int, dict[str, Any], Plan]:
     """Plan the rollback of ``feature_key`` from the latest analysis, store it, and return
     its id, plan.json and the plan."""
@@ -133,6 +134,15 @@ def create_plan(
         plan = choose(plan, strategy)
     document = plan_document(plan, environments=environments)
     plan_id = save_plan(engine, document=document, members=plan.members, analysis_run_id=run_id)
+    record_plan_event(
+        engine,
+        PlanEvent(
+            plan_id=plan_id,
+            action="create",
+            actor=actor,
+            details={"strategy": plan.strategy, "reason": plan.reason, "analysis_run_id": run_id},
+        ),
+    )
     document = {"id": plan_id, **document}
     return plan_id, document, plan
 

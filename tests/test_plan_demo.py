@@ -104,6 +104,7 @@ def test_stages_are_applied_in_order_and_judged(
     assert plan is not None and (plan.current_stage, plan.status, plan.version) == (1, "active", 5)
     actions = [(e.action, e.stage, e.outcome) for e in load_plan_events(engine, 1)]
     assert actions == [
+        ("create", None, "ok"),
         ("apply", 0, "started"),
         ("apply", 0, "ok"),
         ("apply", 1, "started"),

@@ -1,0 +1,147 @@
+"""What every route needs: the engine, the caller and their scope, the GrowthBook client,
+and the in-process caches that keep ``/ramp`` fast."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from rollout.api.problems import ProblemError
+from rollout.api.tokens import Principal, authenticate
+from rollout.plans import RuleWriter
+
+DECISION_TTL_SECONDS = 30.0  # how long a computed guardrail decision is served from memory
+
+
+@dataclass
+class ApiState:
+    """Per application: the engine, how to reach GrowthBook, and caches."""
+
+    engine: sa.Engine
+    client_factory: Callable[[], Any | None]  # a context manager giving a RuleWriter, or None
+    environments: list[str]
+    documents: dict[int, dict[str, Any]] = field(default_factory=dict)
+    decisions: dict[int, tuple[float, int, dict[str, Any] | None]] = field(default_factory=dict)
+    locks: dict[int, threading.Lock] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def plan_lock(self, plan_id: int) -> threading.Lock:
+        with self.lock:
+            return self.locks.setdefault(plan_id, threading.Lock())
+
+    def cached_decision(self, plan_id: int, version: int) -> dict[str, Any] | bool | None:
+        """The decision computed for this plan version within the TTL; False if none."""
+        entry = self.decisions.get(plan_id)
+        if entry and entry[1] == version and time.monotonic() - entry[0] < DECISION_TTL_SECONDS:
+            return entry[2]
+        return False
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.aftershock
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+_bearer = HTTPBearer(auto_error=False, description="An Aftershock API token (aftershock tokens)")
+
+
+def require(scope: str) -> Callable[..., Principal]:
+    """A dependency admitting callers whose token grants ``scope`` (or a wider one)."""
+
+    def check(
+        state: StateDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        unauthorised = ProblemError(
+            401,
+            "Unauthorized",
+            "send a valid API token: Authorization: Bearer ash_...",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise unauthorised
+        principal = authenticate(state.engine, credentials.credentials)
+        if principal is None:
+            raise unauthorised
+        if not principal.allows(scope):
+            raise ProblemError(
+                403,
+                "Forbidden",
+                f"this token ({principal.name}) has scopes {sorted(principal.scopes)}; "
+                f"this needs {scope!r}",
+            )
+        return principal
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(require("read"))]
+Ramper = Annotated[Principal, Depends(require("ramp"))]
+
+_KEY = re.compile(r"^[A-Za-z0-9._:\-]{1,255}$")
+
+
+def idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Unique per mutation (e.g. a UUID); a retry with the same key gets the "
+            "same answer and changes nothing again.",
+        ),
+    ] = None,
+) -> str:
+    if key is None:
+        raise ProblemError(
+            400, "Idempotency key required", "mutations need an Idempotency-Key header"
+        )
+    if not _KEY.match(key):
+        raise ProblemError(
+            400,
+            "Invalid idempotency key",
+            "Idempotency-Key must be 1-255 characters of letters, digits and . _ : -",
+        )
+    return key
+
+
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+
+
+def plan_version(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='The plan version you read (its ETag, e.g. "3"); the change happens '
+            "only if the plan is still at it.",
+        ),
+    ] = None,
+) -> int:
+    if if_match is None:
+        raise ProblemError(428, "Precondition required", 'send If-Match: "<version>" (the ETag)')
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or len(text) > 9:
+        raise ProblemError(
+            400, "Invalid If-Match", f'If-Match must be a plan version like "3", got {if_match!r}'
+        )
+    return int(text)
+
+
+Version = Annotated[int, Depends(plan_version)]
+
+
+def writer(state: ApiState, dry_run: bool) -> Any | None:
+    """The GrowthBook client context for a write, or None to record only."""
+    return None if dry_run else state.client_factory()
+
+
+__all__ = ["ApiState", "IdempotencyKey", "Ramper", "Reader", "RuleWriter", "StateDep", "Version"]

@@ -1,0 +1,116 @@
+"""``Idempotency-Key``: the same key from the same token gets the same answer, once.
+
+The key is reserved before the work starts (a row with no status yet), so two concurrent
+requests with one key never both do the work: the second is told the first is in progress,
+and a retry after it finished replays the stored answer. Server errors are not stored, so a
+retry after one tries again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+
+from analytics.models import IdempotencyRecord
+from rollout.api.problems import PROBLEM_JSON, ProblemError
+from rollout.api.tokens import Principal
+
+IN_PROGRESS = 0
+
+
+def request_hash(method: str, path: str, body: Any) -> str:
+    return hashlib.sha256(
+        orjson.dumps([method, path, body], option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+
+
+def _replay(record: IdempotencyRecord, method: str, path: str, digest: str) -> JSONResponse:
+    if record.request_hash != digest:
+        raise ProblemError(
+            422,
+            "Idempotency key reused",
+            f"Idempotency-Key {record.key!r} was used for a different request "
+            f"({record.method} {record.path}); use a new key for a new request.",
+        )
+    if record.status_code == IN_PROGRESS:
+        raise ProblemError(
+            409,
+            "Request in progress",
+            f"a request with Idempotency-Key {record.key!r} is still being processed; "
+            "retry shortly to get its answer",
+        )
+    media = PROBLEM_JSON if record.status_code >= 400 else "application/json"
+    return JSONResponse(
+        record.response,
+        status_code=record.status_code,
+        media_type=media,
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+def run_idempotent(
+    engine: sa.Engine,
+    principal: Principal,
+    key: str,
+    method: str,
+    path: str,
+    body: Any,
+    work: Callable[[], tuple[int, dict[str, Any]]],
+) -> JSONResponse:
+    """Do ``work`` once per (token, key); store and return its (status, body)."""
+    digest = request_hash(method, path, body)
+    with Session(engine) as session:
+        existing = session.get(IdempotencyRecord, (principal.token_id, key))
+        if existing is not None:
+            return _replay(existing, method, path, digest)
+        session.add(
+            IdempotencyRecord(
+                token_id=principal.token_id,
+                key=key,
+                method=method,
+                path=path,
+                request_hash=digest,
+                status_code=IN_PROGRESS,
+                response={},
+            )
+        )
+        try:
+            session.commit()
+        except sa.exc.IntegrityError:
+            session.rollback()
+            existing = session.get(IdempotencyRecord, (principal.token_id, key))
+            assert existing is not None
+            return _replay(existing, method, path, digest)
+    try:
+        status, payload = work()
+    except ProblemError as problem:
+        status, payload = problem.status, problem.body(path)
+    except BaseException:
+        _forget(engine, principal, key)
+        raise
+    if status >= 500:
+        _forget(engine, principal, key)
+    else:
+        with Session(engine) as session:
+            record = session.get(IdempotencyRecord, (principal.token_id, key))
+            assert record is not None
+            record.status_code = status
+            record.response = payload
+            session.add(record)
+            session.commit()
+    media = PROBLEM_JSON if status >= 400 else "application/json"
+    return JSONResponse(payload, status_code=status, media_type=media)
+
+
+def _forget(engine: sa.Engine, principal: Principal, key: str) -> None:
+    with Session(engine) as session:
+        record = session.get(IdempotencyRecord, (principal.token_id, key))
+        if record is not None:
+            session.delete(record)
+            session.commit()

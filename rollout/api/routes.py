@@ -1,0 +1,526 @@
+"""The ``/v1`` routes: reads for anyone with ``read``, ramp changes for ``ramp``, forced
+advances for ``admin``. Every mutation is idempotent by key; plan changes need ``If-Match``."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from datetime import timedelta
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Path, Query, Request, Response
+from sqlmodel import Session, col, select
+
+from analytics.models import PlanEvent, PlanUser, RollbackPlan
+from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
+from analytics.store import (
+    list_plans,
+    load_analysis_users,
+    load_latest_analysis,
+    load_plan,
+    save_analysis,
+)
+from rollout.api import schemas
+from rollout.api.deps import IdempotencyKey, Ramper, Reader, StateDep, Version, writer
+from rollout.api.idempotency import run_idempotent
+from rollout.api.problems import ProblemError
+from rollout.growthbook_rules import is_rolled_back
+from rollout.guardrails import Guardrail
+from rollout.planner import DEFAULT_GUARDRAILS, Policy
+from rollout.plans import advance_plan, change_status, create_plan, evaluate_plan
+
+router = APIRouter(prefix="/v1")
+PlanId = Annotated[int, Path(ge=1, le=2_147_483_647, description="The plan's id.")]
+ExperimentId = Annotated[str, Path(min_length=1, max_length=255)]
+FeatureKey = Annotated[str, Path(min_length=1, max_length=255)]
+
+
+def _require_plan(state: StateDep, plan_id: int) -> RollbackPlan:
+    plan = load_plan(state.engine, plan_id)
+    if plan is None:
+        raise ProblemError(404, "Not found", f"no plan {plan_id}")
+    return plan
+
+
+def _document(state: StateDep, plan: RollbackPlan) -> dict[str, Any]:
+    """A plan's document: immutable once stored, so parsed once per process."""
+    assert plan.id is not None
+    document = state.documents.get(plan.id)
+    if document is None:
+        document = state.documents[plan.id] = plan.document
+    return document
+
+
+def _plan_out(plan: RollbackPlan, document: dict[str, Any]) -> dict[str, Any]:
+    assert plan.id is not None
+    stages = [
+        {
+            **{k: stage[k] for k in schemas.StageOut.model_fields if k in stage},
+            "serving": stage.get("serving", {"rollback": {}, "bridge": {}}),
+            "saved_groups": {g: len(m) for g, m in stage["growthbook"]["savedGroups"].items()},
+        }
+        for stage in document["stages"]
+    ]
+    return schemas.PlanOut(
+        id=plan.id,
+        experiment_id=plan.experiment_id,
+        feature_key=plan.feature_key,
+        created_at=plan.created_at,
+        strategy=plan.strategy,
+        status=str(plan.status),
+        current_stage=plan.current_stage,
+        pending_stage=plan.pending_stage,
+        version=plan.version,
+        stage_applied_at=plan.stage_applied_at,
+        reason=document.get("reason", ""),
+        options=document["options"],
+        stages=stages,
+    ).model_dump(mode="json")
+
+
+def _summary(plan: RollbackPlan) -> schemas.PlanSummary:
+    assert plan.id is not None
+    return schemas.PlanSummary(
+        id=plan.id,
+        experiment_id=plan.experiment_id,
+        feature_key=plan.feature_key,
+        created_at=plan.created_at,
+        strategy=plan.strategy,
+        status=str(plan.status),
+        current_stage=plan.current_stage,
+        stages=len(plan.document["stages"]),
+        version=plan.version,
+    )
+
+
+def _etag(response: Response, plan: RollbackPlan) -> None:
+    response.headers["ETag"] = f'"{plan.version}"'
+
+
+# ------------------------------------------------------------------ health
+
+
+@router.get("/health", response_model=schemas.Health, tags=["health"])
+def health() -> schemas.Health:
+    """Liveness: the process answers (no token needed)."""
+    return schemas.Health(status="ok")
+
+
+@router.get("/ready", response_model=schemas.Health, tags=["health"])
+def ready(state: StateDep, _: Reader) -> schemas.Health:
+    """Readiness: the database answers, and GrowthBook when it is configured."""
+    checks: dict[str, str] = {}
+    try:
+        with state.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except sa.exc.SQLAlchemyError as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    client = state.client_factory()
+    if client is None:
+        checks["growthbook"] = "not configured"
+    else:
+        try:
+            with client as gb:
+                gb.ping()
+            checks["growthbook"] = "ok"
+        except Exception as exc:  # any failure means not ready; say which
+            checks["growthbook"] = f"unreachable: {type(exc).__name__}"
+    ok = all(v in ("ok", "not configured") for v in checks.values())
+    if not ok:
+        raise ProblemError(503, "Not ready", "a dependency is unavailable", checks=checks)
+    return schemas.Health(status="ok", checks=checks)
+
+
+# ------------------------------------------------------------------ experiments and analyses
+
+
+@router.get("/experiments", response_model=schemas.ExperimentList, tags=["experiments"])
+def experiments(state: StateDep, _: Reader) -> schemas.ExperimentList:
+    """Experiments with exposures, users per variation, and their latest analysis."""
+    with state.engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT experiment_id, variation_id, count(DISTINCT user_id) FROM exposures "
+                "GROUP BY experiment_id, variation_id ORDER BY experiment_id, variation_id"
+            )
+        ).all()
+    users: dict[str, dict[str, int]] = {}
+    for experiment_id, variation, count in rows:
+        users.setdefault(experiment_id, {})[variation] = int(count)
+    data = []
+    for experiment_id, counts in users.items():
+        run = load_latest_analysis(state.engine, experiment_id)
+        data.append(
+            schemas.ExperimentOut(
+                experiment_id=experiment_id,
+                users=counts,
+                latest_analysis_id=None if run is None else run.id,
+                analysed_at=None if run is None else run.analysed_at,
+            )
+        )
+    return schemas.ExperimentList(data=data, count=len(data))
+
+
+@router.get("/experiments/{experiment_id}/analysis", tags=["experiments"])
+def get_analysis(experiment_id: ExperimentId, state: StateDep, _: Reader) -> dict[str, Any]:
+    """The latest stored analysis (analysis.json, as in the data contract)."""
+    run = load_latest_analysis(state.engine, experiment_id)
+    if run is None:
+        raise ProblemError(
+            404,
+            "Not found",
+            f"experiment {experiment_id!r} has no stored analysis: POST to this URL runs one",
+        )
+    return {"id": run.id, **run.results}
+
+
+@router.post("/experiments/{experiment_id}/analysis", status_code=201, tags=["experiments"])
+def post_analysis(
+    experiment_id: ExperimentId,
+    request: Request,
+    state: StateDep,
+    principal: Ramper,
+    key: IdempotencyKey,
+) -> Any:
+    """Run a new analysis on the stored data and store it."""
+
+    def work() -> tuple[int, dict[str, Any]]:
+        result = run_analysis(state.engine, AnalysisParams(experiment_id))
+        if not len(result.users):
+            raise ProblemError(
+                404, "Not found", f"experiment {experiment_id!r} has no exposures to analyse"
+            )
+        run_id = save_analysis(state.engine, result)
+        return 201, {"id": run_id, **analysis_document(result)}
+
+    return run_idempotent(state.engine, principal, key, "POST", request.url.path, None, work)
+
+
+# ------------------------------------------------------------------ plans
+
+
+@router.post(
+    "/features/{feature_key}/plans",
+    status_code=201,
+    response_model=schemas.PlanOut,
+    tags=["plans"],
+)
+def post_plan(
+    feature_key: FeatureKey,
+    body: schemas.PlanRequest,
+    request: Request,
+    state: StateDep,
+    principal: Ramper,
+    key: IdempotencyKey,
+) -> Any:
+    """Plan a rollback of the feature from the experiment's latest analysis and store it."""
+
+    def work() -> tuple[int, dict[str, Any]]:
+        guardrails = (
+            tuple(Guardrail(g.metric, g.max_regression) for g in body.guardrails)
+            if body.guardrails
+            else DEFAULT_GUARDRAILS
+        )
+        try:
+            policy = Policy(
+                guardrails=guardrails,
+                alpha=body.alpha,
+                power=body.power,
+                max_step_share=body.max_step_share,
+                deadline_days=body.deadline_days,
+                bridge_value=body.bridge_value,
+                min_hold_hours=body.min_hold_hours,
+                max_hold_hours=body.max_hold_hours,
+            )
+        except ValueError as exc:
+            raise ProblemError(422, "Invalid policy", str(exc)) from exc
+        plan_id, _, _ = create_plan(
+            state.engine,
+            experiment_id=body.experiment_id,
+            feature_key=feature_key,
+            policy=policy,
+            rollback_value=body.rollback_value,
+            current_value=body.current_value,
+            strategy=body.strategy,
+            environments=tuple(state.environments),
+            actor=principal.name,
+        )
+        plan = load_plan(state.engine, plan_id)
+        assert plan is not None
+        return 201, _plan_out(plan, _document(state, plan))
+
+    return run_idempotent(
+        state.engine,
+        principal,
+        key,
+        "POST",
+        request.url.path,
+        body.model_dump(mode="json"),
+        work,
+    )
+
+
+@router.get("/features/{feature_key}/plans", response_model=schemas.PlanList, tags=["plans"])
+def get_plans(feature_key: FeatureKey, state: StateDep, _: Reader) -> schemas.PlanList:
+    """The feature's plans, newest first."""
+    data = [_summary(p) for p in list_plans(state.engine, feature_key)]
+    return schemas.PlanList(data=data, count=len(data))
+
+
+@router.get("/plans/{plan_id}", response_model=schemas.PlanOut, tags=["plans"])
+def get_plan(plan_id: PlanId, response: Response, state: StateDep, _: Reader) -> Any:
+    """A plan: its state, strategies compared and stages (ETag: its version)."""
+    plan = _require_plan(state, plan_id)
+    _etag(response, plan)
+    return _plan_out(plan, _document(state, plan))
+
+
+@router.get("/plans/{plan_id}/document", tags=["plans"])
+def get_plan_document(plan_id: PlanId, state: StateDep, _: Reader) -> dict[str, Any]:
+    """plan.json in full: each stage's SDK fragment, saved-group members and REST bodies."""
+    plan = _require_plan(state, plan_id)
+    return {"id": plan_id, **_document(state, plan)}
+
+
+def _decision(state: StateDep, plan: RollbackPlan) -> dict[str, Any] | None:
+    """The current stage's guardrail decision, computed at most every few seconds."""
+    assert plan.id is not None
+    if plan.current_stage < 0 or plan.stage_applied_at is None:
+        return None
+    cached = state.cached_decision(plan.id, plan.version)
+    if cached is not False:
+        return cached  # type: ignore[return-value]
+    with state.plan_lock(plan.id):
+        cached = state.cached_decision(plan.id, plan.version)
+        if cached is not False:
+            return cached  # type: ignore[return-value]
+        decision = evaluate_plan(state.engine, plan.id, record=False).to_dict()
+        state.decisions[plan.id] = (time.monotonic(), plan.version, decision)
+        return decision
+
+
+@router.get("/plans/{plan_id}/ramp", response_model=schemas.RampOut, tags=["ramp"])
+def get_ramp(plan_id: PlanId, response: Response, state: StateDep, _: Reader) -> Any:
+    """The current stage, what GrowthBook should serve per cohort, the guardrail decision
+    with its figures, and when the next advance is allowed."""
+    plan = _require_plan(state, plan_id)
+    document = _document(state, plan)
+    stages = document["stages"]
+    stage = stages[plan.current_stage] if plan.current_stage >= 0 else None
+    next_at = None
+    if stage is not None and plan.stage_applied_at is not None:
+        next_at = plan.stage_applied_at + timedelta(hours=float(stage["min_hold_hours"]))
+    _etag(response, plan)
+    return schemas.RampOut(
+        plan_id=plan_id,
+        feature_key=plan.feature_key,
+        status=str(plan.status),
+        version=plan.version,
+        current_stage=plan.current_stage,
+        stages=len(stages),
+        pending_stage=plan.pending_stage,
+        stage_applied_at=plan.stage_applied_at,
+        serving=stage["serving"] if stage else {"rollback": {}, "bridge": {}},
+        guardrails=_decision(state, plan),
+        next_advance_at=next_at,
+    ).model_dump(mode="json")
+
+
+def _transition_out(plan: RollbackPlan, **extra: Any) -> dict[str, Any]:
+    assert plan.id is not None
+    return schemas.TransitionOut(
+        plan_id=plan.id,
+        status=str(plan.status),
+        current_stage=plan.current_stage,
+        version=plan.version,
+        **extra,
+    ).model_dump(mode="json")
+
+
+@router.post("/plans/{plan_id}/advance", response_model=schemas.TransitionOut, tags=["ramp"])
+def post_advance(
+    plan_id: PlanId,
+    body: schemas.AdvanceRequest,
+    request: Request,
+    state: StateDep,
+    principal: Ramper,
+    key: IdempotencyKey,
+    version: Version,
+) -> Any:
+    """Apply the next stage, if the hold has passed and the guardrails say ``advance``.
+
+    ``force`` (admin scope, with a reason) overrides the guardrails and is audited. Without
+    GrowthBook configured, or with ``dry_run``, the stage is recorded only."""
+    _require_plan(state, plan_id)
+    if body.force and not principal.allows("admin"):
+        raise ProblemError(403, "Forbidden", "a forced advance needs the admin scope")
+    if body.force and not body.reason:
+        raise ProblemError(422, "Reason required", "a forced advance needs a reason")
+
+    def work() -> tuple[int, dict[str, Any]]:
+        client = writer(state, body.dry_run)
+        with client if client is not None else nullcontext() as gb:
+            applied, decision = advance_plan(
+                state.engine,
+                plan_id,
+                expected_version=version,
+                client=gb,
+                environments=state.environments,
+                actor=principal.name,
+                force=body.force,
+                reason=body.reason,
+            )
+        plan = _require_plan(state, plan_id)
+        return 200, _transition_out(
+            plan,
+            recorded_only=applied.recorded_only,
+            guardrails=None if decision is None else decision.to_dict(),
+        )
+
+    return run_idempotent(
+        state.engine, principal, key, "POST", request.url.path, body.model_dump(mode="json"), work
+    )
+
+
+def _status_route(action: str) -> Any:
+    def route(
+        plan_id: PlanId,
+        body: schemas.TransitionRequest,
+        request: Request,
+        state: StateDep,
+        principal: Ramper,
+        key: IdempotencyKey,
+        version: Version,
+    ) -> Any:
+        _require_plan(state, plan_id)
+
+        def work() -> tuple[int, dict[str, Any]]:
+            plan = change_status(
+                state.engine,
+                plan_id,
+                action,
+                expected_version=version,
+                actor=principal.name,
+                reason=body.reason,
+            )
+            return 200, _transition_out(plan)
+
+        return run_idempotent(
+            state.engine,
+            principal,
+            key,
+            "POST",
+            request.url.path,
+            body.model_dump(mode="json"),
+            work,
+        )
+
+    route.__doc__ = {
+        "pause": "Pause a plan: no stage advances until it is resumed.",
+        "resume": "Resume a paused plan.",
+        "abort": "Stop a plan where it is (the rules already written stay in GrowthBook).",
+    }[action]
+    route.__name__ = f"post_{action}"
+    return route
+
+
+for _action in ("pause", "resume", "abort"):
+    router.post(
+        f"/plans/{{plan_id}}/{_action}",
+        response_model=schemas.TransitionOut,
+        tags=["ramp"],
+        name=f"post_{_action}",
+    )(_status_route(_action))
+
+
+# ------------------------------------------------------------------ users and audit
+
+
+@router.get("/users/{user_id}/cohort", response_model=schemas.CohortOut, tags=["users"])
+def get_user_cohort(
+    user_id: Annotated[str, Path(min_length=1, max_length=255)],
+    state: StateDep,
+    _: Reader,
+    feature_key: Annotated[str | None, Query(max_length=255)] = None,
+) -> Any:
+    """The user's rollback cohort in the newest plan that holds them (of ``feature_key``),
+    and whether that plan's current stage serves them the rolled-back or bridge value: the
+    attribute an app can pass to the GrowthBook SDK."""
+    query = (
+        select(PlanUser.plan_id, PlanUser.cohort)
+        .join(RollbackPlan, col(RollbackPlan.id) == col(PlanUser.plan_id))
+        .where(PlanUser.user_id == user_id)
+        .order_by(col(PlanUser.plan_id).desc())
+    )
+    if feature_key is not None:
+        query = query.where(RollbackPlan.feature_key == feature_key)
+    with Session(state.engine) as session:
+        row = session.exec(query).first()
+    if row is None:
+        raise ProblemError(404, "Not found", f"user {user_id!r} is in no rollback plan")
+    plan_id, cohort = row
+    plan = _require_plan(state, plan_id)
+    document = _document(state, plan)
+    serving: dict[str, dict[str, float]] = {"rollback": {}, "bridge": {}}
+    if plan.current_stage >= 0:
+        serving = document["stages"][plan.current_stage]["serving"]
+    rolled = is_rolled_back(plan.feature_key, user_id, serving["rollback"].get(cohort, 0.0))
+    bridged = not rolled and is_rolled_back(
+        plan.feature_key, user_id, serving["bridge"].get(cohort, 0.0)
+    )
+    label = None
+    if plan.analysis_run_id is not None:
+        users = _labels(state, plan.analysis_run_id)
+        label = users.get(user_id)
+    return schemas.CohortOut(
+        user_id=user_id,
+        plan_id=plan_id,
+        feature_key=plan.feature_key,
+        cohort=cohort,
+        rolled_back=rolled,
+        on_bridge=bridged,
+        adaptation_label=label,
+    ).model_dump(mode="json")
+
+
+def _labels(state: StateDep, run_id: int) -> dict[str, str]:
+    key = -run_id  # analysis runs share the document cache, under negative ids
+    cached = state.documents.get(key)
+    if cached is None:
+        users = load_analysis_users(state.engine, run_id)
+        cached = state.documents[key] = dict(
+            zip(users["user_id"], users["adaptation_label"], strict=True)
+        )
+    return cached
+
+
+@router.get("/audit", response_model=schemas.AuditList, tags=["audit"])
+def get_audit(
+    state: StateDep,
+    _: Reader,
+    plan_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> schemas.AuditList:
+    """Every state change and refused attempt (newest first): actor, time, before and after,
+    reason, and the guardrail figures at that moment."""
+    query = select(PlanEvent).order_by(col(PlanEvent.id).desc()).limit(limit)
+    if plan_id is not None:
+        query = query.where(PlanEvent.plan_id == plan_id)
+    with Session(state.engine) as session:
+        rows = session.exec(query).all()
+    data = [
+        schemas.AuditEvent(
+            id=e.id or 0,
+            plan_id=e.plan_id,
+            at=e.at,
+            action=e.action,
+            stage=e.stage,
+            actor=e.actor,
+            outcome=e.outcome,
+            details=e.details,
+        )
+        for e in rows
+    ]
+    return schemas.AuditList(data=data, count=len(data))

@@ -1,0 +1,178 @@
+"""Request and response bodies of the flag-ramp API (pydantic; snake_case, as the contract)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics.outcomes import GUARDRAIL_METRICS
+from rollout.planner import STRATEGIES
+
+Metric = Literal["complaint_rate", "retry_rate", "feedback_score", "pushback_rate"]
+assert set(Metric.__args__) == set(GUARDRAIL_METRICS)  # type: ignore[attr-defined]
+Strategy = Literal["immediate", "uniform_ramp", "adaptation_aware"]
+assert set(Strategy.__args__) == set(STRATEGIES)  # type: ignore[attr-defined]
+FeatureValue = str | int | float | bool | dict[str, Any] | list[Any]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class GuardrailIn(Strict):
+    metric: Metric
+    max_regression: float = Field(gt=0, le=1e6)
+
+
+class PlanRequest(Strict):
+    """A rollback plan from the experiment's latest analysis and a policy."""
+
+    experiment_id: str = Field(min_length=1, max_length=255)
+    rollback_value: FeatureValue = Field(description="What users are rolled back to.")
+    current_value: FeatureValue = Field(description="What the feature serves now.")
+    bridge_value: FeatureValue | None = None
+    strategy: Strategy | None = Field(default=None, description="Default: the recommended one.")
+    guardrails: list[GuardrailIn] | None = Field(default=None, min_length=1, max_length=4)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    power: float = Field(default=0.8, ge=0.5, lt=1)
+    max_step_share: float = Field(default=0.5, gt=0, le=1)
+    deadline_days: float | None = Field(default=None, gt=0, le=365)
+    min_hold_hours: float = Field(default=24.0, ge=0, le=24 * 30)
+    max_hold_hours: float = Field(default=168.0, gt=0, le=24 * 90)
+
+
+class TransitionRequest(Strict):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class AdvanceRequest(Strict):
+    force: bool = Field(
+        default=False, description="Advance despite the guardrails (admin scope, needs a reason)."
+    )
+    reason: str | None = Field(default=None, max_length=1000)
+    dry_run: bool = Field(default=False, description="Record the stage without GrowthBook.")
+
+
+class OptionOut(BaseModel):
+    strategy: str
+    stages: int
+    duration_days: float
+    expected_disrupted_users: float
+    warnings: list[str] = []
+
+
+class StageOut(BaseModel):
+    index: int
+    cohort: str
+    kind: str
+    coverage: float
+    users: int
+    min_hold_hours: float
+    power: float | None
+    required_users: int
+    expected_disrupted_users: float
+    serving: dict[str, dict[str, float]]
+    saved_groups: dict[str, int]  # saved group -> members (the lists are in the document)
+
+
+class PlanOut(BaseModel):
+    id: int
+    experiment_id: str
+    feature_key: str
+    created_at: datetime
+    strategy: str
+    status: str
+    current_stage: int
+    pending_stage: int | None
+    version: int
+    stage_applied_at: datetime | None
+    reason: str
+    options: list[OptionOut]
+    stages: list[StageOut]
+
+
+class PlanSummary(BaseModel):
+    id: int
+    experiment_id: str
+    feature_key: str
+    created_at: datetime
+    strategy: str
+    status: str
+    current_stage: int
+    stages: int
+    version: int
+
+
+class PlanList(BaseModel):
+    data: list[PlanSummary]
+    count: int
+
+
+class RampOut(BaseModel):
+    """Where a rollback stands and what GrowthBook should serve."""
+
+    plan_id: int
+    feature_key: str
+    status: str
+    version: int
+    current_stage: int
+    stages: int
+    pending_stage: int | None
+    stage_applied_at: datetime | None
+    serving: dict[str, dict[str, float]]
+    guardrails: dict[str, Any] | None
+    next_advance_at: datetime | None
+
+
+class TransitionOut(BaseModel):
+    plan_id: int
+    status: str
+    current_stage: int
+    version: int
+    recorded_only: bool | None = None
+    guardrails: dict[str, Any] | None = None
+
+
+class ExperimentOut(BaseModel):
+    experiment_id: str
+    users: dict[str, int]
+    latest_analysis_id: int | None
+    analysed_at: datetime | None
+
+
+class ExperimentList(BaseModel):
+    data: list[ExperimentOut]
+    count: int
+
+
+class CohortOut(BaseModel):
+    user_id: str
+    plan_id: int
+    feature_key: str
+    cohort: str
+    rolled_back: bool
+    on_bridge: bool
+    adaptation_label: str | None
+
+
+class AuditEvent(BaseModel):
+    id: int
+    plan_id: int
+    at: datetime
+    action: str
+    stage: int | None
+    actor: str
+    outcome: str
+    details: dict[str, Any]
+
+
+class AuditList(BaseModel):
+    data: list[AuditEvent]
+    count: int
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
