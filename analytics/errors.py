@@ -13,6 +13,10 @@ class ConfigError(AftershockError):
     """A setting is missing or malformed."""
 
 
+class NotFoundError(AftershockError):
+    """What was asked for does not exist (an experiment without exposures, say)."""
+
+
 class IngestError(AftershockError):
     """An input file was refused; nothing from it was written.
 

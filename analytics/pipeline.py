@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import analytics
 from analytics.adaptation import STYLE, AdaptationParams, label_counts, score_adaptation
 from analytics.cohorts import Cohorts, load_cohorts
-from analytics.errors import ConfigError
+from analytics.errors import ConfigError, NotFoundError
 from analytics.features.backfill import backfill_features
 from analytics.inference.drift import DriftRow, compute_behavior_drift
 from analytics.inference.results import HalfLifeResult, SrmResult
@@ -76,6 +76,12 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
     """Run every stage on the stored data of ``params.experiment_id``."""
     backfill_features(engine)  # rows stored before the feature columns existed, if any
     cohorts = load_cohorts(engine, params.experiment_id, params.control, params.periods.until)
+    if cohorts.users.empty:
+        when = "" if params.periods.until is None else f" before {params.periods.until}"
+        raise NotFoundError(
+            f"experiment {params.experiment_id!r} has no exposures{when}: ingest them first "
+            "(aftershock ingest exposures FILE)"
+        )
     counts = list(cohorts.counts.values())
     weights = params.weights or tuple(1.0 for _ in counts)
     if len(weights) != len(counts):

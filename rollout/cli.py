@@ -23,7 +23,7 @@ from analytics.models import IngestKind
 from analytics.settings import get_settings
 from rollout.cli_api import serve, tokens_app
 from rollout.cli_plans import growthbook_app, growthbook_split, guardrails, plan
-from rollout.console import err, fail, out, reports_errors
+from rollout.console import err, out, reports_errors
 
 app = typer.Typer(
     help="Aftershock: adaptation-aware rollbacks of LLM features.", no_args_is_help=True
@@ -209,11 +209,6 @@ def analyze(
     engine = get_engine()
     ensure_schema(engine)
     result = run_analysis(engine, params)
-    if not len(result.users):
-        raise fail(
-            f"experiment {experiment!r} has no exposures: ingest them first "
-            "(aftershock ingest exposures FILE)"
-        )
     run_id = save_analysis(engine, result)
     document = analysis_document(result)
     if out_dir is not None:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from analytics.db import ensure_schema, get_engine
-from analytics.errors import AftershockError, ConfigError
+from analytics.errors import AftershockError, ConfigError, NotFoundError
 from analytics.settings import Settings, get_settings
 from rollout.api.deps import ApiState
 from rollout.api.problems import ProblemError
@@ -46,7 +46,7 @@ def growthbook_factory(settings: Settings) -> Callable[[], Any | None]:
 
 
 def _problem_for(exc: AftershockError) -> ProblemError:
-    if isinstance(exc, PlanNotFoundError):
+    if isinstance(exc, PlanNotFoundError | NotFoundError):
         return ProblemError(404, "Not found", str(exc))
     if isinstance(exc, VersionConflictError):
         return ProblemError(409, "Version conflict", str(exc))

@@ -188,10 +188,6 @@ def post_analysis(
 
     def work() -> tuple[int, dict[str, Any]]:
         result = run_analysis(state.engine, AnalysisParams(experiment_id))
-        if not len(result.users):
-            raise ProblemError(
-                404, "Not found", f"experiment {experiment_id!r} has no exposures to analyse"
-            )
         run_id = save_analysis(state.engine, result)
         return 201, {"id": run_id, **analysis_document(result)}
 
