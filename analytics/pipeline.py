@@ -91,6 +91,11 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
         )
     srm = srm_test(counts, weights)
     bins = load_user_bins(engine, params.experiment_id, params.periods)
+    if bins.empty:
+        raise NotFoundError(
+            f"the users exposed in {params.experiment_id!r} have no interaction logs in the "
+            "analysed window: ingest them first (aftershock ingest interactions FILE)"
+        )
     periods = roll_up_periods(bins)
     users = _analysed_users(cohorts, periods)
     daily = load_daily(engine, params.experiment_id, params.periods)

@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from analytics.db import ensure_schema
@@ -151,6 +152,25 @@ def load_plan(engine: sa.Engine, plan_id: int) -> RollbackPlan | None:
     ensure_schema(engine)
     with Session(engine) as session:
         return session.get(RollbackPlan, plan_id)
+
+
+def load_plan_state(engine: sa.Engine, plan_id: int) -> RollbackPlan | None:
+    """A plan's state without its document (which can be megabytes): for hot paths."""
+    with Session(engine) as session:
+        return session.exec(
+            select(RollbackPlan)
+            .where(RollbackPlan.id == plan_id)
+            .options(defer(RollbackPlan.document))  # type: ignore[arg-type]
+        ).first()
+
+
+def load_plan_document(engine: sa.Engine, plan_id: int) -> dict[str, Any] | None:
+    """A plan's document (plan.json) alone."""
+    with Session(engine) as session:
+        document = session.exec(
+            select(RollbackPlan.document).where(RollbackPlan.id == plan_id)
+        ).first()
+        return None if document is None else dict(document)
 
 
 def list_plans(engine: sa.Engine, feature_key: str | None = None) -> list[RollbackPlan]:

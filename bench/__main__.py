@@ -147,6 +147,36 @@ def bench_analyze(rows: int, backends: list[str], postgres_url: str | None) -> l
     return out
 
 
+def bench_api(backends: list[str], postgres_url: str | None) -> list[Row]:
+    """GET /v1/plans/{id}/ramp, 50 concurrent clients for 20 s (bench.api)."""
+    out = []
+    for backend in backends:
+        for workers in (1, 2):
+            with database(backend, postgres_url) as url:
+                done = subprocess.run(
+                    [sys.executable, "-m", "bench.api", url, str(workers)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            ok = result["p99_ms"] <= 50 and result["errors"] == 0
+            out.append(
+                Row(
+                    "api",
+                    backend,
+                    f"GET /ramp, 50 clients, {workers} worker(s), {result['client']}",
+                    int(result["rows"]),
+                    result["seconds"],
+                    0.0,
+                    "p99 <= 50 ms, no errors",
+                    f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+                    f"{result['errors']} errors: {'yes' if ok else 'no'}",
+                )
+            )
+    return out
+
+
 def render(rows: list[Row]) -> str:
     header = ["stage", "backend", "method", "rows", "seconds", "rows/s", "peak MB", "target", "met"]
     # For analyze, "rows" are the users analysed and rows/s users per second.
@@ -163,13 +193,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--naive-rows", type=int, default=20_000)
+    parser.add_argument(
+        "--only", choices=["ingest", "analyze", "api"], action="append", help="run only these"
+    )
     args = parser.parse_args()
     postgres_url = os.environ.get("AFTERSHOCK_BENCH_POSTGRES_URL") or os.environ.get(
         "AFTERSHOCK_TEST_POSTGRES_URL"
     )
     backends = ["sqlite"] + (["postgres"] if postgres_url else [])
-    results = bench_ingest(args.rows, args.naive_rows, backends, postgres_url)
-    results += bench_analyze(args.rows, backends, postgres_url)
+    only = set(args.only or ["ingest", "analyze", "api"])
+    results: list[Row] = []
+    if "ingest" in only:
+        results += bench_ingest(args.rows, args.naive_rows, backends, postgres_url)
+    if "analyze" in only:
+        results += bench_analyze(args.rows, backends, postgres_url)
+    if "api" in only:
+        results += bench_api(backends, postgres_url)
     table = render(results)
     print(table)
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from analytics.models import IngestKind
 from analytics.settings import get_settings
 from rollout.cli_api import serve, tokens_app
 from rollout.cli_plans import growthbook_app, growthbook_split, guardrails, plan
+from rollout.cli_report import report
 from rollout.console import err, out, reports_errors
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ app.command("plan")(plan)
 app.command("guardrails")(guardrails)
 app.add_typer(tokens_app, name="tokens")
 app.command("serve")(serve)
+app.command("report")(report)
 
 PROGRESS_MIN_BYTES = 16 << 20
 F = TypeVar("F", bound=Callable[..., Any])

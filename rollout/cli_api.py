@@ -28,7 +28,7 @@ def serve(
     create_app()  # fail here, with one clear line, if the database is unusable
     err.print(f"Aftershock API on http://{host}:{port} (docs: /docs)", highlight=False)
     uvicorn.run(
-        "rollout.api:create_app",
+        "rollout.api.app:create_served_app",
         factory=True,
         host=host,
         port=port,

@@ -140,6 +140,7 @@ def create_plan(
             plan_id=plan_id,
             action="create",
             actor=actor,
+            at=plan.created_at,
             details={"strategy": plan.strategy, "reason": plan.reason, "analysis_run_id": run_id},
         ),
     )
@@ -202,6 +203,7 @@ def _transition(
     stage: int | None = None,
     details: dict[str, Any] | None = None,
     outcome: str = "ok",
+    at: datetime | None = None,
 ) -> RollbackPlan:
     """Compare-and-set the plan from ``plan.version`` and audit it with before and after."""
     assert plan.id is not None
@@ -214,6 +216,7 @@ def _transition(
         actor=actor,
         outcome=outcome,
         details={"before": _state(plan), "after": after, **(details or {})},
+        at=at or datetime.now(UTC),
     )
     updated = update_plan_state(
         engine, plan.id, expected_version=plan.version, event=event, changes=changes
@@ -232,6 +235,7 @@ def refuse(
     actor: str,
     reason: str,
     details: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Audit a refused attempt (no state changes)."""
     assert plan.id is not None
@@ -244,6 +248,7 @@ def refuse(
             actor=actor,
             outcome="refused",
             details={"before": _state(plan), "reason": reason, **(details or {})},
+            at=at or datetime.now(UTC),
         ),
     )
 
@@ -303,6 +308,7 @@ def apply_stage(
             actor=actor,
             stage=stage,
             outcome="started",
+            at=now,
             changes={
                 "status": PlanStatus.reconciling,
                 "pending_stage": stage,
@@ -324,6 +330,7 @@ def apply_stage(
                     stage=stage,
                     actor=actor,
                     outcome="failed",
+                    at=now or datetime.now(UTC),
                     details={
                         "before": _state(plan),
                         "error": str(error),
@@ -339,6 +346,7 @@ def apply_stage(
         action="apply",
         actor=actor,
         stage=stage,
+        at=now,
         changes={
             "status": PlanStatus.completed if last else PlanStatus.active,
             "current_stage": stage,
@@ -396,7 +404,7 @@ def advance_plan(
     now = now or datetime.now(UTC)
     plan = require_plan(engine, plan_id)
     if plan.version != expected_version:
-        refuse(engine, plan, "advance", actor, f"stale version {expected_version}")
+        refuse(engine, plan, "advance", actor, f"stale version {expected_version}", at=now)
         raise VersionConflictError(
             f"plan {plan_id} is at version {plan.version}, not {expected_version}: "
             "read it again and retry"
@@ -418,7 +426,7 @@ def advance_plan(
         message = f"plan {plan_id} is {plan.status}" + (
             ": resume it first" if plan.status == PlanStatus.paused else ""
         )
-        refuse(engine, plan, "advance", actor, message)
+        refuse(engine, plan, "advance", actor, message, at=now)
         raise PlanRefusedError(message)
     stages = plan.document["stages"]
     if plan.current_stage + 1 >= len(stages):
@@ -433,7 +441,7 @@ def advance_plan(
                     f"the guardrails say {decision.action} for stage {plan.current_stage}: "
                     + " ".join(decision.reasons[:2])
                 )
-                refuse(engine, plan, "advance", actor, message, figures)
+                refuse(engine, plan, "advance", actor, message, figures, at=now)
                 raise PlanRefusedError(message, decision)
     if force and not reason:
         raise PlanRefusedError("a forced advance needs a reason")
@@ -568,6 +576,7 @@ def evaluate_plan(
                 stage=plan.current_stage,
                 actor=actor,
                 details=decision.to_dict(),
+                at=now,
             ),
         )
     return decision

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +59,17 @@ def _problem_for(exc: AftershockError) -> ProblemError:
     if isinstance(exc, ConfigError):
         return ProblemError(422, "Invalid request", str(exc))
     return ProblemError(409, "Cannot do that now", str(exc))
+
+
+def create_served_app() -> FastAPI:
+    """The app as ``aftershock serve`` runs it, in each worker process: the configured
+    database, and a garbage collector tuned for latency (a request allocates little that
+    survives it, and the default thresholds collect every few requests under load, which
+    showed in the 99th percentile)."""
+    app = create_app()
+    gc.set_threshold(50_000, 20, 20)
+    gc.freeze()
+    return app
 
 
 def create_app(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -19,6 +19,10 @@ from rollout.api.tokens import Principal, authenticate
 from rollout.plans import RuleWriter
 
 DECISION_TTL_SECONDS = 30.0  # how long a computed guardrail decision is served from memory
+# How long a token check and a plan's state are served from memory by each worker: a revoked
+# token stops working, and a change made through another worker shows, within these.
+TOKEN_TTL_SECONDS = 5.0
+STATE_TTL_SECONDS = 1.0
 
 
 @dataclass
@@ -32,6 +36,24 @@ class ApiState:
     decisions: dict[int, tuple[float, int, dict[str, Any] | None]] = field(default_factory=dict)
     locks: dict[int, threading.Lock] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    principals: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
+    states: dict[int, tuple[float, Any]] = field(default_factory=dict)
+
+    def principal(self, token: str) -> Principal | None:
+        """The caller of a token, checked against the database at most every few seconds."""
+        entry = self.principals.get(token)
+        if entry is not None and time.monotonic() - entry[0] < TOKEN_TTL_SECONDS:
+            return entry[1]
+        principal = authenticate(self.engine, token)
+        if len(self.principals) > 10_000:  # bounded: garbage tokens must not grow it forever
+            self.principals.clear()
+        self.principals[token] = (time.monotonic(), principal)
+        return principal
+
+    def forget(self, plan_id: int) -> None:
+        """Drop what this worker remembers of a plan's state (after changing it)."""
+        self.states.pop(plan_id, None)
+        self.decisions.pop(plan_id, None)
 
     def plan_lock(self, plan_id: int) -> threading.Lock:
         with self.lock:
@@ -45,7 +67,7 @@ class ApiState:
         return False
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.aftershock
     return state
 
@@ -54,10 +76,10 @@ StateDep = Annotated[ApiState, Depends(get_state)]
 _bearer = HTTPBearer(auto_error=False, description="An Aftershock API token (aftershock tokens)")
 
 
-def require(scope: str) -> Callable[..., Principal]:
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting callers whose token grants ``scope`` (or a wider one)."""
 
-    def check(
+    async def check(
         state: StateDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
@@ -69,7 +91,7 @@ def require(scope: str) -> Callable[..., Principal]:
         )
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise unauthorised
-        principal = authenticate(state.engine, credentials.credentials)
+        principal = state.principal(credentials.credentials)
         if principal is None:
             raise unauthorised
         if not principal.allows(scope):

@@ -9,10 +9,10 @@ retry after one tries again.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
@@ -25,9 +25,9 @@ IN_PROGRESS = 0
 
 
 def request_hash(method: str, path: str, body: Any) -> str:
-    return hashlib.sha256(
-        orjson.dumps([method, path, body], option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()
+    # The standard library, not orjson: request bodies may carry integers beyond 64 bits.
+    text = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _replay(record: IdempotencyRecord, method: str, path: str, digest: str) -> JSONResponse:

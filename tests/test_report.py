@@ -1,0 +1,348 @@
+"""The weekly report: golden Markdown, self-contained HTML, the CSV zip, PDF and the command.
+
+The golden file and the data it is made from come from ``tests/reference/
+make_weekly_report.py`` (run it to regenerate the file after a deliberate change).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+import shutil
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import typer
+from typer.testing import CliRunner
+
+from analytics.demo import DemoConfig
+from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
+from analytics.settings import get_settings
+from analytics.store import save_analysis
+from analytics.user_periods import PeriodParams
+from rollout.cli_report import report
+from rollout.report import (
+    IsoWeek,
+    ReportError,
+    WeekError,
+    WeeklyReport,
+    build_weekly_report,
+    format_number,
+    parse_iso_week,
+    render_csv_zip,
+    render_html,
+    render_markdown,
+    render_pdf,
+    report_bytes,
+)
+from tests.reference.make_weekly_report import (
+    DEMO,
+    EXPERIMENT,
+    GOLDEN,
+    WEEK,
+    load_reference_data,
+)
+from tests.test_pipeline import load_demo
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+# An inline <svg> may carry these namespace names: identifiers, never fetched.
+NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+URL_ATTRIBUTES = {"src", "href", "xlink:href", "srcset", "action", "poster", "data", "background"}
+EXTERNAL = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
+CSS_URL = re.compile(r"url\(\s*['\"]?\s*(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
+
+
+@pytest.fixture
+def reference(engine: sa.Engine, tmp_path: Path) -> WeeklyReport:
+    """The golden report's data (demo, analysis, a plan with two stages in the week)."""
+    load_reference_data(engine, tmp_path)
+    return build_weekly_report(engine, EXPERIMENT, WEEK)
+
+
+class _Page(HTMLParser):
+    """What the tests read of an HTML page: tags, attributes, style text, table cells."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attributes: list[tuple[str, str, str]] = []
+        self.styles: list[str] = []
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        values = dict(attrs)
+        self.attributes += [(tag, name, value or "") for name, value in attrs]
+        if tag == "table":
+            self._table = values.get("id") or f"table{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+        elif tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._in_style:
+            self.styles.append(data)
+
+
+def read_page(text: str) -> _Page:
+    page = _Page()
+    page.feed(text)
+    page.close()
+    return page
+
+
+def rows_by_key(table: list[list[str]]) -> dict[tuple[str, str], dict[str, str]]:
+    """A parsed table's rows keyed by (metric, variation), cells by column name."""
+    head, *rows = table
+    return {(row[0], row[1]): dict(zip(head, row, strict=True)) for row in rows}
+
+
+@SQLITE_ONLY
+def test_markdown_equals_the_golden_file(reference: WeeklyReport) -> None:
+    assert render_markdown(reference) == GOLDEN.read_text(), (
+        "the weekly report changed: if on purpose, run "
+        "`.venv/bin/python -m tests.reference.make_weekly_report` and review the diff"
+    )
+
+
+def test_html_is_self_contained_and_shows_the_analysis_numbers(
+    reference: WeeklyReport, engine: sa.Engine
+) -> None:
+    text = render_html(reference)
+    page = read_page(text)
+    assert page.tags.count("svg") == 2  # the two charts, inline
+    assert not {"script", "link", "img", "iframe", "object", "embed"} & set(page.tags)
+    for tag, name, value in page.attributes:
+        if name.lower() in URL_ATTRIBUTES:
+            assert not EXTERNAL.match(value), (tag, name, value)
+        assert not CSS_URL.search(value), (tag, name, value)
+    assert not any(CSS_URL.search(style) for style in page.styles)
+    # The only URL-looking strings allowed are SVG namespace names (the report drops them
+    # too, as an inline <svg> needs none), so nothing here is a URL a browser would fetch.
+    assert set(re.findall(r"https?://[^\s\"'<>)]+", text)) <= NAMESPACES
+    assert "//" not in "".join(
+        value for _, name, value in page.attributes if name in URL_ATTRIBUTES
+    )
+
+    week = parse_iso_week(WEEK)
+    moment = AnalysisParams(EXPERIMENT, periods=PeriodParams(until=week.end))
+    document = analysis_document(run_analysis(engine, moment))
+    drift = rows_by_key(page.tables["behavior_drift"])
+    assert len(drift) == len(document["behavior_drift"])
+    for row in document["behavior_drift"]:
+        shown = drift[(row["metric"], row["variation"])]
+        assert shown["effect"] == format_number(row["effect"], signed=True)
+        assert shown["control mean"] == format_number(row["control_mean"])
+        assert shown["significant"] == ("yes" if row["significant"] else "no")
+    style = rows_by_key(page.tables["style_shift"])
+    for row in document["style_shift"]:
+        assert style[(row["metric"], row["variation"])]["DiD"] == format_number(
+            row["did"], signed=True
+        )
+    totals = {row[0]: row[2] for row in page.tables["new_users"][1:]}
+    assert totals == {v: f"{n:,}" for v, n in document["users"].items()}
+    labels = {row[0]: row[1] for row in page.tables["adaptation_labels"][1:]}
+    assert labels == {k: f"{n:,}" for k, n in document["adaptation"]["labels"].items()}
+    assert html.escape(reference.headline) in text
+    assert html.escape(reference.recommendation) in text
+
+
+@SQLITE_ONLY
+def test_csv_zip_holds_one_table_per_file(reference: WeeklyReport) -> None:
+    archive = zipfile.ZipFile(io.BytesIO(render_csv_zip(reference)))
+    tables = {name: pd.read_csv(archive.open(name)) for name in archive.namelist()}
+    expected = {
+        "summary.csv": (["key", "value"], 13),
+        "behavior_drift.csv": (
+            [
+                "metric",
+                "variation",
+                "control_mean",
+                "variation_mean",
+                "effect",
+                "ci_low",
+                "ci_high",
+                "q_value",
+                "significant",
+                "drift_began",
+            ],
+            7,
+        ),
+        "style_shift.csv": (
+            ["metric", "variation", "did", "ci_low", "ci_high", "q_value", "significant"],
+            7,
+        ),
+        "style_shift_by_days.csv": (
+            ["metric", "variation", "bucket", "did", "ci_low", "ci_high", "n_variation"],
+            28,
+        ),
+        "adaptation_labels.csv": (["label", "this_week", "previous_week", "change"], 5),
+        "new_users.csv": (["variation", "new_users", "users_by_week_end"], 2),
+        "stages.csv": (
+            ["at", "plan_id", "action", "stage", "move", "outcome", "decision", "note"],
+            4,
+        ),
+    }
+    assert {name: (list(t.columns), len(t)) for name, t in tables.items()} == expected
+    drift = tables["behavior_drift.csv"].set_index("metric")
+    for line in reference.behavior_drift:
+        assert drift.loc[line.metric, "effect"] == pytest.approx(line.effect, rel=1e-12)
+    assert tables["stages.csv"]["decision"].dropna().tolist() == ["advance", "hold"]
+    assert render_csv_zip(reference) == render_csv_zip(reference)  # same bytes every time
+
+
+@SQLITE_ONLY
+def test_pdf_holds_the_headline(reference: WeeklyReport, tmp_path: Path) -> None:
+    if shutil.which("chromium") is None:
+        pytest.skip("PDF needs Chromium: apt-get install chromium")
+    if shutil.which("pdftotext") is None:
+        pytest.skip("reading the PDF needs pdftotext: apt-get install poppler-utils")
+    target = tmp_path / "report.pdf"
+    render_pdf(reference, target)
+    assert target.read_bytes().startswith(b"%PDF")
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(target), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    first_words = " ".join(reference.headline.split()[:6])
+    assert first_words in " ".join(text.split())
+
+
+def test_pdf_without_chromium_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr("rollout.report.CHROMIUM_FALLBACK", str(tmp_path / "no-chromium"))
+    empty = WeeklyReport(
+        experiment_id="x",
+        feature_key=None,
+        week=IsoWeek(2026, 44),
+        control="0",
+        first_exposure=None,
+        multiple_exposures=0,
+        srm_p_value=None,
+        srm_ok=None,
+        half_life_days=None,
+        behavior_drift=(),
+        style_shift=(),
+        style_by_days=(),
+        labels=(),
+        new_users=(),
+        stages=(),
+        headline="",
+        recommendation="",
+    )
+    with pytest.raises(ReportError, match="Debian's `chromium` package"):
+        render_pdf(empty, tmp_path / "report.pdf")
+
+
+@pytest.mark.parametrize(
+    ("week", "message"),
+    [
+        ("2026-44", "not an ISO week"),
+        ("W44", "not an ISO week"),
+        ("2026-W44x", "not an ISO week"),
+        ("2026-W00", "does not exist"),
+        ("2025-W53", "2025 has ISO weeks 01 to 52"),
+    ],
+)
+def test_a_bad_week_is_refused_by_name(week: str, message: str) -> None:
+    with pytest.raises(WeekError, match=message) as raised:
+        parse_iso_week(week)
+    assert str(raised.value).startswith("week: ")
+    assert isinstance(raised.value, ValueError)
+
+
+def test_iso_weeks_run_monday_to_monday_utc() -> None:
+    week = parse_iso_week("2026-W53")
+    assert (week.start.isoformat(), week.end.isoformat()) == (
+        "2026-12-28T00:00:00+00:00",
+        "2027-01-04T00:00:00+00:00",
+    )
+    assert parse_iso_week("2027-W01").previous() == week
+    assert week.span == "Monday 2026-12-28 to Sunday 2027-01-03"
+
+
+@SQLITE_ONLY
+def test_weeks_before_the_experiment_and_without_a_plan(engine: sa.Engine, tmp_path: Path) -> None:
+    load_demo(engine, tmp_path, DemoConfig(n_users=DEMO.n_users, seed=DEMO.seed))
+    save_analysis(engine, run_analysis(engine, AnalysisParams(EXPERIMENT)))
+
+    early = build_weekly_report(engine, EXPERIMENT, "2026-W42")  # the experiment began W43
+    assert not early.has_users
+    assert "no users" in early.headline.lower()
+    assert "2026-10-19" in early.headline  # when the first exposure came
+    assert early.behavior_drift == () and early.stages == ()
+    assert "No users yet" in render_markdown(early)
+    assert read_page(render_html(early)).tags.count("svg") == 0
+    for fmt in ("md", "html", "csv"):
+        assert report_bytes(early, fmt)[0]
+
+    later = build_weekly_report(engine, EXPERIMENT, WEEK)  # drift, and no plan at all
+    assert later.stages == ()
+    assert "No rollback step was taken this week." in later.headline
+    assert "a rollback should be planned" in later.recommendation
+    assert "`aftershock plan --experiment chat-model-upgrade --feature chat-model`" in (
+        later.recommendation
+    )
+    with pytest.raises(ReportError, match="no stored exposures"):
+        build_weekly_report(engine, "no-such-experiment", WEEK)
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer]:
+    """A Typer app with the report command alone, on the test database."""
+    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    app = typer.Typer()
+    app.command("report")(report)
+    app.command("noop")(lambda: None)  # two commands: ``report`` stays a subcommand
+    yield app
+    get_settings.cache_clear()
+
+
+@SQLITE_ONLY
+def test_the_command_writes_each_format(
+    reference: WeeklyReport, cli: typer.Typer, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    for fmt in ("md", "html", "csv"):
+        target = tmp_path / "out" / f"report.{fmt}"
+        args = ["report", "--experiment", EXPERIMENT, "--week", WEEK, "--format", fmt]
+        result = runner.invoke(cli, [*args, "--out", str(target)])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == f"wrote {target}"
+        assert target.read_bytes() == report_bytes(reference, fmt)[0]
+
+    result = runner.invoke(
+        cli,
+        ["report", "--experiment", EXPERIMENT, "--week", "2026-44", "--out", "x.md"],
+    )
+    assert result.exit_code == 2 and "--week" in result.output and "2026-W44" in result.output
+    result = runner.invoke(
+        cli, ["report", "--experiment", "nope", "--week", WEEK, "--out", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 1 and "no stored exposures" in result.stderr
