@@ -34,7 +34,7 @@ import vl_convert
 
 from analytics.adaptation import LABELS, AdaptationParams
 from analytics.cohorts import Cohorts, load_cohorts
-from analytics.errors import AftershockError
+from analytics.errors import AftershockError, NotFoundError
 from analytics.models import Exposure, PlanEvent, RollbackPlan
 from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
 from analytics.store import list_plans, load_latest_analysis, load_plan_events
@@ -81,6 +81,10 @@ PLAIN_METRICS: dict[str, tuple[str, str | None]] = {
 
 class ReportError(AftershockError):
     """A report cannot be built or rendered as asked."""
+
+
+class ExperimentNotFoundError(ReportError, NotFoundError):
+    """The experiment has no stored exposures."""
 
 
 class WeekError(ReportError, ValueError):
@@ -265,7 +269,7 @@ def build_weekly_report(
     iso = parse_iso_week(week)
     first = _first_exposure(engine, experiment_id)
     if first is None:
-        raise ReportError(
+        raise ExperimentNotFoundError(
             f"experiment {experiment_id!r} has no stored exposures: "
             "ingest them first (`aftershock ingest exposures FILE`)"
         )

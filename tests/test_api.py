@@ -361,3 +361,22 @@ def test_ramp_and_cohort_lookups_are_consistent(api: Api) -> None:
     problem(api.get("/v1/plans/999999"), 404)
     problem(api.get("/v1/plans/0"), 422)
     assert datetime.fromisoformat(ramp["next_advance_at"]) > datetime.now(UTC) + timedelta(hours=1)
+
+
+def test_the_weekly_report_endpoint_serves_what_the_cli_writes(api: Api, tmp_path: Path) -> None:
+    from rollout.report import build_weekly_report, render_markdown
+
+    load_demo(api.engine, tmp_path, DemoConfig(n_users=300, seed=13))
+    assert api.post("/v1/experiments/chat-model-upgrade/analysis").status_code == 201
+    query = {"experiment": "chat-model-upgrade", "week": "2026-W44"}
+    markdown = api.get("/v1/reports/weekly", **query, format="md")
+    assert markdown.status_code == 200 and markdown.headers["content-type"].startswith("text/")
+    expected = render_markdown(build_weekly_report(api.engine, "chat-model-upgrade", "2026-W44"))
+    assert markdown.text == expected
+    html = api.get("/v1/reports/weekly", **query)
+    assert html.status_code == 200 and "<svg" in html.text
+    assert "chat-model-upgrade-2026-W44.html" in html.headers["content-disposition"]
+    bad = problem(api.get("/v1/reports/weekly", experiment="chat-model-upgrade", week="44"), 422)
+    assert bad["errors"][0]["field"] == "query.week"
+    problem(api.get("/v1/reports/weekly", **query, format="doc"), 422)
+    problem(api.get("/v1/reports/weekly", experiment="nope", week="2026-W44"), 404)

@@ -7,7 +7,7 @@ import gc
 import time
 from contextlib import nullcontext
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 import sqlalchemy as sa
@@ -476,6 +476,54 @@ for _action in ("pause", "resume", "abort"):
         tags=["ramp"],
         name=f"post_{_action}",
     )(_status_route(_action))
+
+
+# ------------------------------------------------------------------ reports
+
+
+@router.get(
+    "/reports/weekly",
+    tags=["reports"],
+    responses={
+        200: {
+            "content": {
+                "text/html": {},
+                "text/markdown": {},
+                "application/zip": {},
+                "application/pdf": {},
+            },
+            "description": "The report file.",
+        }
+    },
+)
+def get_weekly_report(
+    state: StateDep,
+    _: Reader,
+    experiment: Annotated[str, Query(min_length=1, max_length=255)],
+    week: Annotated[str, Query(min_length=1, max_length=16, examples=["2026-W44"])],
+    format: Annotated[Literal["html", "md", "csv", "pdf"], Query()] = "html",
+    feature: Annotated[str | None, Query(max_length=255)] = None,
+) -> Response:
+    """The weekly adaptation report of an experiment for an ISO week (as
+    ``aftershock report``): the same figures as the dashboard and the CLI."""
+    from rollout.report import WeekError, build_weekly_report, report_bytes, report_file_name
+
+    try:
+        report = build_weekly_report(state.engine, experiment, week, feature_key=feature)
+    except WeekError as exc:
+        raise ProblemError(
+            422,
+            "Invalid request",
+            str(exc),
+            errors=[{"field": "query.week", "message": str(exc), "type": "value_error"}],
+        ) from exc
+    content, media_type = report_bytes(report, format)
+    name = report_file_name(report, format)
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'inline; filename="{name}"'},
+    )
 
 
 # ------------------------------------------------------------------ users and audit
