@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 DEMO := data/demo
 DEMO_USERS ?= 3000
 PYTEST_ARGS ?=
+API_PORT ?= 8000
+DASHBOARD_PORT ?= 8501
 
 .PHONY: install run test lint bench lock clean
 
@@ -26,6 +28,12 @@ run: install
 	test -f data/plan.json || $(BIN)/aftershock plan --experiment chat-model-upgrade \
 		--feature chat-model --rollback-value previous-model --current-value new-model \
 		--out data/plan.json
+	@echo "An admin token for the API (shown once; revoke with aftershock tokens revoke ID):"
+	@$(BIN)/aftershock tokens create --name make-run --scope admin
+	@echo "API: http://localhost:$(API_PORT)/docs   dashboard: http://localhost:$(DASHBOARD_PORT)"
+	$(BIN)/aftershock serve --port $(API_PORT) & api=$$!; \
+		trap 'kill $$api' EXIT INT TERM; \
+		$(BIN)/streamlit run app.py --server.headless true --server.port $(DASHBOARD_PORT)
 
 test: install
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)

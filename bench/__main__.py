@@ -44,6 +44,7 @@ class Row:
 def database(backend: str, postgres_url: str | None) -> Iterator[str]:
     """A fresh, empty database for one measurement."""
     if backend == "sqlite":
+        CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
             yield f"sqlite:///{Path(scratch) / 'bench.db'}"
         return

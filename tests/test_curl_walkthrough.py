@@ -1,0 +1,56 @@
+"""The README's curl walkthrough (docs/rollback_with_curl.sh) drives a rollback from plan to
+last stage against a running API."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from analytics.demo import DemoConfig
+from analytics.pipeline import AnalysisParams, run_analysis
+from analytics.store import list_plans, load_plan_events, save_analysis
+from rollout.api import create_app
+from tests.test_api import SETTINGS, Api
+from tests.test_pipeline import load_demo
+
+SCRIPT = Path(__file__).parent.parent / "docs" / "rollback_with_curl.sh"
+
+
+@pytest.mark.skipif(
+    not (shutil.which("curl") and shutil.which("jq")),
+    reason="needs curl and jq (apt-get install curl jq)",
+)
+def test_the_curl_walkthrough_rolls_back_to_the_last_stage(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    load_demo(engine, tmp_path, DemoConfig(n_users=400, seed=14))
+    save_analysis(engine, run_analysis(engine, AnalysisParams("chat-model-upgrade")))
+    api = Api(create_app(engine=engine, settings=SETTINGS), engine)
+    try:
+        done = subprocess.run(
+            ["bash", str(SCRIPT)],
+            env={
+                "PATH": "/usr/bin:/bin",
+                "AFTERSHOCK_API": api.url,
+                "TOKEN": api.tokens["admin"],
+                "FORCE_REASON": "walkthrough test",
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        api.close()
+    assert done.returncode == 0, done.stderr + done.stdout
+    [plan] = list_plans(engine)
+    assert plan.id is not None and plan.status == "completed"
+    assert plan.current_stage == len(plan.document["stages"]) - 1
+    assert f"plan {plan.id}:" in done.stdout and "applied" in done.stdout
+    events = load_plan_events(engine, plan.id)
+    applied = [e.stage for e in events if e.action == "apply" and e.outcome == "ok"]
+    assert applied == list(range(len(plan.document["stages"])))
+    assert any(e.details.get("forced") for e in events)  # the holds were forced, and audited
