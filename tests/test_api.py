@@ -380,3 +380,21 @@ def test_the_weekly_report_endpoint_serves_what_the_cli_writes(api: Api, tmp_pat
     assert bad["errors"][0]["field"] == "query.week"
     problem(api.get("/v1/reports/weekly", **query, format="doc"), 422)
     problem(api.get("/v1/reports/weekly", experiment="nope", week="2026-W44"), 404)
+
+
+def test_ready_checks_growthbook_when_it_is_configured(
+    engine: sa.Engine, fake_growthbook: FakeGrowthBook, request: pytest.FixtureRequest
+) -> None:
+    fake_growthbook.add_feature(FEATURE)
+
+    def client() -> GrowthBookClient:
+        return GrowthBookClient(
+            fake_growthbook.url, API_KEY, sleep=lambda _: None, max_attempts=1, timeout=2.0
+        )
+
+    api = Api(create_app(engine=engine, settings=SETTINGS, client_factory=client), engine)
+    request.addfinalizer(api.close)
+    assert api.get("/v1/ready").json()["checks"] == {"database": "ok", "growthbook": "ok"}
+    fake_growthbook.inject(Fault(status=503, times=10))
+    down = problem(api.get("/v1/ready"), 503)
+    assert down["checks"]["growthbook"].startswith("unreachable")
