@@ -56,7 +56,8 @@ def _engine_for(url: str) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         sa.event.listen(engine, "connect", _set_sqlite_pragmas)
     else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        # The API runs requests on up to 40 threads: a pool of 5 would make them queue.
+        engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
     return engine
 
 

@@ -34,10 +34,10 @@ class ApiState:
     environments: list[str]
     documents: dict[int, dict[str, Any]] = field(default_factory=dict)
     decisions: dict[int, tuple[float, int, dict[str, Any] | None]] = field(default_factory=dict)
-    locks: dict[int, threading.Lock] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     principals: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
     states: dict[int, tuple[float, Any]] = field(default_factory=dict)
+    refreshing: set[int] = field(default_factory=set)
 
     def principal(self, token: str) -> Principal | None:
         """The caller of a token, checked against the database at most every few seconds."""
@@ -50,14 +50,22 @@ class ApiState:
         self.principals[token] = (time.monotonic(), principal)
         return principal
 
+    def claim(self, plan_id: int) -> bool:
+        """Become the one refresher of a plan's remembered state (False: someone is)."""
+        with self.lock:
+            if plan_id in self.refreshing:
+                return False
+            self.refreshing.add(plan_id)
+            return True
+
+    def release(self, plan_id: int) -> None:
+        with self.lock:
+            self.refreshing.discard(plan_id)
+
     def forget(self, plan_id: int) -> None:
         """Drop what this worker remembers of a plan's state (after changing it)."""
         self.states.pop(plan_id, None)
         self.decisions.pop(plan_id, None)
-
-    def plan_lock(self, plan_id: int) -> threading.Lock:
-        with self.lock:
-            return self.locks.setdefault(plan_id, threading.Lock())
 
     def cached_decision(self, plan_id: int, version: int) -> dict[str, Any] | bool | None:
         """The decision computed for this plan version within the TTL; False if none."""

@@ -297,33 +297,34 @@ def get_plan_document(plan_id: PlanId, state: StateDep, _: Reader) -> dict[str, 
     return {"id": plan_id, **_document(state, plan)}
 
 
-def _decision(state: StateDep, plan: RollbackPlan) -> dict[str, Any] | None:
-    """The current stage's guardrail decision, computed at most every few seconds."""
+def _decision(state: StateDep, plan: RollbackPlan, refresh: bool) -> dict[str, Any] | None:
+    """The current stage's guardrail decision: computed by a refresher (at most every
+    ``DECISION_TTL_SECONDS`` per plan version); others get the last one computed."""
     assert plan.id is not None
     if plan.current_stage < 0 or plan.stage_applied_at is None:
         return None
     cached = state.cached_decision(plan.id, plan.version)
     if cached is not False:
         return cached  # type: ignore[return-value]
-    with state.plan_lock(plan.id):
-        cached = state.cached_decision(plan.id, plan.version)
-        if cached is not False:
-            return cached  # type: ignore[return-value]
-        decision = evaluate_plan(state.engine, plan.id, record=False).to_dict()
-        state.decisions[plan.id] = (time.monotonic(), plan.version, decision)
-        return decision
+    if not refresh:  # only a refresher (on a worker thread) computes; the rest never wait
+        entry = state.decisions.get(plan.id)
+        return entry[2] if entry is not None and entry[1] == plan.version else None
+    decision = evaluate_plan(state.engine, plan.id, record=False).to_dict()
+    state.decisions[plan.id] = (time.monotonic(), plan.version, decision)
+    return decision
 
 
-def _ramp_body(state: StateDep, plan_id: int) -> tuple[dict[str, Any], int] | None:
-    """The ramp document of a plan and its version, or None when there is no such plan."""
+def _ramp_body(state: StateDep, plan_id: int, refresh: bool) -> tuple[dict[str, Any], int] | None:
+    """The ramp document of a plan and its version, or None when there is no such plan;
+    ``refresh`` reads the plan's state from the database, else the remembered one."""
     entry = state.states.get(plan_id)
-    if entry is not None and time.monotonic() - entry[0] < STATE_TTL_SECONDS:
-        plan = entry[1]
-    else:
+    if refresh or entry is None:
         plan = load_plan_state(state.engine, plan_id)
         if plan is None:
             return None
         state.states[plan_id] = (time.monotonic(), plan)
+    else:
+        plan = entry[1]
     document = _document(state, plan)
     stages = document["stages"]
     stage = stages[plan.current_stage] if plan.current_stage >= 0 else None
@@ -340,7 +341,7 @@ def _ramp_body(state: StateDep, plan_id: int) -> tuple[dict[str, Any], int] | No
         pending_stage=plan.pending_stage,
         stage_applied_at=plan.stage_applied_at,
         serving=stage["serving"] if stage else {"rollback": {}, "bridge": {}},
-        guardrails=_decision(state, plan),
+        guardrails=_decision(state, plan, refresh),
         next_advance_at=next_at,
     ).model_dump(mode="json")
     return body, plan.version
@@ -351,16 +352,19 @@ async def get_ramp(plan_id: PlanId, state: StateDep, _: Reader) -> Response:
     """The current stage, what GrowthBook should serve per cohort, the guardrail decision
     with its figures, and when the next advance is allowed.
 
-    Served from memory when possible (the plan's state for a second, the guardrail decision
-    for 30 seconds): this is what bots poll."""
+    This is what bots poll, so each worker serves it from memory: one request at a time
+    refreshes a plan's state (older than a second) and its guardrail decision (older than 30
+    seconds) from the database while the others get the remembered ones."""
     entry = state.states.get(plan_id)
-    fresh = entry is not None and time.monotonic() - entry[0] < STATE_TTL_SECONDS
-    cached = fresh and state.cached_decision(plan_id, entry[1].version) is not False  # type: ignore[index]
-    found = (
-        _ramp_body(state, plan_id)
-        if cached
-        else await run_in_threadpool(_ramp_body, state, plan_id)
-    )
+    if entry is None:
+        found = await run_in_threadpool(_ramp_body, state, plan_id, True)
+    elif time.monotonic() - entry[0] >= STATE_TTL_SECONDS and state.claim(plan_id):
+        try:
+            found = await run_in_threadpool(_ramp_body, state, plan_id, True)
+        finally:
+            state.release(plan_id)
+    else:
+        found = _ramp_body(state, plan_id, False)
     if found is None:
         raise ProblemError(404, "Not found", f"no plan {plan_id}")
     body, version = found
