@@ -158,8 +158,9 @@ def bench_api(backends: list[str], postgres_url: str | None) -> list[Row]:
                     [sys.executable, "-m", "bench.api", url, str(workers)],
                     capture_output=True,
                     text=True,
-                    check=True,
                 )
+            if done.returncode:
+                raise RuntimeError(f"bench.api failed on {backend}:\n{done.stderr[-3000:]}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
             ok = result["p99_ms"] <= 50 and result["errors"] == 0
             out.append(

@@ -39,6 +39,7 @@ from analytics.models import Exposure, PlanEvent, RollbackPlan
 from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
 from analytics.store import list_plans, load_latest_analysis, load_plan_events
 from analytics.user_periods import BUCKETS, PeriodParams
+from rollout.wording import METRIC_WORDS
 
 REPORT_FORMATS = ("html", "md", "csv", "pdf")
 MEDIA_TYPES = {
@@ -59,24 +60,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 CHART_STYLE_METRICS = 4  # style metrics in the days-since-exposure chart, at most
-
-# Plain words for the headline: (what it is, unit); unit None means a share of interactions.
-PLAIN_METRICS: dict[str, tuple[str, str | None]] = {
-    "response_length": ("answer length", "words"),
-    "agreement_rate": ("answers opening by agreeing with the user", None),
-    "refusal_rate": ("refusals", None),
-    "latency_ms": ("latency", "ms"),
-    "feedback_score": ("feedback score", ""),
-    "complaint_rate": ("complaints", None),
-    "retry_rate": ("retries", None),
-    "prompt_length": ("prompt length", "words"),
-    "hedge_rate": ("hedging", None),
-    "pushback_rate": ("pushing back on the model", None),
-    "constraint_rate": ("explicit instructions", None),
-    "politeness_rate": ("politeness", None),
-    "question_rate": ("questions", None),
-    "code_block_rate": ("code blocks", None),
-}
 
 
 class ReportError(AftershockError):
@@ -549,7 +532,7 @@ class _Context:
 
 
 def _plain(metric: str) -> tuple[str, str | None]:
-    return PLAIN_METRICS.get(
+    return METRIC_WORDS.get(
         metric, (metric.replace("_", " "), None if metric.endswith("_rate") else "")
     )
 

@@ -1,26 +1,77 @@
-"""Every dashboard loader, cached: results come from analytics.store, as for every surface."""
+"""Every dashboard loader, cached: results come from analytics.store and rollout.plans, as for
+every surface, so the dashboard shows the numbers the CLI, the API and the report show.
+
+Caching follows what changes: a stored analysis run and a plan's document never change once
+written (cached for an hour, keyed by their ids); the lists of runs and plans and a plan's
+state and events change when someone acts (cached for seconds, and cleared by the dashboard's
+own actions); the heavy aggregates (the daily series, the planner's inputs, the weekly report)
+are cached for ten minutes. Nothing here scans the interactions table without a user or
+experiment filter.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 import streamlit as st
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from analytics.db import ensure_schema, get_engine
-from analytics.models import AnalysisRun
-from analytics.store import load_latest_analysis
+from analytics.models import AnalysisRun, Exposure, Interaction, RollbackPlan
+from analytics.settings import get_settings
+from analytics.store import (
+    load_analysis_users,
+    load_latest_analysis,
+    load_plan_document,
+    load_plan_events,
+)
+from analytics.user_periods import PeriodParams, load_daily
+from rollout.guardrails import Guardrail
+from rollout.planner import Plan, Policy, choose, plan_document, plan_rollback
+from rollout.plans import create_plan, evaluate_plan, load_plan_users
+
+if TYPE_CHECKING:
+    from rollout.report import WeeklyReport
+
+SHORT = 30  # seconds: lists and states that the dashboard's own actions change
+MEDIUM = 600  # seconds: heavy aggregates over the logs
+LONG = 3600  # seconds: documents that never change once stored (keyed by their id)
+PROMPT_CHARS = 200
+MEMBERS_SHOWN = 5  # saved-group members shown in a GrowthBook preview
+
+
+# --- the database ---------------------------------------------------------------------------
 
 
 @st.cache_resource
-def engine() -> sa.Engine:
-    database = get_engine()
+def _engine_for(url: str) -> sa.Engine:
+    database = get_engine(url)
     ensure_schema(database)
     return database
 
 
-@st.cache_data(ttl=60)
+def engine() -> sa.Engine:
+    """The engine of AFTERSHOCK_DATABASE_URL (one per URL, schema upgraded once)."""
+    return _engine_for(get_settings().database_url)
+
+
+def database_label() -> str:
+    """The database URL without its password, to say where the figures come from."""
+    return sa.make_url(get_settings().database_url).render_as_string(hide_password=True)
+
+
+# --- analyses -------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=SHORT)
 def analysed_experiments() -> list[str]:
     """Experiments with at least one stored analysis, most recent first."""
     with Session(engine()) as session:
@@ -28,8 +79,452 @@ def analysed_experiments() -> list[str]:
         return list(dict.fromkeys(runs.all()))
 
 
-@st.cache_data(ttl=60)
+@st.cache_data(ttl=SHORT)
+def exposed_experiments() -> list[str]:
+    """Experiments with stored exposures (read from the exposures' primary key)."""
+    with Session(engine()) as session:
+        return sorted(session.exec(select(Exposure.experiment_id).distinct()).all())
+
+
+@st.cache_data(ttl=SHORT)
 def latest_analysis(experiment_id: str) -> dict[str, Any] | None:
-    """The stored analysis.json document of the experiment's latest run."""
+    """The stored analysis.json document of the experiment's latest run, with its run ``id``
+    and ``parameters``."""
     run = load_latest_analysis(engine(), experiment_id)
-    return None if run is None else {"id": run.id, **run.results}
+    if run is None:
+        return None
+    return {"id": run.id, **run.results, "parameters": run.parameters}
+
+
+@st.cache_data(ttl=LONG, max_entries=8)
+def analysis_users(run_id: int) -> pd.DataFrame:
+    """users.csv of a stored run (one row per analysed user)."""
+    users = load_analysis_users(engine(), run_id)
+    users["variation"] = users["variation"].astype(str)
+    return users
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=16)
+def daily_series(experiment_id: str, pre_days: float | None, until: str | None) -> pd.DataFrame:
+    """Per variation and UTC day, the behaviour metrics' daily means (one grouped query),
+    over the same window as the stored run (its ``pre_days`` and ``until``)."""
+    params = PeriodParams(
+        pre_days=pre_days, until=None if until is None else datetime.fromisoformat(until)
+    )
+    return load_daily(engine(), experiment_id, params)
+
+
+@st.cache_data(ttl=LONG, max_entries=8)
+def score_histogram(run_id: int, control: str, bins: int = 40) -> pd.DataFrame:
+    """The adaptation scores of control and treated users binned on common edges: per group
+    and bin, the users and their share of the group (so groups of unequal size compare)."""
+    users = analysis_users(run_id)
+    scored = users[np.isfinite(users["adaptation_score"].astype("float64"))]
+    if scored.empty:
+        return pd.DataFrame(columns=["group", "bin_start", "bin_end", "users", "share"])
+    scores = scored["adaptation_score"].astype("float64").to_numpy()
+    low, high = np.quantile(scores, [0.005, 0.995])
+    edges = np.linspace(low, high if high > low else low + 1.0, bins + 1)
+    treated = scored["variation"] != control
+    frames = []
+    for group, mask in (("control", ~treated), ("treated", treated)):
+        values = np.clip(scores[mask.to_numpy()], edges[0], edges[-1])
+        counts, _ = np.histogram(values, bins=edges)
+        total = max(int(counts.sum()), 1)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "group": group,
+                    "bin_start": edges[:-1],
+                    "bin_end": edges[1:],
+                    "users": counts,
+                    "share": counts / total,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+@st.cache_data(ttl=LONG, max_entries=8)
+def example_users(run_id: int, control: str, limit: int = 200) -> pd.DataFrame:
+    """Treated users with interactions on both sides of their first exposure, most adapted
+    first: candidates for the before/after prompt examples."""
+    users = analysis_users(run_id)
+    candidates = users[(users["variation"] != control) & (users["n_pre"] >= 2)]
+    candidates = candidates[candidates["n_post"] >= 2]
+    ordered = candidates.sort_values("adaptation_score", ascending=False, na_position="last")
+    columns = ["user_id", "variation", "first_exposure", "adaptation_label", "adaptation_score"]
+    return ordered[columns].head(limit).reset_index(drop=True)
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=64)
+def prompt_examples(
+    user_id: str, first_exposure: datetime, *, with_text: bool, per_side: int = 2
+) -> pd.DataFrame:
+    """One user's last ``per_side`` prompts before first exposure and last ``per_side`` after
+    it (the most adapted ones), read through the (user, time) index; the prompt text, cut to
+    ``PROMPT_CHARS`` characters, only when ``with_text``."""
+    columns: list[Any] = [
+        Interaction.timestamp,
+        Interaction.prompt_length,
+        Interaction.has_hedge,
+        Interaction.has_pushback,
+        Interaction.has_constraint,
+    ]
+    if with_text:
+        columns.append(Interaction.prompt)
+    rows = []
+    with Session(engine()) as session:
+        for side, condition in (
+            ("before", col(Interaction.timestamp) < first_exposure),
+            ("after", col(Interaction.timestamp) >= first_exposure),
+        ):
+            found = session.exec(
+                select(*columns)
+                .where(Interaction.user_id == user_id, condition)
+                .order_by(col(Interaction.timestamp).desc())
+                .limit(per_side)
+            ).all()
+            rows += [(side, *row) for row in reversed(found)]
+    names = ["side", "timestamp", "prompt_length", "hedge", "pushback", "constraint"]
+    frame = pd.DataFrame(rows, columns=[*names, "prompt"] if with_text else names)
+    if not frame.empty:
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        since = frame["timestamp"] - pd.Timestamp(first_exposure)
+        frame.insert(2, "days_since_exposure", (since / pd.Timedelta(days=1)).round(1))
+    if with_text and not frame.empty:
+        frame["prompt"] = frame["prompt"].map(truncate)
+    return frame
+
+
+def truncate(text: str | None, limit: int = PROMPT_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=16)
+def exposure_span(experiment_id: str) -> tuple[datetime, datetime] | None:
+    """The first and last exposure of an experiment (from the exposures' primary key)."""
+    query = select(sa.func.min(Exposure.timestamp), sa.func.max(Exposure.timestamp)).where(
+        Exposure.experiment_id == experiment_id
+    )
+    with Session(engine()) as session:
+        first, last = session.exec(query).one()
+    if first is None or last is None:
+        return None
+    return _utc(first), _utc(last)
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=16)
+def feature_of(experiment_id: str) -> str | None:
+    """The feature whose rule ran the experiment, as its latest plan or its exposures say."""
+    with Session(engine()) as session:
+        planned = session.exec(
+            select(RollbackPlan.feature_key)
+            .where(RollbackPlan.experiment_id == experiment_id)
+            .order_by(col(RollbackPlan.id).desc())
+        ).first()
+        if planned is not None:
+            return planned
+        return session.exec(
+            select(sa.func.min(Exposure.feature_key)).where(Exposure.experiment_id == experiment_id)
+        ).one()
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# --- stored plans ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """Where a stored plan stands (its columns, not its document)."""
+
+    id: int
+    feature_key: str
+    strategy: str
+    status: str
+    current_stage: int  # the last stage applied; -1 before the first
+    pending_stage: int | None
+    stage_applied_at: datetime | None
+    created_at: datetime
+    version: int
+
+
+@st.cache_data(ttl=SHORT, max_entries=16)
+def experiment_plans(experiment_id: str) -> list[PlanState]:
+    """The experiment's plans, newest first: their state, without their documents (which can
+    be megabytes each; analytics.store.list_plans reads them all)."""
+    query = (
+        select(RollbackPlan)
+        .where(RollbackPlan.experiment_id == experiment_id)
+        .order_by(col(RollbackPlan.id).desc())
+        .options(defer(RollbackPlan.document))  # type: ignore[arg-type]
+    )
+    with Session(engine()) as session:
+        return [
+            PlanState(
+                id=int(plan.id or 0),
+                feature_key=plan.feature_key,
+                strategy=plan.strategy,
+                status=str(plan.status),
+                current_stage=plan.current_stage,
+                pending_stage=plan.pending_stage,
+                stage_applied_at=None
+                if plan.stage_applied_at is None
+                else _utc(plan.stage_applied_at),
+                created_at=_utc(plan.created_at),
+                version=plan.version,
+            )
+            for plan in session.exec(query).all()
+        ]
+
+
+@st.cache_data(ttl=LONG, max_entries=32)
+def plan_outline(plan_id: int) -> dict[str, Any] | None:
+    """A stored plan's document without its stages' GrowthBook payloads: the comparison, the
+    policy, the cohorts and the stage figures (a document never changes once stored)."""
+    document = load_plan_document(engine(), plan_id)
+    if document is None:
+        return None
+    stages = [
+        {k: v for k, v in stage.items() if k not in ("growthbook", "rest")}
+        for stage in document["stages"]
+    ]
+    return {**{k: v for k, v in document.items() if k != "stages"}, "stages": stages}
+
+
+@st.cache_data(ttl=SHORT, max_entries=32)
+def plan_events(plan_id: int) -> list[dict[str, Any]]:
+    """A plan's audit trail, oldest first, as plain records."""
+    return [
+        {
+            "id": event.id,
+            "at": _utc(event.at),
+            "action": event.action,
+            "stage": event.stage,
+            "actor": event.actor,
+            "outcome": event.outcome,
+            "details": dict(event.details),
+        }
+        for event in load_plan_events(engine(), plan_id)
+    ]
+
+
+def latest_decision(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The latest recorded guardrail decision among a plan's events (with its ``at`` and
+    ``stage``)."""
+    for event in reversed(events):
+        if event["action"] == "guardrails" and event["outcome"] == "ok":
+            return {"at": event["at"], "stage": event["stage"], **event["details"]}
+    return None
+
+
+def summarise_event(event: dict[str, Any]) -> str:
+    """One line on what an audit-trail event did."""
+    details = event["details"]
+    parts = []
+    if event["action"] == "guardrails":
+        parts.append(f"decision: {details.get('action')}")
+        reasons = details.get("reasons") or []
+        if reasons:
+            parts.append(str(reasons[0]))
+    if event["action"] == "create":
+        parts.append(f"strategy {details.get('strategy')}")
+        if details.get("analysis_run_id") is not None:
+            parts.append(f"analysis run {details['analysis_run_id']}")
+    before, after = details.get("before"), details.get("after")
+    if (
+        isinstance(before, dict)
+        and isinstance(after, dict)
+        and before.get("status") != after.get("status")
+    ):
+        parts.append(f"{before.get('status')} → {after.get('status')}")
+    if details.get("recorded_only"):
+        parts.append("recorded only (GrowthBook untouched)")
+    elif details.get("rule_ids"):
+        parts.append(f"rules {', '.join(map(str, details['rule_ids']))}")
+    for key in ("reason", "error", "rerun"):
+        if details.get(key):
+            parts.append(f"{key}: {details[key]}")
+    return "; ".join(parts)
+
+
+@st.cache_data(ttl=LONG, max_entries=8)
+def plan_json(plan_id: int) -> bytes:
+    """A stored plan's plan.json, as ``aftershock plan --out`` writes it."""
+    document = load_plan_document(engine(), plan_id) or {}
+    return (json.dumps({"id": plan_id, **document}, indent=1) + "\n").encode()
+
+
+def evaluate_guardrails(plan_id: int) -> dict[str, Any]:
+    """Judge a plan's current stage now (rollout.plans.evaluate_plan, recorded as the CLI
+    records it) and forget the cached events; return the decision."""
+    decision = evaluate_plan(engine(), plan_id, actor="dashboard")
+    plan_events.clear()
+    experiment_plans.clear()
+    return decision.to_dict()
+
+
+# --- what-if plans --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    """The planner page's controls: what a plan's policy and values are built from."""
+
+    guardrails: tuple[tuple[str, float], ...]
+    alpha: float
+    power: float
+    max_step_share: float
+    deadline_days: float | None
+    bridge_value: str  # as typed; "" for none
+    feature_key: str
+    rollback_value: str
+    current_value: str
+
+    def policy(self) -> Policy:
+        return Policy(
+            guardrails=tuple(Guardrail(metric, tolerance) for metric, tolerance in self.guardrails),
+            alpha=self.alpha,
+            power=self.power,
+            max_step_share=self.max_step_share,
+            deadline_days=self.deadline_days,
+            bridge_value=parse_value(self.bridge_value) if self.bridge_value.strip() else None,
+        )
+
+
+def parse_value(text: str) -> Any:
+    """A flag value as typed: JSON when it parses (true, 3, {...}), else the plain string
+    (as the CLI reads ``--rollback-value``)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=4)
+def plan_inputs(
+    experiment_id: str, run_id: int, metrics: tuple[str, ...]
+) -> tuple[pd.DataFrame, datetime, float | None]:
+    """The treated users of the run with their risk and recent activity (what
+    ``create_plan`` reads), the data's end and the half-life; ``run_id`` keys the cache."""
+    guardrails = tuple(Guardrail(metric, 1.0) for metric in metrics)  # tolerances unused here
+    users, _, as_of, half_life = load_plan_users(engine(), experiment_id, guardrails)
+    return users, as_of, half_life
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=16)
+def what_if_plan(experiment_id: str, run_id: int, inputs: PolicyInputs) -> Plan:
+    """The plan ``create_plan`` would store for these inputs, computed and stored nowhere."""
+    users, as_of, half_life = plan_inputs(
+        experiment_id, run_id, tuple(metric for metric, _ in inputs.guardrails)
+    )
+    return plan_rollback(
+        users,
+        experiment_id=experiment_id,
+        feature_key=inputs.feature_key,
+        policy=inputs.policy(),
+        rollback_value=parse_value(inputs.rollback_value),
+        current_value=parse_value(inputs.current_value),
+        as_of=as_of,
+        created_at=datetime.now(UTC),
+        half_life_days=half_life,
+    )
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=16)
+def what_if_document(
+    experiment_id: str, run_id: int, inputs: PolicyInputs, strategy: str
+) -> dict[str, Any]:
+    """plan.json of the what-if plan with ``strategy`` chosen."""
+    plan = what_if_plan(experiment_id, run_id, inputs)
+    if strategy != plan.strategy:
+        plan = choose(plan, strategy)
+    return plan_document(plan, environments=tuple(get_settings().environments()))
+
+
+def save_plan(experiment_id: str, inputs: PolicyInputs, strategy: str | None) -> int:
+    """Store the plan through rollout.plans.create_plan, the code the CLI and the API use;
+    return its id."""
+    plan_id, _, _ = create_plan(
+        engine(),
+        experiment_id=experiment_id,
+        feature_key=inputs.feature_key,
+        policy=inputs.policy(),
+        rollback_value=parse_value(inputs.rollback_value),
+        current_value=parse_value(inputs.current_value),
+        strategy=strategy,
+        environments=tuple(get_settings().environments()),
+        actor="dashboard",
+    )
+    experiment_plans.clear()
+    feature_of.clear()
+    return plan_id
+
+
+def preview_fragment(value: Any, limit: int = MEMBERS_SHOWN) -> Any:
+    """A GrowthBook payload or REST body with every saved group's member list cut to
+    ``limit`` ids and a note of how many more there are."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "savedGroups" and isinstance(item, dict):
+                out[key] = {name: _cut(members, limit) for name, members in item.items()}
+            elif key == "values" and isinstance(item, list):
+                out[key] = _cut(item, limit)
+            else:
+                out[key] = preview_fragment(item, limit)
+        return out
+    if isinstance(value, list):
+        return [preview_fragment(item, limit) for item in value]
+    return value
+
+
+def _cut(members: Any, limit: int) -> Any:
+    if not isinstance(members, list) or len(members) <= limit:
+        return members
+    return [*members[:limit], f"… {len(members) - limit:,} more"]
+
+
+# --- weekly report --------------------------------------------------------------------------
+
+
+def iso_weeks(span: tuple[datetime, datetime]) -> list[str]:
+    """The ISO weeks (``2026-W44``) from the first to the last moment of ``span``, newest
+    first."""
+    first, last = span
+    monday = (first - timedelta(days=first.weekday())).date()
+    weeks = []
+    while monday <= last.date():
+        year, week, _ = monday.isocalendar()
+        weeks.append(f"{year}-W{week:02d}")
+        monday += timedelta(days=7)
+    return weeks[::-1]
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=16, show_spinner="Building the report…")
+def weekly_report(experiment_id: str, week: str) -> WeeklyReport:
+    """rollout.report's weekly report (the analysis as of the week's end, twice: slow, so
+    cached and built only when asked)."""
+    from rollout.report import build_weekly_report
+
+    return build_weekly_report(engine(), experiment_id, week)
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=16)
+def weekly_report_markdown(experiment_id: str, week: str) -> str:
+    from rollout.report import render_markdown
+
+    return render_markdown(weekly_report(experiment_id, week))
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=16)
+def weekly_report_file(experiment_id: str, week: str, fmt: str) -> tuple[bytes, str]:
+    """The report as a file (html, md or csv: a zip of CSV files) and its media type."""
+    from rollout.report import report_bytes
+
+    return report_bytes(weekly_report(experiment_id, week), fmt)

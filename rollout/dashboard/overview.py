@@ -1,50 +1,119 @@
-"""Overview: what happened in an experiment, in the numbers of its latest stored analysis."""
+"""Overview: what happened in an experiment, in the numbers of its latest stored analysis, and
+where its rollback stands."""
 
-import pandas as pd
+from datetime import datetime
+
 import streamlit as st
 
-from rollout.dashboard import data
+from rollout.dashboard import data, ui
 
 st.title("Aftershock")
-experiments = data.analysed_experiments()
-if not experiments:
-    st.info(
-        "No analysis yet. Load data and analyse it:\n\n"
-        "`aftershock ingest exposures FILE` · `aftershock ingest interactions FILE` · "
-        "`aftershock analyze --experiment ID`"
-    )
-    st.stop()
+experiment, document = ui.analysed_experiment()
 
-experiment = st.selectbox("Experiment", experiments)
-document = data.latest_analysis(experiment)
-if document is None:
-    st.stop()
-
-drift = pd.DataFrame(document["behavior_drift"])
-style = pd.DataFrame(document["style_shift"])
+drift = document["behavior_drift"]
 adaptation = document["adaptation"]
-labels = adaptation["labels"]
-scored = sum(labels[k] for k in ("adapted", "partial", "unadapted"))
 half_life = adaptation["half_life_days"]
+fit = adaptation.get("half_life") or {}
+srm = document["srm"]
+significant = sorted({row["metric"] for row in drift if row["significant"]})
+plans = data.experiment_plans(experiment)
+plan = plans[0] if plans else None
+outline = None if plan is None else data.plan_outline(plan.id)
 
-left, middle, right, last = st.columns(4)
-left.metric("Behaviour drift", f"{int(drift['significant'].sum())} metrics")
-middle.metric("Treated users adapted", f"{labels['adapted'] / scored:.0%}" if scored else "n/a")
-right.metric("Adaptation half-life", "n/a" if half_life is None else f"{half_life:.1f} days")
-last.metric("Sample ratio", "ok" if document["srm"]["ok"] else "MISMATCH")
+labels = adaptation["labels"]
+scored = sum(int(labels.get(k, 0)) for k in ("adapted", "partial", "unadapted"))
+first, second = st.columns(3), st.columns(3)
+first[0].metric(
+    "Behaviour drift",
+    "found" if significant else "none found",
+    delta=f"{len(significant)} of {len({row['metric'] for row in drift})} metrics",
+    delta_color="off",
+    delta_arrow="off",
+    help="Behaviour metrics whose difference from control is significant (BH q < 0.05): "
+    + (", ".join(significant) or "none"),
+    border=True,
+)
+first[1].metric(
+    "Treated users adapted",
+    ui.format_share(ui.adapted_share(labels)),
+    delta=f"{labels.get('adapted', 0):,} of {scored:,} scored",
+    delta_color="off",
+    delta_arrow="off",
+    help="Adapted users among the treated users whose prompts could be compared before and "
+    "after first exposure (adapted, partial or unadapted).",
+    border=True,
+)
+interval = (
+    f"95% CI {fit['ci_low']:.1f} to {fit['ci_high']:.1f} days"
+    if fit.get("ci_low") is not None and fit.get("ci_high") is not None
+    else "no interval"
+)
+first[2].metric(
+    "Adaptation half-life",
+    ui.format_days(half_life),
+    delta=interval if half_life is not None else "the curve did not fit",
+    delta_color="off",
+    delta_arrow="off",
+    help="Days from first exposure until half of the adaptation has happened.",
+    border=True,
+)
+second[0].metric(
+    "Sample ratio",
+    "ok" if srm["ok"] else "MISMATCH",
+    delta=f"p = {ui.format_p(srm['p_value'])}",
+    delta_color="off",
+    delta_arrow="off",
+    help="Chi-square test of the users per variation against the designed split; a "
+    "mismatch is flagged at p < 0.001, as GrowthBook does.",
+    border=True,
+)
+if plan is None or outline is None:
+    second[1].metric(
+        "Rollback progress",
+        "no plan",
+        delta="plan one on Rollback planner",
+        delta_color="off",
+        delta_arrow="off",
+        border=True,
+    )
+else:
+    second[1].metric(
+        "Rollback progress",
+        ui.progress(plan, len(outline["stages"])),
+        delta=f"{plan.status} · plan {plan.id}",
+        delta_color="off",
+        delta_arrow="off",
+        help=f"Stages of plan {plan.id} ({outline['strategy']}) applied so far.",
+        border=True,
+    )
+second[2].metric(
+    "Users analysed",
+    f"{sum(document['users'].values()):,}",
+    delta=f"{document['multiple_exposures']:,} multiple exposures excluded",
+    delta_color="off",
+    delta_arrow="off",
+    border=True,
+)
 
+st.subheader("In short")
+st.markdown(ui.plain_summary(document, plan, outline))
+if plan is None:
+    st.info(ui.no_plan_hint(experiment))
+
+users = ", ".join(
+    f"{ui.variation_name(document, str(v))}: {n:,} users" for v, n in document["users"].items()
+)
+analysed_at = datetime.fromisoformat(document["analysed_at"])
 st.caption(
-    f"Analysis {document['id']} of {document['analysed_at']}: "
-    + ", ".join(f"variation {v}: {n:,} users" for v, n in document["users"].items())
-    + f"; {document['multiple_exposures']} multiple exposures excluded."
+    f"Analysis {document['id']} of {analysed_at:%Y-%m-%d %H:%M} UTC: {users}; "
+    f"{document['multiple_exposures']:,} users seen in more than one variation excluded."
 )
-columns = ["metric", "variation", "effect", "ci_low", "ci_high", "q_value", "significant"]
-st.subheader("Behaviour drift")
-st.dataframe(drift[columns], hide_index=True)
-st.subheader("Prompt-style shift (difference in differences)")
-st.dataframe(
-    style[["metric", "variation", "did", "ci_low", "ci_high", "q_value", "significant"]],
-    hide_index=True,
+st.page_link(
+    "rollout/dashboard/drift.py",
+    label="Behaviour drift: every metric",
+    icon=":material/show_chart:",
 )
-st.subheader("Adaptation of treated users")
-st.dataframe(pd.DataFrame([labels]), hide_index=True)
+st.page_link(
+    "rollout/dashboard/style.py", label="Prompt style and adaptation", icon=":material/edit_note:"
+)
+st.page_link("rollout/dashboard/planner.py", label="Plan a rollback", icon=":material/alt_route:")

@@ -1,0 +1,101 @@
+"""Behaviour drift: how the model's answers differ between variations, metric by metric, and
+when the difference began."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from rollout.dashboard import data, ui
+
+st.title("Behaviour drift")
+experiment, document = ui.analysed_experiment()
+
+COLUMNS = [
+    "metric",
+    "variation",
+    "control_mean",
+    "variation_mean",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "q_value",
+    "significant",
+    "drift_began",
+]
+drift = pd.DataFrame(document["behavior_drift"]).reindex(columns=COLUMNS)
+st.markdown(
+    "Post-exposure difference of per-user means, variation minus control, CUPED-adjusted by "
+    "each user's own pre-exposure mean (rates: the pooled share, delta method); 95% CI; "
+    "`q_value` is Benjamini-Hochberg adjusted across the table; `drift_began` is the start of "
+    "the last shift detected in the daily variation-minus-control series."
+)
+number = st.column_config.NumberColumn(format="%.4g")
+st.dataframe(
+    drift,
+    hide_index=True,
+    column_config=dict.fromkeys(
+        ("control_mean", "variation_mean", "effect", "ci_low", "ci_high", "p_value", "q_value"),
+        number,
+    ),
+)
+
+st.subheader("Daily series")
+metrics = list(dict.fromkeys(drift["metric"]))
+ranked = drift.sort_values("q_value", na_position="last")
+default = metrics.index(ranked["metric"].iloc[0]) if len(ranked) else 0
+metric = st.selectbox("Metric", metrics, index=default, key="drift_metric")
+periods = document.get("parameters", {}).get("periods", {})
+daily = data.daily_series(experiment, periods.get("pre_days", 28.0), periods.get("until"))
+if daily.empty:
+    st.info(f"No interactions of `{experiment}`'s users are stored to draw a daily series.")
+    st.stop()
+
+series = daily[["variation", "date", "n", metric]].dropna(subset=[metric]).copy()
+series["date"] = series["date"].dt.strftime("%Y-%m-%d")
+series["variation"] = series["variation"].map(lambda v: ui.variation_name(document, v))
+began = drift.loc[(drift["metric"] == metric) & drift["drift_began"].notna()].copy()
+began["label"] = "drift began (" + began["variation"].map(str) + ")"
+x = alt.X("date:T", timeUnit="utcyearmonthdate", title="day (UTC)")
+lines = (
+    alt.Chart(series)
+    .mark_line(point=alt.OverlayMarkDef(size=16))
+    .encode(
+        x=x,
+        y=alt.Y(f"{metric}:Q", title=metric),
+        color=alt.Color(
+            "variation:N",
+            title=None,
+            legend=alt.Legend(orient="top"),
+            scale=alt.Scale(scheme="tableau10"),
+        ),
+        tooltip=[
+            alt.Tooltip("date:T", timeUnit="utcyearmonthdate", title="day"),
+            "variation:N",
+            alt.Tooltip(f"{metric}:Q", format=".4g"),
+            alt.Tooltip("n:Q", title="interactions"),
+        ],
+    )
+)
+chart = lines
+if not began.empty:
+    rules = (
+        alt.Chart(began[["drift_began", "label"]])
+        .mark_rule(strokeDash=[6, 4], color="#d62728", strokeWidth=2)
+        .encode(
+            x=alt.X("drift_began:T", timeUnit="utcyearmonthdate"),
+            tooltip=[alt.Tooltip("label:N", title="change point"), "drift_began:N"],
+        )
+    )
+    labels = rules.mark_text(align="left", dx=4, dy=-6, color="#d62728").encode(
+        text="label:N", y=alt.value(8)
+    )
+    chart = lines + rules + labels
+st.altair_chart(chart.properties(height=360), width="stretch")
+st.caption(
+    "Daily mean per variation of the users analysed (each user's interactions from "
+    f"{periods.get('pre_days', 28):g} days before first exposure); the dashed rule marks "
+    "`drift_began`."
+    if periods.get("pre_days") is not None
+    else "Daily mean per variation; the dashed rule marks `drift_began`."
+)

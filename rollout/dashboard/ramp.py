@@ -1,0 +1,158 @@
+"""Ramp status: where each rollback plan of the experiment stands, what its guardrails last
+said, a fresh guardrail decision on demand, and the audit trail."""
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from analytics.errors import AftershockError
+from rollout.dashboard import data, ui
+
+PLANS_SHOWN = 20
+
+st.title("Ramp status")
+experiment, _ = ui.analysed_experiment()
+plans = data.experiment_plans(experiment)
+if not plans:
+    st.info(ui.no_plan_hint(experiment))
+    st.stop()
+
+rows = []
+for state in plans[:PLANS_SHOWN]:
+    outline = data.plan_outline(state.id)
+    decision = data.latest_decision(data.plan_events(state.id))
+    rows.append(
+        {
+            "plan": state.id,
+            "feature": state.feature_key,
+            "strategy": state.strategy,
+            "status": state.status,
+            "progress": ui.progress(state, 0 if outline is None else len(outline["stages"])),
+            "current stage": None if state.current_stage < 0 else state.current_stage,
+            "stage applied at": state.stage_applied_at,
+            "latest guardrail decision": None if decision is None else decision["action"],
+            "decided at": None if decision is None else decision["at"],
+            "created at": state.created_at,
+        }
+    )
+st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+by_id = {state.id: state for state in plans[:PLANS_SHOWN]}
+plan_id: int = st.selectbox(
+    "Plan", list(by_id), format_func=lambda i: f"plan {i} ({by_id[i].strategy})", key="ramp_plan"
+)
+plan = by_id[plan_id]
+outline = data.plan_outline(plan_id)
+if outline is None:
+    st.stop()
+stages = outline["stages"]
+current = plan.current_stage
+
+cards = st.columns(3)
+cards[0].metric(
+    "Status",
+    plan.status,
+    delta=f"plan {plan.id} · version {plan.version}",
+    delta_color="off",
+    delta_arrow="off",
+    border=True,
+)
+if current >= 0:
+    stage = stages[current]
+    cards[1].metric(
+        "Current stage",
+        f"{current} of 0–{len(stages) - 1}",
+        delta=f"{stage['kind']}: {stage['cohort']} to {stage['coverage']:.0%}",
+        delta_color="off",
+        delta_arrow="off",
+        help="The last stage applied (stages count from 0) and what it moved.",
+        border=True,
+    )
+    if plan.stage_applied_at is not None:
+        hold = plan.stage_applied_at + timedelta(hours=float(stage["min_hold_hours"]))
+        cards[2].metric(
+            "Hold until",
+            f"{hold:%b %d %H:%M}",
+            delta=f"UTC · {ui.progress(plan, len(stages))} applied",
+            delta_color="off",
+            delta_arrow="off",
+            border=True,
+        )
+else:
+    st.info(
+        f"No stage of plan {plan_id} is applied yet: "
+        f"`aftershock growthbook apply --plan {plan_id} --stage 0` "
+        "(add `--record-only` to record it without writing to GrowthBook)."
+    )
+
+st.subheader("Guardrails")
+if st.button(
+    "Evaluate the guardrails now",
+    disabled=current < 0,
+    help="Judge the current stage from the logs since it was applied, and record the "
+    "decision (as `aftershock guardrails --plan ID` does).",
+):
+    try:
+        data.evaluate_guardrails(plan_id)
+    except AftershockError as error:
+        st.error(str(error))
+events = data.plan_events(plan_id)
+decision = data.latest_decision(events)
+if decision is None:
+    st.caption("No guardrail decision recorded yet.")
+else:
+    say = {"advance": st.success, "hold": st.info, "pause": st.error}.get(
+        str(decision["action"]), st.info
+    )
+    say(
+        f"**{str(decision['action']).upper()}** for stage {decision['stage']} "
+        f"(decided {pd.Timestamp(decision['at']):%Y-%m-%d %H:%M} UTC). "
+        + " ".join(decision.get("reasons", []))
+    )
+    active = decision.get("active_users", {})
+    st.caption(
+        f"Active users since the stage: {active.get('rolled_back', 0):,} rolled back, "
+        f"{active.get('not_rolled_back', 0):,} not yet; split p = "
+        f"{ui.format_p((decision.get('srm') or {}).get('p_value'))}."
+    )
+    checks = pd.DataFrame(decision.get("checks", []))
+    if not checks.empty:
+        st.dataframe(
+            checks.reindex(
+                columns=[
+                    "metric",
+                    "status",
+                    "harm",
+                    "ci_low",
+                    "ci_high",
+                    "max_regression",
+                    "rolled_back_mean",
+                    "not_rolled_back_mean",
+                    "rolled_back_users",
+                    "not_rolled_back_users",
+                    "error",
+                ]
+            ),
+            hide_index=True,
+        )
+
+st.subheader("Audit trail")
+trail = pd.DataFrame(
+    [
+        {
+            "time": event["at"],
+            "action": event["action"],
+            "stage": event["stage"],
+            "actor": event["actor"],
+            "outcome": event["outcome"],
+            "details": data.summarise_event(event),
+        }
+        for event in reversed(events)
+    ]
+)
+st.dataframe(
+    trail,
+    hide_index=True,
+    column_config={"details": st.column_config.TextColumn(width="large")},
+)

@@ -1,0 +1,231 @@
+"""One PNG per dashboard page, taken in a real browser.
+
+``python -m rollout.dashboard.screenshots OUT_DIR`` starts ``streamlit run app.py`` on a free
+port against the current ``AFTERSHOCK_DATABASE_URL``, opens each page in headless Chromium
+(Playwright, with Debian's ``chromium``: ``apt-get install chromium``) and saves
+``overview.png``, ``drift.png``, ``style.png``, ``planner.png``, ``ramp.png`` and
+``report.png`` (the weekly report built for the newest week). The browser test uses the
+same helpers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+APP = Path(__file__).resolve().parents[2] / "app.py"
+# Page file -> URL path (as app.py's st.navigation names them).
+PAGES = {
+    "overview": "",
+    "drift": "drift",
+    "style": "style",
+    "planner": "planner",
+    "ramp": "ramp",
+    "report": "report",
+}
+CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+VIEWPORT = {"width": 1280, "height": 900}
+# Pages whose screenshot starts at a heading further down (their charts), not at the top.
+FOCUS = {"drift": "Daily series", "style": "Shift by days since exposure"}
+INSTALL_HINT = "no Chromium found: install Debian's chromium (`apt-get install chromium`)"
+
+
+def find_chromium() -> str | None:
+    """The Chromium executable to drive, or None when none is installed."""
+    for candidate in CHROMIUM_CANDIDATES:
+        found = shutil.which(candidate)
+        if found and Path(found).is_file():
+            return found
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(
+    env: Mapping[str, str] | None = None, *, log: Path | None = None, timeout: float = 90.0
+) -> Iterator[str]:
+    """Run ``streamlit run app.py`` headless on a free local port until the block ends; yield
+    its base URL once its health check answers."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--global.developmentMode",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+    ]
+    output = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(
+        command,
+        cwd=APP.parent,
+        env={**os.environ, **(env or {})},
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"streamlit exited with code {process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not answer on {url} within {timeout:.0f} s")
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if log is not None and hasattr(output, "close"):
+            output.close()
+
+
+@contextmanager
+def chromium(executable: str) -> Iterator[Browser]:
+    """Headless Chromium driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+# True once the script has finished: a title is shown and Streamlit's status widget no longer
+# says it is running.
+_SETTLED = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (!main || !main.querySelector('h1')) return false;
+  const status = document.querySelector('[data-testid="stStatusWidget"]');
+  if (status && /running/i.test(status.innerText)) return false;
+  if (main.querySelector('[data-testid="stSkeleton"]')) return false;
+  const charts = [...main.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  return charts.every((c) => c.querySelector('canvas, svg'));
+}"""
+
+
+def wait_until_settled(page: Page, timeout: float = 60.0) -> None:
+    """Wait until the page's script has run and its charts are drawn (twice in a row, a
+    moment apart, so a rerun that starts right after the first render is waited for too)."""
+    for _ in range(2):
+        page.wait_for_function(_SETTLED, timeout=timeout * 1000, polling=200)
+        page.wait_for_timeout(600)
+
+
+def open_page(browser: Browser, url: str, viewport: Mapping[str, int] = VIEWPORT) -> Page:
+    """A new tab on ``url``, once the page has settled."""
+    page = browser.new_page(viewport=dict(viewport))  # type: ignore[arg-type]
+    page.goto(url, wait_until="domcontentloaded")
+    wait_until_settled(page)
+    return page
+
+
+def metrics(page: Page) -> dict[str, str]:
+    """The page's st.metric cards: label -> value, as the browser shows them."""
+    found: dict[str, str] = {}
+    for card in page.locator('[data-testid="stMetric"]').all():
+        label = card.locator('[data-testid="stMetricLabel"]').inner_text().strip()
+        value = card.locator('[data-testid="stMetricValue"]').inner_text().strip()
+        found[label] = value
+    return found
+
+
+def build_report(page: Page) -> None:
+    """Press "Build report" on the weekly report page and wait for the report."""
+    page.get_by_role("button", name="Build report").click()
+    page.wait_for_selector("text=Download HTML", timeout=120_000)
+    wait_until_settled(page)
+
+
+def capture_all(url: str, out_dir: Path, executable: str) -> list[Path]:
+    """Screenshot every page of the dashboard at ``url`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    with chromium(executable) as browser:
+        for name, path in PAGES.items():
+            page = open_page(browser, f"{url}/{path}")
+            if name == "report" and page.get_by_role("button", name="Build report").count():
+                build_report(page)
+            if name in FOCUS:
+                heading = page.get_by_role("heading", name=FOCUS[name])
+                heading.evaluate("element => element.scrollIntoView({block: 'start'})")
+                page.wait_for_timeout(300)
+            target = out_dir / f"{name}.png"
+            page.screenshot(path=str(target))
+            page.close()
+            saved.append(target)
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m rollout.dashboard.screenshots OUT_DIR", file=sys.stderr)
+        return 2
+    executable = find_chromium()
+    if executable is None:
+        print(INSTALL_HINT, file=sys.stderr)
+        return 1
+    out_dir = Path(args[0])
+    with serve() as url:
+        for path in capture_all(url, out_dir, executable):
+            print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""What the pages share: the experiment picker, the empty states, number formats and the
+plain-language sentences. Loading stays in data.py."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import streamlit as st
+
+from rollout.dashboard import data
+from rollout.wording import METRIC_WORDS
+
+INGEST_COMMANDS = (
+    "`aftershock ingest exposures FILE` · `aftershock ingest interactions FILE` · "
+    "`aftershock analyze --experiment ID`"
+)
+
+
+def stop_without_analysis() -> NoReturn:
+    """Say how to get an analysis (naming the experiments whose exposures are stored), and
+    stop the page."""
+    exposed = data.exposed_experiments()
+    lines = ["No analysis yet. Load data and analyse it:", "", INGEST_COMMANDS]
+    if exposed:
+        lines += [
+            "",
+            "Exposures are stored for "
+            + ", ".join(f"`{e}`" for e in exposed)
+            + ": analyse with "
+            + " · ".join(f"`aftershock analyze --experiment {e}`" for e in exposed),
+        ]
+    st.info("\n".join(lines))
+    st.stop()
+
+
+def _remember_experiment() -> None:
+    st.session_state["_experiment"] = st.session_state["experiment"]
+
+
+def pick_experiment(experiments: list[str]) -> str:
+    """The experiment picker (in the sidebar, remembered across pages)."""
+    remembered = st.session_state.get("_experiment")
+    st.session_state["experiment"] = remembered if remembered in experiments else experiments[0]
+    chosen: str = st.sidebar.selectbox(
+        "Experiment", experiments, key="experiment", on_change=_remember_experiment
+    )
+    st.session_state["_experiment"] = chosen
+    st.sidebar.caption(f"Database: `{data.database_label()}`")
+    return chosen
+
+
+def analysed_experiment() -> tuple[str, dict[str, Any]]:
+    """The picked experiment and its latest stored analysis; stops with what to do when
+    there is none."""
+    experiments = data.analysed_experiments()
+    if not experiments:
+        stop_without_analysis()
+    experiment = pick_experiment(experiments)
+    document = data.latest_analysis(experiment)
+    if document is None:  # deleted since the list was cached
+        st.info(f"No analysis of `{experiment}`: `aftershock analyze --experiment {experiment}`")
+        st.stop()
+    return experiment, document
+
+
+def no_plan_hint(experiment: str) -> str:
+    feature = data.feature_of(experiment) or "FEATURE"
+    return (
+        f"No rollback plan for `{experiment}` yet. Make one on the **Rollback planner** page, "
+        f"or: `aftershock plan --experiment {experiment} --feature {feature}`"
+    )
+
+
+# --- numbers --------------------------------------------------------------------------------
+
+
+def format_p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def format_share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def format_days(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} days"
+
+
+def adapted_share(labels: dict[str, int]) -> float | None:
+    """Adapted treated users over the treated users that could be scored."""
+    scored = sum(int(labels.get(k, 0)) for k in ("adapted", "partial", "unadapted"))
+    return None if scored == 0 else int(labels.get("adapted", 0)) / scored
+
+
+def format_change(metric: str, value: float) -> str:
+    """An absolute difference in the metric's own unit, e.g. ``+33.2 words``, ``+45.1 pts``."""
+    _, unit = METRIC_WORDS.get(metric, (metric, ""))
+    if unit is None:
+        return f"{value * 100:+.1f} percentage points"
+    number = f"{value:+,.1f}" if abs(value) >= 1 else f"{value:+.2g}"
+    return f"{number} {unit}".rstrip()
+
+
+def variation_name(document: dict[str, Any], variation: str) -> str:
+    names = document.get("variation_names") or {}
+    name = names.get(variation)
+    return f"variation {variation}" + (f" ({name})" if name else "")
+
+
+def progress(plan: data.PlanState, stages: int) -> str:
+    """``1 / 11 stages``: how many of a plan's stages are applied."""
+    return f"{plan.current_stage + 1} / {stages} stages"
+
+
+# --- the summary ----------------------------------------------------------------------------
+
+
+def _listing(parts: list[str]) -> str:
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _changes(rows: list[dict[str, Any]], value: str, limit: int = 3) -> list[str]:
+    significant = [r for r in rows if r.get("significant") and r.get(value) is not None]
+    significant.sort(key=lambda r: (r.get("q_value") or 1.0, -abs(r[value])))
+    return [
+        f"{_words(r['metric'])} ({format_change(r['metric'], r[value])})"
+        for r in significant[:limit]
+    ]
+
+
+def _words(metric: str) -> str:
+    return METRIC_WORDS.get(metric, (metric, ""))[0]
+
+
+def plain_summary(
+    document: dict[str, Any], plan: data.PlanState | None, outline: dict[str, Any] | None
+) -> str:
+    """One paragraph, in plain words, of what the analysis found and where the rollback is."""
+    control = str(document["control"])
+    treated = [v for v in document["variations"] if str(v) != control]
+    who = _listing([variation_name(document, str(v)) for v in treated]) or "the new variation"
+    drift = _changes(document["behavior_drift"], "effect")
+    sentences = []
+    if drift:
+        sentences.append(
+            f"Compared with control, {who} changed how the model behaves: {_listing(drift)}."
+        )
+    else:
+        sentences.append(f"No change in the model's behaviour was found between {who} and control.")
+    labels = document["adaptation"]["labels"]
+    share = adapted_share(labels)
+    style = _changes(document["style_shift"], "did")
+    if share is not None:
+        sentence = (
+            f"{labels['adapted']:,} of the treated users whose prompts could be compared "
+            f"({format_share(share)}) adapted how they write"
+        )
+        if style:
+            sentence += f", relative to control: {_listing(style)}"
+        half_life = document["adaptation"].get("half_life_days")
+        if half_life is not None:
+            sentence += (
+                f"; half of the adaptation happened within {format_days(half_life)} "
+                "of a user's first exposure"
+            )
+        sentences.append(sentence + ".")
+    srm = document["srm"]
+    if srm["ok"]:
+        sentences.append(
+            f"The traffic split looks as designed (sample ratio p = {format_p(srm['p_value'])})."
+        )
+    else:
+        sentences.append(
+            f"The traffic split is off (sample ratio mismatch, p = {format_p(srm['p_value'])}): "
+            "check the assignment before trusting these figures."
+        )
+    if plan is None or outline is None:
+        sentences.append("No rollback is planned yet.")
+    else:
+        sentences.append(
+            f"Rollback plan {plan.id} ({outline['strategy'].replace('_', ' ')}) has "
+            f"applied {plan.current_stage + 1} of {len(outline['stages'])} stages "
+            f"and is {plan.status}."
+        )
+    return " ".join(sentences)
