@@ -123,8 +123,10 @@ def save_plan(
     document: dict[str, Any],
     members: Mapping[str, Sequence[str]],
     analysis_run_id: int | None,
+    event: PlanEvent | None = None,
 ) -> int:
-    """Store a plan (plan.json) and its users' cohorts in one transaction; return its id."""
+    """Store a plan (plan.json), its users' cohorts and (optionally) the event that created
+    it, in one transaction; return its id."""
     ensure_schema(engine)
     with Session(engine) as session:
         plan = RollbackPlan(
@@ -144,6 +146,9 @@ def save_plan(
         ]
         if rows:
             session.connection().execute(PlanUser.__table__.insert(), rows)  # type: ignore[attr-defined]
+        if event is not None:
+            event.plan_id = plan.id
+            session.add(event)
         session.commit()
         return plan.id
 

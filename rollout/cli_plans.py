@@ -17,7 +17,7 @@ from analytics.store import load_growthbook_experiment, load_plan, save_growthbo
 from rollout.console import err, fail, out, reports_errors
 from rollout.guardrails import Guardrail
 from rollout.planner import DEFAULT_GUARDRAILS, STRATEGIES, Policy
-from rollout.plans import apply_stage, create_plan, evaluate_plan, require_plan
+from rollout.plans import apply_stage, create_plan, evaluate_plan, require_plan, write_stage
 
 growthbook_app = typer.Typer(help="Read from and write to GrowthBook.", no_args_is_help=True)
 
@@ -211,28 +211,15 @@ def growthbook_apply(
     else:
         with _client(settings, dry_run=dry_run) as client:
             if dry_run:
-                _dry_run(engine, plan_id, stage, client, settings.environments())
+                write_stage(
+                    engine, require_plan(engine, plan_id), stage, client, settings.environments()
+                )
                 return
             applied = apply_stage(
                 engine, plan_id, stage, client=client, environments=settings.environments()
             )
     how = "recorded (GrowthBook untouched)" if applied.recorded_only else "applied to GrowthBook"
     out.print(f"plan {plan_id} stage {stage} {how}", highlight=False)
-
-
-def _dry_run(engine: Any, plan_id: int, stage: int, client: Any, environments: list[str]) -> None:
-    from rollout.plans import _resolve_groups
-
-    document = require_plan(engine, plan_id).document
-    rest = document["stages"][stage]["rest"]
-    ids = {
-        body["name"]: client.upsert_saved_group(body["name"], body["attributeKey"], body["values"])
-        for body in rest["saved_groups"]
-    }
-    rules = [_resolve_groups(rule, ids, environments) for rule in rest["rules"]]
-    client.apply_rules(
-        document["feature_key"], rules, owner_tag=rest["owner_tag"], environments=environments
-    )
 
 
 @reports_errors

@@ -133,16 +133,19 @@ def create_plan(
     if strategy is not None:
         plan = choose(plan, strategy)
     document = plan_document(plan, environments=environments)
-    plan_id = save_plan(engine, document=document, members=plan.members, analysis_run_id=run_id)
-    record_plan_event(
+    created = PlanEvent(
+        plan_id=0,  # set by save_plan, in the same transaction
+        action="create",
+        actor=actor,
+        at=plan.created_at,
+        details={"strategy": plan.strategy, "reason": plan.reason, "analysis_run_id": run_id},
+    )
+    plan_id = save_plan(
         engine,
-        PlanEvent(
-            plan_id=plan_id,
-            action="create",
-            actor=actor,
-            at=plan.created_at,
-            details={"strategy": plan.strategy, "reason": plan.reason, "analysis_run_id": run_id},
-        ),
+        document=document,
+        members=plan.members,
+        analysis_run_id=run_id,
+        event=created,
     )
     document = {"id": plan_id, **document}
     return plan_id, document, plan
@@ -320,7 +323,7 @@ def apply_stage(
     revision = None
     if client is not None:
         try:
-            rule_ids, revision = _write_stage(engine, plan, stage, client, environments)
+            rule_ids, revision = write_stage(engine, plan, stage, client, environments)
         except AftershockError as error:
             record_plan_event(
                 engine,
@@ -364,9 +367,11 @@ def apply_stage(
     return AppliedStage(plan_id, stage, client is None, rule_ids, revision, done.version)
 
 
-def _write_stage(
+def write_stage(
     engine: sa.Engine, plan: RollbackPlan, stage: int, client: RuleWriter, environments: list[str]
 ) -> tuple[tuple[str, ...], int | None]:
+    """Send a stage's saved groups and rules through ``client`` (which, in dry-run mode,
+    prints them instead); the plan's state is not touched. Returns rule ids and revision."""
     assert plan.id is not None
     rest = plan.document["stages"][stage]["rest"]
     ids = {

@@ -166,3 +166,30 @@ def test_pull_stores_growthbook_experiments_and_analyze_uses_their_split(
         assert document["variation_names"] == {"0": "old model", "1": "new model"}
     finally:
         get_settings.cache_clear()
+
+
+def test_cli_dry_run_prints_the_exact_requests_and_writes_nothing(
+    engine: sa.Engine,
+    database_url: str,
+    fake_growthbook: FakeGrowthBook,
+    stored_plan: tuple[int, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan_id, _ = stored_plan
+    fake_growthbook.add_feature(FEATURE, default_value="new-model", environments=("production",))
+    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
+    monkeypatch.setenv("AFTERSHOCK_GROWTHBOOK_URL", fake_growthbook.url)
+    monkeypatch.setenv("AFTERSHOCK_GROWTHBOOK_API_KEY", API_KEY)
+    get_settings.cache_clear()
+    try:
+        code, _, stderr = run(
+            "growthbook", "apply", "--plan", str(plan_id), "--stage", "1", "--dry-run"
+        )
+    finally:
+        get_settings.cache_clear()
+    assert code == 0, stderr
+    assert "POST" in stderr and "/v1/saved-groups" in stderr and "Bearer ***" in stderr
+    assert API_KEY not in stderr
+    assert fake_growthbook.writes == []
+    plan = load_plan(engine, plan_id)
+    assert plan is not None and plan.current_stage == -1  # nothing recorded either
