@@ -149,6 +149,12 @@ def test_health_is_open_and_everything_else_needs_a_valid_token(api: Api) -> Non
         f"/v1/plans/{plan_id}/advance", {"force": True, "reason": "x"}, scope="ramp", version=1
     )
     assert "admin" in problem(forced, 403)["detail"]
+    [refused] = api.get("/v1/audit", plan_id=plan_id).json()["data"]  # and it is audited
+    assert (refused["action"], refused["outcome"], refused["actor"]) == (
+        "advance",
+        "refused",
+        "ramp-bot",
+    )
     assert api.get("/v1/ready", scope="admin").json()["checks"] == {
         "database": "ok",
         "growthbook": "not configured",

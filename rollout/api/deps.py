@@ -16,7 +16,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rollout.api.problems import ProblemError
 from rollout.api.tokens import Principal, authenticate
-from rollout.plans import RuleWriter
 
 DECISION_TTL_SECONDS = 30.0  # how long a computed guardrail decision is served from memory
 # How long a token check and a plan's state are served from memory by each worker: a revoked
@@ -32,7 +31,8 @@ class ApiState:
     engine: sa.Engine
     client_factory: Callable[[], Any | None]  # a context manager giving a RuleWriter, or None
     environments: list[str]
-    documents: dict[int, dict[str, Any]] = field(default_factory=dict)
+    documents: dict[int, dict[str, Any]] = field(default_factory=dict)  # plan id -> plan.json
+    labels: dict[int, dict[str, str]] = field(default_factory=dict)  # run id -> user -> label
     decisions: dict[int, tuple[float, int, dict[str, Any] | None]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     principals: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
@@ -174,4 +174,4 @@ def writer(state: ApiState, dry_run: bool) -> Any | None:
     return None if dry_run else state.client_factory()
 
 
-__all__ = ["ApiState", "IdempotencyKey", "Ramper", "Reader", "RuleWriter", "StateDep", "Version"]
+__all__ = ["ApiState", "IdempotencyKey", "Ramper", "Reader", "StateDep", "Version"]

@@ -40,7 +40,7 @@ from rollout.api.problems import ProblemError
 from rollout.growthbook_rules import is_rolled_back
 from rollout.guardrails import Guardrail
 from rollout.planner import DEFAULT_GUARDRAILS, Policy
-from rollout.plans import advance_plan, change_status, create_plan, evaluate_plan
+from rollout.plans import advance_plan, change_status, create_plan, evaluate_plan, refuse
 
 router = APIRouter(prefix="/v1")
 PlanId = Annotated[int, Path(ge=1, le=2_147_483_647, description="The plan's id.")]
@@ -398,8 +398,9 @@ def post_advance(
 
     ``force`` (admin scope, with a reason) overrides the guardrails and is audited. Without
     GrowthBook configured, or with ``dry_run``, the stage is recorded only."""
-    _require_plan(state, plan_id)
+    plan = _require_plan(state, plan_id)
     if body.force and not principal.allows("admin"):
+        refuse(state.engine, plan, "advance", principal.name, "a forced advance needs admin")
         raise ProblemError(403, "Forbidden", "a forced advance needs the admin scope")
     if body.force and not body.reason:
         raise ProblemError(422, "Reason required", "a forced advance needs a reason")
@@ -418,6 +419,7 @@ def post_advance(
                 force=body.force,
                 reason=body.reason,
             )
+        state.forget(plan_id)
         plan = _require_plan(state, plan_id)
         return 200, _transition_out(
             plan,
@@ -581,14 +583,14 @@ def get_user_cohort(
 
 
 def _labels(state: StateDep, run_id: int) -> dict[str, str]:
-    key = -run_id  # analysis runs share the document cache, under negative ids
-    cached = state.documents.get(key)
-    if cached is None:
+    """The adaptation labels of an analysis run's users (stored runs never change)."""
+    labels = state.labels.get(run_id)
+    if labels is None:
         users = load_analysis_users(state.engine, run_id)
-        cached = state.documents[key] = dict(
+        labels = state.labels[run_id] = dict(
             zip(users["user_id"], users["adaptation_label"], strict=True)
         )
-    return cached
+    return labels
 
 
 @router.get("/audit", response_model=schemas.AuditList, tags=["audit"])
