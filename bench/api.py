@@ -27,40 +27,20 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from analytics.db import ensure_schema, get_engine
+from analytics.db import get_engine
 from analytics.demo import DemoConfig, generate_demo, write_demo
-from analytics.ingest import ingest_file
-from analytics.models import IngestKind
-from analytics.pipeline import AnalysisParams, run_analysis
-from analytics.store import save_analysis
+from bench.data import load_planned_rollback
 from rollout.api.tokens import create_token
-from rollout.planner import Policy
-from rollout.plans import apply_stage, create_plan
 
 CLIENTS = 50
 SECONDS = 20.0
 
 
 def prepare(url: str, folder: Path) -> tuple[int, str]:
-    """A database with an analysed demo, a plan two stages in, and a read token."""
-    engine = get_engine(url)
-    ensure_schema(engine)
+    """The `make run` demo, analysed and planned two stages in, and a read token."""
     paths = write_demo(generate_demo(DemoConfig(n_users=3000, seed=7)), folder)
-    for kind in (IngestKind.exposures, IngestKind.interactions):
-        ingest_file(paths[kind.value], kind, engine=engine, rejects_dir=folder)
-    save_analysis(engine, run_analysis(engine, AnalysisParams("chat-model-upgrade")))
-    plan_id, _, _ = create_plan(
-        engine,
-        experiment_id="chat-model-upgrade",
-        feature_key="chat-model",
-        policy=Policy(),
-        rollback_value="previous-model",
-        current_value="new-model",
-        strategy="adaptation_aware",
-    )
-    for stage in (0, 1):
-        apply_stage(engine, plan_id, stage, client=None, environments=["production"])
-    _, token = create_token(engine, "bench", ["read"])
+    plan_id = load_planned_rollback(url, paths["interactions"], paths["exposures"])
+    _, token = create_token(get_engine(url), "bench", ["read"])
     return plan_id, token
 
 

@@ -18,14 +18,8 @@ from pathlib import Path
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from analytics.db import ensure_schema, get_engine
-from analytics.ingest import ingest_file
-from analytics.models import IngestKind
-from analytics.pipeline import AnalysisParams, run_analysis
 from analytics.settings import get_settings
-from analytics.store import save_analysis
-from rollout.planner import Policy
-from rollout.plans import apply_stage, create_plan
+from bench.data import load_planned_rollback
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = {
@@ -36,26 +30,6 @@ PAGES = {
     "ramp": "rollout/dashboard/ramp.py",
     "report": "rollout/dashboard/weekly_report.py",
 }
-
-
-def prepare(url: str, interactions: Path, exposures: Path) -> None:
-    engine = get_engine(url)
-    ensure_schema(engine)
-    rejects = interactions.parent / "rejects"
-    ingest_file(exposures, IngestKind.exposures, engine=engine, rejects_dir=rejects)
-    ingest_file(interactions, IngestKind.interactions, engine=engine, rejects_dir=rejects)
-    save_analysis(engine, run_analysis(engine, AnalysisParams("chat-model-upgrade")))
-    plan_id, _, _ = create_plan(
-        engine,
-        experiment_id="chat-model-upgrade",
-        feature_key="chat-model",
-        policy=Policy(),
-        rollback_value="previous-model",
-        current_value="new-model",
-        strategy="adaptation_aware",
-    )
-    for stage in (0, 1):
-        apply_stage(engine, plan_id, stage, client=None, environments=["production"])
 
 
 def render_times() -> dict[str, float]:
@@ -79,7 +53,7 @@ def render_times() -> dict[str, float]:
 
 def main() -> None:
     url, interactions, exposures = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    prepare(url, interactions, exposures)
+    load_planned_rollback(url, interactions, exposures)
     os.environ["AFTERSHOCK_DATABASE_URL"] = url
     get_settings.cache_clear()
     print(json.dumps(render_times()))

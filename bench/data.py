@@ -33,3 +33,34 @@ def demo_csvs(rows: int, seed: int = 11) -> tuple[Path, Path]:
         pa_csv.write_csv(table, partial)
         partial.rename(path)
     return interactions, exposures
+
+
+def load_planned_rollback(url: str, interactions: Path, exposures: Path) -> int:
+    """Into the empty database at ``url``: the logs, an analysis of the demo experiment, and
+    its adaptation-aware rollback plan with two stages applied; return the plan's id."""
+    from analytics.db import ensure_schema, get_engine
+    from analytics.ingest import ingest_file
+    from analytics.models import IngestKind
+    from analytics.pipeline import AnalysisParams, run_analysis
+    from analytics.store import save_analysis
+    from rollout.planner import Policy
+    from rollout.plans import apply_stage, create_plan
+
+    engine = get_engine(url)
+    ensure_schema(engine)
+    rejects = interactions.parent / "rejects"
+    ingest_file(exposures, IngestKind.exposures, engine=engine, rejects_dir=rejects)
+    ingest_file(interactions, IngestKind.interactions, engine=engine, rejects_dir=rejects)
+    save_analysis(engine, run_analysis(engine, AnalysisParams("chat-model-upgrade")))
+    plan_id, _, _ = create_plan(
+        engine,
+        experiment_id="chat-model-upgrade",
+        feature_key="chat-model",
+        policy=Policy(),
+        rollback_value="previous-model",
+        current_value="new-model",
+        strategy="adaptation_aware",
+    )
+    for stage in (0, 1):
+        apply_stage(engine, plan_id, stage, client=None, environments=["production"])
+    return plan_id

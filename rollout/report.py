@@ -18,7 +18,6 @@ import html
 import io
 import math
 import re
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from analytics.models import Exposure, PlanEvent, RollbackPlan
 from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
 from analytics.store import list_plans, load_latest_analysis, load_plan_events
 from analytics.user_periods import BUCKETS, PeriodParams
+from rollout import browser as headless
 from rollout.wording import METRIC_WORDS
 
 REPORT_FORMATS = ("html", "md", "csv", "pdf")
@@ -50,15 +50,6 @@ MEDIA_TYPES = {
 }
 # Plan events that are steps of a rollout (``create`` is reported with the recommendation).
 STAGE_ACTIONS = ("apply", "advance", "guardrails", "pause", "resume", "abort")
-CHROMIUM_FALLBACK = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CHART_STYLE_METRICS = 4  # style metrics in the days-since-exposure chart, at most
 
 
@@ -1281,11 +1272,11 @@ def render_csv_zip(report: WeeklyReport) -> bytes:
 def find_chromium() -> str:
     """The Chromium executable PDFs are printed with, or a :class:`ReportError` saying how
     to install it."""
-    executable = shutil.which("chromium") or CHROMIUM_FALLBACK
-    if not Path(executable).is_file():
+    executable = headless.find_chromium()
+    if executable is None:
         raise ReportError(
-            "PDF needs Chromium, which is not installed: install Debian's `chromium` package "
-            "(`apt-get install chromium`), or use --format html and print it from a browser"
+            f"PDF needs Chromium, which is not installed: {headless.INSTALL_HINT}, or use "
+            "--format html and print it from a browser"
         )
     return executable
 
@@ -1305,7 +1296,9 @@ def render_pdf(report: WeeklyReport, path: Path | str) -> None:
     page_html = render_html(report)
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(
+                executable_path=executable, args=headless.CHROMIUM_ARGS
+            )
             try:
                 page = browser.new_page()
                 page.route("**/*", lambda route: route.abort())

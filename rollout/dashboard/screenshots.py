@@ -11,7 +11,6 @@ same helpers.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +20,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from rollout import browser as headless
+from rollout.browser import find_chromium
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -35,29 +37,10 @@ PAGES = {
     "ramp": "ramp",
     "report": "report",
 }
-CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 VIEWPORT = {"width": 1280, "height": 900}
 # Pages whose screenshot starts at a heading further down (their charts), not at the top.
 FOCUS = {"drift": "Daily series", "style": "Shift by days since exposure"}
-INSTALL_HINT = "no Chromium found: install Debian's chromium (`apt-get install chromium`)"
-
-
-def find_chromium() -> str | None:
-    """The Chromium executable to drive, or None when none is installed."""
-    for candidate in CHROMIUM_CANDIDATES:
-        found = shutil.which(candidate)
-        if found and Path(found).is_file():
-            return found
-    return None
+INSTALL_HINT = f"no Chromium found: {headless.INSTALL_HINT}"
 
 
 def free_port() -> int:
@@ -137,7 +120,7 @@ def chromium(executable: str) -> Iterator[Browser]:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+            executable_path=executable, args=headless.CHROMIUM_ARGS, headless=True
         )
         try:
             yield browser
