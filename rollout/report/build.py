@@ -1,0 +1,539 @@
+"""Building the weekly report: the analysis as of the week's end, the plans' events, and
+the headline and recommendation in plain words."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from analytics.adaptation import LABELS, AdaptationParams
+from analytics.cohorts import Cohorts, load_cohorts
+from analytics.models import Exposure, PlanEvent, RollbackPlan
+from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
+from analytics.store import list_plans, load_latest_analysis, load_plan_events
+from analytics.user_periods import PeriodParams
+from rollout.report.model import (
+    STAGE_ACTIONS,
+    DaysLine,
+    DriftLine,
+    ExperimentNotFoundError,
+    IsoWeek,
+    LabelLine,
+    NewUsersLine,
+    StageLine,
+    StyleLine,
+    WeeklyReport,
+    parse_iso_week,
+)
+from rollout.wording import METRIC_WORDS
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The analysis of the data as it stood at one moment (None when nobody was exposed)."""
+
+    cohorts: Cohorts
+    document: dict[str, Any] | None
+
+
+def build_weekly_report(
+    engine: sa.Engine, experiment_id: str, week: str, *, feature_key: str | None = None
+) -> WeeklyReport:
+    """The weekly report of ``experiment_id`` for the ISO ``week`` (e.g. ``"2026-W44"``), from
+    the data as it stood at the end of the week; ``feature_key`` limits the plans shown."""
+    iso = parse_iso_week(week)
+    first = _first_exposure(engine, experiment_id)
+    if first is None:
+        raise ExperimentNotFoundError(
+            f"experiment {experiment_id!r} has no stored exposures: "
+            "ingest them first (`aftershock ingest exposures FILE`)"
+        )
+    params = _stored_params(engine, experiment_id)
+    now = _analyse(engine, params, iso.end)
+    before = _analyse(engine, params, iso.start)
+    plans = [p for p in list_plans(engine, feature_key) if p.experiment_id == experiment_id]
+    document = now.document
+    drift = _drift_lines(document)
+    style = _style_lines(document)
+    labels = _label_lines(document, before.document)
+    new_users = _new_users(now.cohorts, iso)
+    stages = _stage_lines(engine, plans, iso)
+    key = feature_key or _feature_key(engine, experiment_id)
+    names = {} if document is None else dict(document.get("variation_names") or {})
+    context = _Context(experiment_id, key, iso, now.cohorts.control, names, first)
+    headline = (
+        _headline(context, drift, style, labels, new_users, stages)
+        if document is not None
+        else _headline_without_users(context)
+    )
+    srm = {} if document is None else document["srm"]
+    adaptation = {} if document is None else document["adaptation"]
+    return WeeklyReport(
+        experiment_id=experiment_id,
+        feature_key=feature_key,
+        week=iso,
+        control=now.cohorts.control,
+        first_exposure=first,
+        multiple_exposures=now.cohorts.multiple_exposures,
+        srm_p_value=srm.get("p_value"),
+        srm_ok=srm.get("ok"),
+        half_life_days=adaptation.get("half_life_days"),
+        behavior_drift=drift,
+        style_shift=style,
+        style_by_days=_days_lines(document),
+        labels=labels,
+        new_users=new_users,
+        stages=stages,
+        headline=headline,
+        recommendation=_recommendation(engine, context, plans, drift, document is not None),
+    )
+
+
+def _first_exposure(engine: sa.Engine, experiment_id: str) -> datetime | None:
+    exposures = Exposure.__table__  # type: ignore[attr-defined]
+    query = sa.select(sa.func.min(exposures.c.timestamp)).where(
+        exposures.c.experiment_id == experiment_id
+    )
+    with engine.connect() as connection:
+        value: datetime | None = connection.execute(query).scalar()
+    return value
+
+
+def _feature_key(engine: sa.Engine, experiment_id: str) -> str | None:
+    """The feature whose rule ran the experiment, as the exposures name it (if they do)."""
+    exposures = Exposure.__table__  # type: ignore[attr-defined]
+    query = sa.select(sa.func.min(exposures.c.feature_key)).where(
+        exposures.c.experiment_id == experiment_id
+    )
+    with engine.connect() as connection:
+        value: str | None = connection.execute(query).scalar()
+    return value
+
+
+def _stored_params(engine: sa.Engine, experiment_id: str) -> AnalysisParams:
+    """The parameters of the experiment's latest stored analysis (defaults without one), so
+    the weekly figures are computed as ``aftershock analyze`` computed the stored ones."""
+    run = load_latest_analysis(engine, experiment_id)
+    if run is None:
+        return AnalysisParams(experiment_id)
+    stored = run.parameters
+    periods = stored.get("periods") or {}
+    try:
+        adaptation = AdaptationParams(**(stored.get("adaptation") or {}))
+    except TypeError:  # stored by a version with other fields
+        adaptation = AdaptationParams()
+    weights = stored.get("weights")
+    return AnalysisParams(
+        experiment_id=experiment_id,
+        control=str(stored.get("control", "0")),
+        weights=None if weights is None else tuple(float(w) for w in weights),
+        variation_names=tuple((str(k), str(n)) for k, n in stored.get("variation_names", [])),
+        alpha=float(stored.get("alpha", 0.05)),
+        did_min_interactions=int(stored.get("did_min_interactions", 2)),
+        periods=PeriodParams(pre_days=periods.get("pre_days", 28.0)),
+        adaptation=adaptation,
+    )
+
+
+def _analyse(engine: sa.Engine, params: AnalysisParams, until: datetime) -> _Snapshot:
+    """The analysis as of ``until``, not stored; no document when nobody was exposed yet."""
+    cohorts = load_cohorts(engine, params.experiment_id, params.control, until)
+    if cohorts.users.empty:
+        return _Snapshot(cohorts, None)
+    weights = params.weights
+    if weights is not None and len(weights) != len(cohorts.variations):
+        weights = None  # a variation had no users yet: check the split of those seen
+    periods = PeriodParams(pre_days=params.periods.pre_days, until=until)
+    moment = AnalysisParams(
+        experiment_id=params.experiment_id,
+        control=params.control,
+        weights=weights,
+        variation_names=params.variation_names,
+        alpha=params.alpha,
+        did_min_interactions=params.did_min_interactions,
+        periods=periods,
+        adaptation=params.adaptation,
+    )
+    return _Snapshot(cohorts, analysis_document(run_analysis(engine, moment)))
+
+
+def _drift_lines(document: dict[str, Any] | None) -> tuple[DriftLine, ...]:
+    rows = [] if document is None else document["behavior_drift"]
+    return tuple(
+        DriftLine(
+            metric=r["metric"],
+            variation=str(r["variation"]),
+            control_mean=r["control_mean"],
+            variation_mean=r["variation_mean"],
+            effect=r["effect"],
+            ci_low=r["ci_low"],
+            ci_high=r["ci_high"],
+            q_value=r["q_value"],
+            significant=bool(r["significant"]),
+            drift_began=r.get("drift_began"),
+        )
+        for r in rows
+    )
+
+
+def _style_lines(document: dict[str, Any] | None) -> tuple[StyleLine, ...]:
+    rows = [] if document is None else document["style_shift"]
+    return tuple(
+        StyleLine(
+            metric=r["metric"],
+            variation=str(r["variation"]),
+            did=r["did"],
+            ci_low=r["ci_low"],
+            ci_high=r["ci_high"],
+            q_value=r["q_value"],
+            significant=bool(r["significant"]),
+        )
+        for r in rows
+    )
+
+
+def _days_lines(document: dict[str, Any] | None) -> tuple[DaysLine, ...]:
+    rows = [] if document is None else document.get("style_shift_by_days", [])
+    return tuple(
+        DaysLine(
+            metric=r["metric"],
+            variation=str(r["variation"]),
+            bucket=r["bucket"],
+            did=r["did"],
+            ci_low=r["ci_low"],
+            ci_high=r["ci_high"],
+            n_variation=int(r["n_variation"]),
+        )
+        for r in rows
+    )
+
+
+def _label_lines(
+    document: dict[str, Any] | None, previous: dict[str, Any] | None
+) -> tuple[LabelLine, ...]:
+    """Treated users per label (every variation but control), this week and the week before."""
+
+    def counts(doc: dict[str, Any] | None) -> dict[str, int]:
+        return {} if doc is None else dict(doc["adaptation"]["labels"])
+
+    now, before = counts(document), counts(previous)
+    return tuple(LabelLine(label, now.get(label, 0), before.get(label, 0)) for label in LABELS)
+
+
+def _new_users(cohorts: Cohorts, week: IsoWeek) -> tuple[NewUsersLine, ...]:
+    users = cohorts.users
+    if users.empty:
+        return ()
+    fresh = users[users["first_exposure"] >= pd.Timestamp(week.start)]
+    counted = fresh["variation"].value_counts()
+    totals = cohorts.counts
+    return tuple(
+        NewUsersLine(v, int(counted.get(v, 0)), int(totals.get(v, 0))) for v in cohorts.variations
+    )
+
+
+def _stage_lines(
+    engine: sa.Engine, plans: Sequence[RollbackPlan], week: IsoWeek
+) -> tuple[StageLine, ...]:
+    lines = []
+    for plan in plans:
+        assert plan.id is not None
+        events = load_plan_events(engine, plan.id)
+        for event in events:
+            if event.action not in STAGE_ACTIONS or not week.start <= event.at < week.end:
+                continue
+            if event.outcome == "started" and _completed_later(event, events):
+                continue  # the "ok" row that follows says it all
+            lines.append(_stage_line(plan, event))
+    return tuple(sorted(lines, key=lambda line: (line.at, line.plan_id)))
+
+
+def _completed_later(event: PlanEvent, events: Sequence[PlanEvent]) -> bool:
+    return any(
+        later.action == event.action
+        and later.stage == event.stage
+        and later.outcome in ("ok", "failed")
+        and (later.id or 0) > (event.id or 0)
+        for later in events
+    )
+
+
+def _stage_line(plan: RollbackPlan, event: PlanEvent) -> StageLine:
+    assert plan.id is not None
+    details = event.details or {}
+    decision = None
+    if event.action == "guardrails":
+        decision = details.get("action")
+    elif isinstance(details.get("guardrails"), dict):
+        decision = details["guardrails"].get("action")
+    return StageLine(
+        at=event.at,
+        plan_id=plan.id,
+        action=event.action,
+        stage=event.stage,
+        move=_move(plan, event.stage),
+        outcome=event.outcome,
+        decision=decision,
+        note=_event_note(event),
+    )
+
+
+def _move(plan: RollbackPlan, stage: int | None) -> str:
+    stages = plan.document.get("stages", [])
+    if stage is None or not 0 <= stage < len(stages):
+        return ""
+    spec = stages[stage]
+    return f"{spec.get('kind', '')} {spec.get('cohort', '')} {float(spec['coverage']):.0%}".strip()
+
+
+def _event_note(event: PlanEvent) -> str:
+    details = event.details or {}
+    if event.action == "guardrails":
+        reasons = details.get("reasons") or [""]
+        return str(reasons[0])
+    if event.outcome == "failed":
+        return str(details.get("error", ""))
+    if event.outcome == "refused":
+        return str(details.get("reason", ""))
+    if event.outcome == "started":
+        return "write to GrowthBook started, not completed"
+    if event.action == "apply":
+        if details.get("recorded_only"):
+            return "recorded only"
+        return f"written to GrowthBook (revision {details.get('revision')})"
+    return str(details.get("reason") or "")
+
+
+# --- the words ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    experiment_id: str
+    feature_key: str | None
+    week: IsoWeek
+    control: str
+    variation_names: dict[str, str]
+    first_exposure: datetime
+
+    def variation(self, key: str) -> str:
+        if key == self.control:
+            return "control"
+        name = self.variation_names.get(key)
+        return f"variation {key}" + (f" ({name})" if name and name != key else "")
+
+
+def _plain(metric: str) -> tuple[str, str | None]:
+    return METRIC_WORDS.get(
+        metric, (metric.replace("_", " "), None if metric.endswith("_rate") else "")
+    )
+
+
+def _level(metric: str, value: float) -> str:
+    """A metric's value in words: "61%", "154 words", "0.17"."""
+    _, unit = _plain(metric)
+    if unit is None:
+        return f"{value:.0%}"
+    if unit:
+        return f"{value:,.0f} {unit}"
+    return f"{value:.2f}"
+
+
+def _change(metric: str, value: float) -> str:
+    """A difference in words: "+13 percentage points", "+3.3 words"."""
+    _, unit = _plain(metric)
+    if unit is None:
+        return f"{value * 100:+.0f} percentage points"
+    return f"{value:+.1f} {unit}".rstrip()
+
+
+def _listing(parts: Sequence[str]) -> str:
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _by_q(lines: Sequence[DriftLine] | Sequence[StyleLine]) -> list[Any]:
+    return sorted(
+        (line for line in lines if line.significant),
+        key=lambda line: (line.q_value if line.q_value is not None else 1.0, line.metric),
+    )
+
+
+def _headline(
+    context: _Context,
+    drift: Sequence[DriftLine],
+    style: Sequence[StyleLine],
+    labels: Sequence[LabelLine],
+    new_users: Sequence[NewUsersLine],
+    stages: Sequence[StageLine],
+) -> str:
+    """One paragraph a product manager reads in a minute: who came, what changed, what next."""
+    return " ".join(
+        [
+            _users_sentence(context, new_users),
+            _drift_sentence(context, drift),
+            _style_sentence(context, style),
+            _adaptation_sentence(labels),
+            _stages_sentence(stages),
+        ]
+    )
+
+
+def _headline_without_users(context: _Context) -> str:
+    return (
+        f"No users had been exposed to {context.experiment_id} by the end of "
+        f"{context.week.label} ({context.week.span}): its first exposure came on "
+        f"{context.first_exposure.date().isoformat()}, so there is nothing to report for "
+        "this week yet."
+    )
+
+
+def _users_sentence(context: _Context, new_users: Sequence[NewUsersLine]) -> str:
+    fresh = sum(line.new_users for line in new_users)
+    total = sum(line.total_users for line in new_users)
+    where = f"{context.week.label} ({context.week.span})"
+    if fresh == 0:
+        return (
+            f"No new users met {context.experiment_id} in {where}; {total:,} were in it by "
+            "the end of the week."
+        )
+    split = _listing(
+        [f"{line.new_users:,} {context.variation(line.variation)}" for line in new_users]
+    )
+    return (
+        f"In {where}, {fresh:,} new users were first exposed to {context.experiment_id} "
+        f"({split}); {total:,} were in it by the end of the week."
+    )
+
+
+def _drift_sentence(context: _Context, drift: Sequence[DriftLine]) -> str:
+    metrics = sorted({line.metric for line in drift})
+    found = _by_q(drift)
+    if not found:
+        return (
+            f"The new version's answers do not differ measurably from control's on any of the "
+            f"{len(metrics)} behaviour metrics."
+        )
+    several = len({line.variation for line in drift}) > 1
+    parts = []
+    for line in found[:3]:
+        what, _ = _plain(line.metric)
+        where = f" ({context.variation(line.variation)})" if several else ""
+        if line.control_mean is None or line.variation_mean is None:
+            parts.append(f"{what}{where}")
+        else:
+            after = _level(line.metric, line.variation_mean)
+            parts.append(
+                f"{what}{where} {after} (control {_level(line.metric, line.control_mean)})"
+            )
+    count = len({line.metric for line in found})
+    return (
+        f"Compared with control, the new version's answers differ on {count} of {len(metrics)} "
+        f"behaviour metrics: {_listing(parts)}."
+    )
+
+
+def _style_sentence(context: _Context, style: Sequence[StyleLine]) -> str:
+    metrics = sorted({line.metric for line in style})
+    found = [line for line in _by_q(style) if line.did is not None]
+    if not found:
+        return "Its users' way of writing has not shifted measurably against control's."
+    several = len({line.variation for line in style}) > 1
+    parts = []
+    for line in found[:3]:
+        what, _ = _plain(line.metric)
+        where = f" ({context.variation(line.variation)})" if several else ""
+        parts.append(f"{what}{where} {_change(line.metric, line.did)}")
+    count = len({line.metric for line in found})
+    return (
+        f"Its users now write differently, beyond the change seen in control, on {count} of "
+        f"{len(metrics)} style metrics: {_listing(parts)}."
+    )
+
+
+def _adaptation_sentence(labels: Sequence[LabelLine]) -> str:
+    count = {line.label: line for line in labels}
+    adapted, partial = count["adapted"], count["partial"]
+    scored = sum(count[k].this_week for k in ("adapted", "partial", "unadapted"))
+    if scored == 0:
+        return "No treated user has enough activity yet to tell whether they adapted."
+    return (
+        f"{adapted.this_week:,} treated users count as adapted to it "
+        f"({adapted.change:+,} on the week before) and {partial.this_week:,} as partly "
+        f"adapted, of {scored:,} with enough activity to tell."
+    )
+
+
+def _stages_sentence(stages: Sequence[StageLine]) -> str:
+    applied = [s for s in stages if s.action == "apply" and s.outcome == "ok"]
+    decisions = [s for s in stages if s.decision is not None]
+    if not stages:
+        return "No rollback step was taken this week."
+    text = (
+        f"{len(applied)} rollback stage{'s' if len(applied) != 1 else ''} "
+        f"{'were' if len(applied) != 1 else 'was'} applied this week"
+    )
+    if decisions:
+        text += f"; the last guardrail decision was {decisions[-1].decision}"
+    return text + "."
+
+
+def _recommendation(
+    engine: sa.Engine,
+    context: _Context,
+    plans: Sequence[RollbackPlan],
+    drift: Sequence[DriftLine],
+    has_users: bool,
+) -> str:
+    """What to do next: the plan standing at the end of the week, or that one is needed."""
+    if not has_users:
+        return f"Nothing to decide yet: nobody had been exposed by the end of {context.week.label}."
+    standing = [p for p in plans if _created(p) < context.week.end]
+    later = [p for p in plans if _created(p) >= context.week.end]
+    if standing:
+        plan = standing[0]  # newest first
+        return f"Plan {plan.id} ({plan.strategy}): {plan.document.get('reason', '')} " + _progress(
+            engine, plan, context.week
+        )
+    command = (
+        f"`aftershock plan --experiment {context.experiment_id} "
+        f"--feature {context.feature_key or 'FEATURE'}`"
+    )
+    if any(line.significant for line in drift):
+        text = (
+            "The new version behaves measurably differently and no rollback plan existed by the "
+            f"end of the week: a rollback should be planned; run {command}."
+        )
+    else:
+        text = f"No plan yet: run {command} if the change is to be rolled back."
+    if later:
+        plan = later[-1]  # the first one made after the week
+        text += f" (Plan {plan.id} was created later, on {_created(plan).date().isoformat()}.)"
+    return text
+
+
+def _created(plan: RollbackPlan) -> datetime:
+    """When the plan was made: its document's ``created_at`` (the planner's "now")."""
+    text = plan.document.get("created_at")
+    moment = datetime.fromisoformat(text) if isinstance(text, str) else plan.created_at
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _progress(engine: sa.Engine, plan: RollbackPlan, week: IsoWeek) -> str:
+    assert plan.id is not None
+    events = [e for e in load_plan_events(engine, plan.id) if e.at < week.end]
+    applied = [e.stage for e in events if e.action == "apply" and e.outcome == "ok"]
+    last = len(plan.document.get("stages", [])) - 1
+    if not applied:
+        return "No stage of it had been applied by the end of the week."
+    text = f"By the end of the week it had reached stage {applied[-1]} (of 0 to {last})."
+    decisions = [e for e in events if e.action == "guardrails"]
+    if decisions and decisions[-1].details.get("action") == "pause":
+        text += " The guardrails said pause: read the reasons below before going on."
+    return text

@@ -1,0 +1,258 @@
+"""The weekly report as a self-contained HTML file, a zip of CSVs, and a PDF."""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rollout import browser as headless
+from rollout.report.charts import Figure, build_figures
+from rollout.report.model import (
+    MEDIA_TYPES,
+    REPORT_FORMATS,
+    DaysLine,
+    DriftLine,
+    ReportError,
+    StyleLine,
+    WeeklyReport,
+)
+from rollout.report.tables import Table, build_tables, render_markdown
+
+# --- HTML -----------------------------------------------------------------------------------
+
+_CSS = """
+body { font: 15px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328;
+       max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
+h1 { font-size: 1.5rem; margin-bottom: .25rem; }
+h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de; }
+p.period { color: #57606a; margin-top: 0; }
+p.headline { font-size: 1.05rem; }
+p.recommendation { background: #f6f8fa; border-left: 4px solid #2f5d9e; padding: .6rem .8rem; }
+p.note { color: #57606a; font-size: .9rem; }
+table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
+th, td { border: 1px solid #d0d7de; padding: .25rem .5rem; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th { background: #f6f8fa; }
+tr.significant td { background: #fff8c5; }
+figure { margin: 1rem 0; break-inside: avoid; }
+figcaption { color: #57606a; font-size: .85rem; }
+@media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; } }
+"""
+
+_NUMERIC = re.compile(r"[-+<]?[\d,]*\.?\d+|\[\S+, \S+\]")
+
+
+def _html_table(table: Table) -> str:
+    note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
+    title = f"<h2>{html.escape(table.title)}</h2>"
+    if not table.rows:
+        return f'{title}{note}<p id="{table.key}">{html.escape(table.empty)}</p>'
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for index, row in enumerate(table.rows):
+        marked = index < len(table.marked) and table.marked[index]
+        cells = "".join(
+            f'<td class="num">{html.escape(c)}</td>'
+            if _NUMERIC.fullmatch(c)
+            else f"<td>{html.escape(c)}</td>"
+            for c in row
+        )
+        body.append(f'<tr class="significant">{cells}</tr>' if marked else f"<tr>{cells}</tr>")
+    return (
+        f'{title}{note}<table id="{table.key}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _html_figure(figure: Figure) -> str:
+    if figure.svg is None:
+        return f'<p class="note">{html.escape(figure.caption)} No data yet.</p>'
+    return (
+        f'<figure id="chart-{figure.key}">{figure.svg}'
+        f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
+    )
+
+
+def render_html(report: WeeklyReport) -> str:
+    """The report as one self-contained HTML file: inline CSS, the charts as inline SVG, no
+    script and no external URL (it opens offline and prints as is)."""
+    tables = {table.key: table for table in build_tables(report)}
+    figures = {figure.key: figure for figure in build_figures(report)}
+    order = [
+        _html_table(tables["summary"]),
+        _html_table(tables["behavior_drift"]),
+        _html_table(tables["style_shift"]),
+        _html_figure(figures["style_shift_by_days"]),
+        _html_table(tables["style_shift_by_days"]),
+        _html_table(tables["adaptation_labels"]),
+        _html_figure(figures["adaptation_labels"]),
+        _html_table(tables["new_users"]),
+        _html_table(tables["stages"]),
+    ]
+    title = html.escape(report.title)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{title}</h1>"
+        f'<p class="period">Week {html.escape(report.week.label)}: '
+        f"{html.escape(report.week.span)}, UTC. Figures are the analysis of the data as it "
+        "stood at the end of the week.</p>"
+        f'<h2>Headline</h2><p class="headline" id="headline">{html.escape(report.headline)}</p>'
+        f'<p class="recommendation" id="recommendation"><strong>Recommendation.</strong> '
+        f"{html.escape(report.recommendation)}</p>" + "".join(order) + "</body></html>\n"
+    )
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+
+def build_frames(report: WeeklyReport) -> dict[str, pd.DataFrame]:
+    """One data frame per table, with full-precision numbers (the zip's CSV files)."""
+    summary = [
+        ("experiment_id", report.experiment_id),
+        ("week", report.week.label),
+        ("week_start", report.week.start.isoformat()),
+        ("week_end", report.week.end.isoformat()),
+        ("headline", report.headline),
+        ("recommendation", report.recommendation),
+        (
+            "first_exposure",
+            "" if report.first_exposure is None else report.first_exposure.isoformat(),
+        ),
+        ("users", str(sum(line.total_users for line in report.new_users))),
+        ("new_users", str(sum(line.new_users for line in report.new_users))),
+        ("multiple_exposures", str(report.multiple_exposures)),
+        ("srm_p_value", "" if report.srm_p_value is None else repr(report.srm_p_value)),
+        ("srm_ok", "" if report.srm_ok is None else str(report.srm_ok).lower()),
+        ("half_life_days", "" if report.half_life_days is None else repr(report.half_life_days)),
+    ]
+    return {
+        "summary": pd.DataFrame(summary, columns=["key", "value"]),
+        "behavior_drift": _frame(report.behavior_drift, DriftLine),
+        "style_shift": _frame(report.style_shift, StyleLine),
+        "style_shift_by_days": _frame(report.style_by_days, DaysLine),
+        "adaptation_labels": pd.DataFrame(
+            [(x.label, x.this_week, x.previous_week, x.change) for x in report.labels],
+            columns=["label", "this_week", "previous_week", "change"],
+        ),
+        "new_users": pd.DataFrame(
+            [(x.variation, x.new_users, x.total_users) for x in report.new_users],
+            columns=["variation", "new_users", "users_by_week_end"],
+        ),
+        "stages": pd.DataFrame(
+            [
+                (
+                    x.at.isoformat(),
+                    x.plan_id,
+                    x.action,
+                    x.stage,
+                    x.move,
+                    x.outcome,
+                    x.decision,
+                    x.note,
+                )
+                for x in report.stages
+            ],
+            columns=["at", "plan_id", "action", "stage", "move", "outcome", "decision", "note"],
+        ),
+    }
+
+
+def _frame(lines: Sequence[Any], kind: type[Any]) -> pd.DataFrame:
+    columns = list(kind.__dataclass_fields__)
+    return pd.DataFrame([[getattr(x, c) for c in columns] for x in lines], columns=columns)
+
+
+def render_csv_zip(report: WeeklyReport) -> bytes:
+    """A zip of one CSV per table (``summary.csv``, ``behavior_drift.csv``, ...); the same
+    report gives the same bytes (fixed member times)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, frame in build_frames(report).items():
+            member = zipfile.ZipInfo(f"{name}.csv", date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(member, frame.to_csv(index=False, lineterminator="\n"))
+    return buffer.getvalue()
+
+
+# --- PDF ------------------------------------------------------------------------------------
+
+
+def find_chromium() -> str:
+    """The Chromium executable PDFs are printed with, or a :class:`ReportError` saying how
+    to install it."""
+    executable = headless.find_chromium()
+    if executable is None:
+        raise ReportError(
+            f"PDF needs Chromium, which is not installed: {headless.INSTALL_HINT}, or use "
+            "--format html and print it from a browser"
+        )
+    return executable
+
+
+def render_pdf(report: WeeklyReport, path: Path | str) -> None:
+    """Print the HTML report to a PDF file at ``path`` with headless Chromium (Playwright).
+
+    The page is loaded from a string and every request is aborted: the report fetches
+    nothing, and this keeps it so.
+    """
+    executable = find_chromium()
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        raise ReportError("PDF needs the playwright package (`pip install playwright`)") from exc
+    page_html = render_html(report)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=executable, args=headless.CHROMIUM_ARGS
+            )
+            try:
+                page = browser.new_page()
+                page.route("**/*", lambda route: route.abort())
+                page.set_content(page_html, wait_until="load")
+                page.pdf(
+                    path=str(path),
+                    format="A4",
+                    print_background=True,
+                    margin={"top": "15mm", "bottom": "15mm", "left": "12mm", "right": "12mm"},
+                )
+            finally:
+                browser.close()
+    except PlaywrightError as exc:
+        raise ReportError(f"Chromium could not print the report: {exc}") from exc
+
+
+def report_bytes(report: WeeklyReport, fmt: str) -> tuple[bytes, str]:
+    """The report in ``fmt`` (html, md, csv, pdf) and its media type, e.g. for an HTTP reply."""
+    if fmt == "html":
+        content = render_html(report).encode()
+    elif fmt == "md":
+        content = render_markdown(report).encode()
+    elif fmt == "csv":
+        content = render_csv_zip(report)
+    elif fmt == "pdf":
+        with tempfile.TemporaryDirectory() as folder:
+            target = Path(folder) / "report.pdf"
+            render_pdf(report, target)
+            content = target.read_bytes()
+    else:
+        raise ReportError(f"format: {fmt!r} is not one of {', '.join(REPORT_FORMATS)}")
+    return content, MEDIA_TYPES[fmt]
+
+
+def report_file_name(report: WeeklyReport, fmt: str) -> str:
+    """``chat-model-upgrade-2026-W44.html`` (``.zip`` for csv): a name to save it under."""
+    extension = "zip" if fmt == "csv" else fmt
+    return f"{report.experiment_id}-{report.week.label}.{extension}"

@@ -1,0 +1,257 @@
+"""The weekly report as tables (shared by every format) and as Markdown."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC
+
+from analytics.user_periods import BUCKETS
+from rollout.report.model import CHART_STYLE_METRICS, WeeklyReport
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def format_number(value: float | None, digits: int = 3, *, signed: bool = False) -> str:
+    """A figure as every table shows it: fixed ``digits`` decimals (with a sign when
+    ``signed``), ``-`` when there is none."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def format_p(value: float | None) -> str:
+    """A p- or q-value: three decimals, ``<0.001`` below that."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def format_interval(low: float | None, high: float | None) -> str:
+    return f"[{format_number(low)}, {format_number(high)}]"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of the report as text cells, shared by the Markdown and HTML renderers."""
+
+    key: str
+    title: str
+    note: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    empty: str  # said instead of the table when it has no rows
+    marked: tuple[bool, ...] = ()  # rows to highlight (significant)
+
+
+def summary_rows(report: WeeklyReport) -> tuple[tuple[str, str], ...]:
+    """The summary table: what, when, how many, and whether the split is sound."""
+    total = sum(line.total_users for line in report.new_users)
+    fresh = sum(line.new_users for line in report.new_users)
+    srm = (
+        "-"
+        if report.srm_ok is None
+        else f"{'ok' if report.srm_ok else 'MISMATCH'} (p = {format_p(report.srm_p_value)})"
+    )
+    half_life = (
+        "not estimated"
+        if report.half_life_days is None
+        else f"{format_number(report.half_life_days, 1)} days"
+    )
+    first = "-" if report.first_exposure is None else report.first_exposure.date().isoformat()
+    return (
+        ("experiment", report.experiment_id),
+        ("week", f"{report.week.label}: {report.week.span} (UTC)"),
+        ("first exposure of the experiment", first),
+        ("users by the end of the week", f"{total:,}"),
+        ("new users this week", f"{fresh:,}"),
+        ("multiple exposures (excluded)", f"{report.multiple_exposures:,}"),
+        ("sample ratio", srm),
+        ("adaptation half-life", half_life),
+    )
+
+
+def build_tables(report: WeeklyReport) -> tuple[Table, ...]:
+    """The report's tables, in reading order, as text cells."""
+    return (
+        Table(
+            "summary",
+            "Summary",
+            "",
+            ("item", "value"),
+            summary_rows(report),
+            "",
+        ),
+        Table(
+            "behavior_drift",
+            "Behaviour drift",
+            "How the new version's answers differ from control's: the difference of per-user "
+            "means (variation minus control, CUPED-adjusted), its 95% CI and the "
+            "Benjamini-Hochberg q-value.",
+            (
+                "metric",
+                "variation",
+                "control mean",
+                "variation mean",
+                "effect",
+                "95% CI",
+                "q",
+                "significant",
+                "drift began",
+            ),
+            tuple(
+                (
+                    d.metric,
+                    d.variation,
+                    format_number(d.control_mean),
+                    format_number(d.variation_mean),
+                    format_number(d.effect, signed=True),
+                    format_interval(d.ci_low, d.ci_high),
+                    format_p(d.q_value),
+                    "yes" if d.significant else "no",
+                    d.drift_began or "-",
+                )
+                for d in report.behavior_drift
+            ),
+            "No users yet: nothing to compare.",
+            tuple(d.significant for d in report.behavior_drift),
+        ),
+        Table(
+            "style_shift",
+            "Style shift (difference in differences)",
+            "How users' prompts changed after first exposure, beyond the change of control "
+            "users over the same time.",
+            ("metric", "variation", "DiD", "95% CI", "q", "significant"),
+            tuple(
+                (
+                    s.metric,
+                    s.variation,
+                    format_number(s.did, signed=True),
+                    format_interval(s.ci_low, s.ci_high),
+                    format_p(s.q_value),
+                    "yes" if s.significant else "no",
+                )
+                for s in report.style_shift
+            ),
+            "No users yet: nothing to compare.",
+            tuple(s.significant for s in report.style_shift),
+        ),
+        Table(
+            "style_shift_by_days",
+            "Style shift by days since first exposure",
+            "The difference in differences of the charted style metrics, per bucket of days "
+            "since a user's first exposure (a growing shift is adaptation under way).",
+            ("metric", "variation", *BUCKETS),
+            _days_rows(report),
+            "No users yet: nothing to compare.",
+        ),
+        Table(
+            "adaptation_labels",
+            "Adaptation of treated users",
+            "Treated users per adaptation label at the end of the week and of the week before.",
+            ("label", "this week", "previous week", "change"),
+            tuple(
+                (line.label, f"{line.this_week:,}", f"{line.previous_week:,}", f"{line.change:+,}")
+                for line in report.labels
+            ),
+            "",
+        ),
+        Table(
+            "new_users",
+            "New users this week",
+            "Users first exposed during the week, and all users by its end, per variation "
+            "(users seen in two variations are excluded).",
+            ("variation", "new users", "users by the end of the week"),
+            tuple(
+                (line.variation, f"{line.new_users:,}", f"{line.total_users:,}")
+                for line in report.new_users
+            ),
+            "Nobody had been exposed by the end of the week.",
+        ),
+        Table(
+            "stages",
+            "Rollback steps this week",
+            "Stages applied and guardrail decisions recorded during the week (UTC).",
+            ("time", "plan", "action", "stage", "move", "outcome", "decision", "note"),
+            tuple(
+                (
+                    s.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+                    str(s.plan_id),
+                    s.action,
+                    "-" if s.stage is None else str(s.stage),
+                    s.move or "-",
+                    s.outcome,
+                    s.decision or "-",
+                    s.note or "-",
+                )
+                for s in report.stages
+            ),
+            "No plan event was recorded this week.",
+        ),
+    )
+
+
+def chart_metrics(report: WeeklyReport) -> list[str]:
+    """The style metrics worth charting: the significant ones first, then by q-value."""
+    ranked = sorted(
+        report.style_shift,
+        key=lambda s: (not s.significant, s.q_value if s.q_value is not None else 1.0, s.metric),
+    )
+    chosen: list[str] = []
+    for line in ranked:
+        if line.metric not in chosen and line.did is not None:
+            chosen.append(line.metric)
+    return chosen[:CHART_STYLE_METRICS]
+
+
+def _days_rows(report: WeeklyReport) -> tuple[tuple[str, ...], ...]:
+    metrics = chart_metrics(report)
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for line in report.style_by_days:
+        if line.metric in metrics:
+            key = (line.metric, line.variation)
+            cells.setdefault(key, {})[line.bucket] = format_number(line.did, signed=True)
+    ordered = sorted(cells, key=lambda k: (metrics.index(k[0]), k[1]))
+    return tuple(
+        (metric, variation, *(cells[(metric, variation)].get(b, "-") for b in BUCKETS))
+        for metric, variation in ordered
+    )
+
+
+# --- Markdown -------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(table: Table) -> list[str]:
+    lines = [f"## {table.title}", ""]
+    if table.note:
+        lines += [table.note, ""]
+    if not table.rows:
+        return [*lines, table.empty, ""]
+    lines.append("| " + " | ".join(table.columns) + " |")
+    lines.append("|" + "|".join("---" for _ in table.columns) + "|")
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
+    return [*lines, ""]
+
+
+def render_markdown(report: WeeklyReport) -> str:
+    """The report as Markdown: the headline, the recommendation, then every table."""
+    lines = [
+        f"# {report.title}",
+        "",
+        f"Week {report.week.label}: {report.week.span}, UTC. Figures are the analysis of the "
+        "data as it stood at the end of the week.",
+        "",
+        "## Headline",
+        "",
+        report.headline,
+        "",
+        f"**Recommendation.** {report.recommendation}",
+        "",
+    ]
+    for table in build_tables(report):
+        lines += _md_table(table)
+    return "\n".join(lines).rstrip("\n") + "\n"
