@@ -266,7 +266,6 @@ class RollbackPlanBase(SQLModel):
     stage_applied_at: datetime | None = Field(default=None, sa_type=UtcTimestamp)
     version: int = 1  # bumped by every change of state, so writers can detect a race
     pending_stage: int | None = None  # the stage being written while ``reconciling``
-    status_before: str | None = Field(default=None, max_length=16)  # to return to after it
 
 
 class RollbackPlan(RollbackPlanBase, table=True):

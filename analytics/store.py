@@ -111,12 +111,6 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def load_analysis_run(engine: sa.Engine, run_id: int) -> AnalysisRun | None:
-    ensure_schema(engine)
-    with Session(engine) as session:
-        return session.get(AnalysisRun, run_id)
-
-
 def save_plan(
     engine: sa.Engine,
     *,
@@ -309,17 +303,5 @@ def load_growthbook_experiment(engine: sa.Engine, tracking_key: str) -> dict[str
                 | (ExperimentSnapshot.experiment_id == tracking_key)
             )
             .order_by(col(ExperimentSnapshot.fetched_at).desc(), col(ExperimentSnapshot.id).desc())
-        ).first()
-        return None if row is None else dict(row.definition)
-
-
-def load_growthbook_feature(engine: sa.Engine, feature_key: str) -> dict[str, Any] | None:
-    """The latest fetched definition of a GrowthBook feature."""
-    ensure_schema(engine)
-    with Session(engine) as session:
-        row = session.exec(
-            select(FeatureSnapshot)
-            .where(FeatureSnapshot.feature_key == feature_key)
-            .order_by(col(FeatureSnapshot.fetched_at).desc(), col(FeatureSnapshot.id).desc())
         ).first()
         return None if row is None else dict(row.definition)

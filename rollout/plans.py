@@ -315,7 +315,6 @@ def apply_stage(
             changes={
                 "status": PlanStatus.reconciling,
                 "pending_stage": stage,
-                "status_before": str(plan.status),
             },
             details=details,
         )
@@ -354,7 +353,6 @@ def apply_stage(
             "status": PlanStatus.completed if last else PlanStatus.active,
             "current_stage": stage,
             "pending_stage": None,
-            "status_before": None,
             "stage_applied_at": now or datetime.now(UTC),
         },
         details={

@@ -81,15 +81,8 @@ def _plan_out(plan: RollbackPlan, document: dict[str, Any]) -> dict[str, Any]:
         for stage in document["stages"]
     ]
     return schemas.PlanOut(
-        id=plan.id,
-        experiment_id=plan.experiment_id,
-        feature_key=plan.feature_key,
-        created_at=plan.created_at,
-        strategy=plan.strategy,
-        status=str(plan.status),
-        current_stage=plan.current_stage,
+        **_plan_state(plan),
         pending_stage=plan.pending_stage,
-        version=plan.version,
         stage_applied_at=plan.stage_applied_at,
         reason=document.get("reason", ""),
         options=document["options"],
@@ -97,19 +90,15 @@ def _plan_out(plan: RollbackPlan, document: dict[str, Any]) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
+def _plan_state(plan: RollbackPlan) -> dict[str, Any]:
+    """The fields of ``schemas.PlanState`` from a stored plan."""
+    return {name: getattr(plan, name) for name in schemas.PlanState.model_fields} | {
+        "status": str(plan.status)
+    }
+
+
 def _summary(state: StateDep, plan: RollbackPlan) -> schemas.PlanSummary:
-    assert plan.id is not None
-    return schemas.PlanSummary(
-        id=plan.id,
-        experiment_id=plan.experiment_id,
-        feature_key=plan.feature_key,
-        created_at=plan.created_at,
-        strategy=plan.strategy,
-        status=str(plan.status),
-        current_stage=plan.current_stage,
-        stages=len(_document(state, plan)["stages"]),
-        version=plan.version,
-    )
+    return schemas.PlanSummary(**_plan_state(plan), stages=len(_document(state, plan)["stages"]))
 
 
 def _etag(response: Response, plan: RollbackPlan) -> None:

@@ -77,7 +77,9 @@ class StageOut(BaseModel):
     saved_groups: dict[str, int]  # saved group -> members (the lists are in the document)
 
 
-class PlanOut(BaseModel):
+class PlanState(BaseModel):
+    """What every view of a plan shows: which plan, and where its rollout stands."""
+
     id: int
     experiment_id: str
     feature_key: str
@@ -85,24 +87,19 @@ class PlanOut(BaseModel):
     strategy: str
     status: str
     current_stage: int
-    pending_stage: int | None
     version: int
+
+
+class PlanOut(PlanState):
+    pending_stage: int | None
     stage_applied_at: datetime | None
     reason: str
     options: list[OptionOut]
     stages: list[StageOut]
 
 
-class PlanSummary(BaseModel):
-    id: int
-    experiment_id: str
-    feature_key: str
-    created_at: datetime
-    strategy: str
-    status: str
-    current_stage: int
+class PlanSummary(PlanState):
     stages: int
-    version: int
 
 
 class PlanList(BaseModel):

@@ -353,13 +353,6 @@ def summarise_event(event: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-@st.cache_data(ttl=LONG, max_entries=8)
-def plan_json(plan_id: int) -> bytes:
-    """A stored plan's plan.json, as ``aftershock plan --out`` writes it."""
-    document = load_plan_document(engine(), plan_id) or {}
-    return (json.dumps({"id": plan_id, **document}, indent=1) + "\n").encode()
-
-
 def evaluate_guardrails(plan_id: int) -> dict[str, Any]:
     """Judge a plan's current stage now (rollout.plans.evaluate_plan, recorded as the CLI
     records it) and forget the cached events; return the decision."""

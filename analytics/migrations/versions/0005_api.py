@@ -55,14 +55,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("rollback_plans", schema=None) as batch_op:
         batch_op.add_column(sa.Column("pending_stage", sa.Integer(), nullable=True))
-        batch_op.add_column(
-            sa.Column("status_before", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True)
-        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("rollback_plans", schema=None) as batch_op:
-        batch_op.drop_column("status_before")
         batch_op.drop_column("pending_stage")
 
     op.drop_table("idempotency_records")
