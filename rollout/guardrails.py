@@ -5,7 +5,7 @@ stage's coverage: a randomised split into users rolled back and users not yet. E
 compares the two arms' per-user means with an always-valid confidence sequence
 (analytics.inference.sequential), so the stage can be checked every hour and acted on the
 moment the evidence is there, without inflating the false-pause rate. Pure decision code: the
-outcomes come in as a frame (analytics.outcomes.load_user_outcomes), nothing is read here.
+outcomes come in as a frame (analytics.analysis.outcomes.load_user_outcomes), nothing is read here.
 
 The rules, in order:
 
@@ -34,13 +34,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from analytics.analysis.outcomes import GUARDRAIL_METRICS, compute_user_metrics
 from analytics.errors import ConfigError
 from analytics.inference.results import ErrorCode, SrmResult
 from analytics.inference.sequential import confidence_sequence
 from analytics.inference.srm import SRM_THRESHOLD, srm_test
 from analytics.inference.sufficient import SampleStats
-from analytics.outcomes import GUARDRAIL_METRICS, compute_user_metrics
-from rollout.growthbook_rules import is_rolled_back
+from rollout.growthbook.rules import is_rolled_back
 
 Action = Literal["advance", "hold", "pause"]
 Status = Literal["regression", "cleared", "inconclusive"]
@@ -66,7 +66,7 @@ class Guardrail:
 
     ``max_regression`` is the largest regression to tolerate: absolute, in the metric's unit
     (a rate as a share, 0.02 is two percentage points), positive whichever direction is worse
-    for the metric (:data:`analytics.outcomes.GUARDRAIL_METRICS`).
+    for the metric (:data:`analytics.analysis.outcomes.GUARDRAIL_METRICS`).
     """
 
     metric: str
@@ -224,7 +224,7 @@ def assign_arms(
 ) -> npt.NDArray[np.bool_]:
     """Whether each user is rolled back at ``coverage``: GrowthBook's hash with the
     rollback's fixed seed, exactly as the stage's force rule serves them
-    (:func:`rollout.growthbook_rules.is_rolled_back`)."""
+    (:func:`rollout.growthbook.rules.is_rolled_back`)."""
     if not 0.0 <= coverage <= 1.0:
         raise ConfigError(f"coverage must lie in [0, 1], got {coverage}")
     return np.fromiter(
@@ -409,7 +409,7 @@ def decide_stage(
     Parameters
     ----------
     outcomes : DataFrame
-        One row per user of the cohort, as :func:`analytics.outcomes.load_user_outcomes`
+        One row per user of the cohort, as :func:`analytics.analysis.outcomes.load_user_outcomes`
         returns it for the window since the stage began; users with ``n == 0`` were not
         active and count in neither arm.
     rolled_back : array_like of bool

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.power import NormalIndPower
 
-from rollout.growthbook_rules import (
+from rollout.growthbook.rules import (
     EVERYONE,
     RuleSpec,
     build_stage_payload,

@@ -15,20 +15,10 @@ from typing import Any, Protocol
 import pandas as pd
 import sqlalchemy as sa
 
+from analytics.analysis.outcomes import compute_user_metrics, load_user_outcomes
 from analytics.errors import AftershockError
-from analytics.models import PlanEvent, PlanStatus, RollbackPlan
-from analytics.outcomes import compute_user_metrics, load_user_outcomes
-from analytics.store import (
-    load_analysis_users,
-    load_latest_analysis,
-    load_plan,
-    load_plan_events,
-    load_plan_members,
-    record_plan_event,
-    save_plan,
-    update_plan_state,
-)
-from rollout.growthbook_rules import EVERYONE
+from analytics.store import load_analysis_users, load_latest_analysis
+from rollout.growthbook.rules import EVERYONE
 from rollout.guardrails import (
     Guardrail,
     GuardrailDecision,
@@ -36,8 +26,17 @@ from rollout.guardrails import (
     assign_arms,
     decide_stage,
 )
+from rollout.models import PlanEvent, PlanStatus, RollbackPlan
 from rollout.planner import Plan, Policy, choose, plan_document, plan_rollback
 from rollout.risk import RiskParams, score_users
+from rollout.store import (
+    load_plan,
+    load_plan_events,
+    load_plan_members,
+    record_plan_event,
+    save_plan,
+    update_plan_state,
+)
 
 ACTIVITY_WINDOW_DAYS = 14  # recent activity the holds are sized on
 
@@ -47,7 +46,7 @@ class PlanError(AftershockError):
 
 
 class RuleWriter(Protocol):
-    """What applying a stage needs of a GrowthBook client (rollout.growthbook)."""
+    """What applying a stage needs of a GrowthBook client (rollout.growthbook.client)."""
 
     def upsert_saved_group(self, name: str, attribute_key: str, values: list[str]) -> str: ...
 

@@ -1,7 +1,7 @@
 """Second-disruption risk: how likely rolling a user back to the old model breaks things for
 them a second time.
 
-For a user with adaptation p-value :math:`p` (analytics.adaptation), :math:`d` days since
+For a user with adaptation p-value :math:`p` (analytics.analysis.adaptation), :math:`d` days since
 first exposure, :math:`n` interactions since, and the experiment's adaptation half-life
 :math:`h`:
 

@@ -1,13 +1,14 @@
 """A fake GrowthBook REST API server that checks every request and response against the spec.
 
 It serves, on 127.0.0.1 and a free port (``http.server`` in a background thread), exactly the
-endpoints :mod:`rollout.growthbook` uses, over in-memory features (rules per environment,
+endpoints :mod:`rollout.growthbook.client` uses, over in-memory features (rules per environment,
 revisions, drafts, publish), experiments and saved groups. Each request body, query and path
 parameter and each response body is validated against GrowthBook's OpenAPI 5.0.1 spec
-(``shared/growthbook/openapi-5.0.1.yaml``, jsonschema Draft 2020-12 with a ``referencing``
-registry over the whole document): an invalid request gets a 400, and every failure, request
-or response, is kept in ``validation_failures``; the ``fake_growthbook`` fixture fails the test
-at teardown if there is any.
+(``tests/reference/growthbook/openapi-subset.json``: these operations and every component they
+reference, made by ``tests/reference/make_growthbook_subset.py``; jsonschema Draft 2020-12 with
+a ``referencing`` registry over the whole document): an invalid request gets a 400, and every
+failure, request or response, is kept in ``validation_failures``; the ``fake_growthbook``
+fixture fails the test at teardown if there is any.
 
 One liberty with the spec: its composed schemas (``allOf`` of objects that each say
 ``additionalProperties: false``) accept no object at all under strict Draft 2020-12 (each part
@@ -39,12 +40,11 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "growthbook" / "openapi-5.0.1.yaml"
+SPEC_PATH = Path(__file__).resolve().parent / "reference" / "growthbook" / "openapi-subset.json"
 SPEC_URI = "urn:growthbook:openapi-5.0.1"
 API_KEY = "secret_fake_4f9c2b7e1d0a"
 ACTIVE_DRAFTS = ("draft", "pending-review", "approved", "changes-requested")
@@ -153,9 +153,7 @@ def relax_compositions(spec: dict[str, Any]) -> dict[str, Any]:
 @functools.cache
 def load_spec() -> dict[str, Any]:
     """GrowthBook's OpenAPI document, relaxed (:func:`relax_compositions`); once per process."""
-    with SPEC_PATH.open() as f:
-        spec = yaml.load(f, Loader=yaml.CSafeLoader)
-    return relax_compositions(spec)
+    return relax_compositions(json.loads(SPEC_PATH.read_text(encoding="utf-8")))
 
 
 class SpecValidator:
@@ -188,7 +186,7 @@ class SpecValidator:
 
 @functools.cache
 def spec_validator() -> SpecValidator:
-    """The process-wide validator (the spec takes a second or two to load)."""
+    """The process-wide validator, built once."""
     return SpecValidator(load_spec())
 
 

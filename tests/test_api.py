@@ -22,11 +22,11 @@ from fastapi import FastAPI
 
 from analytics.demo import DemoConfig
 from analytics.settings import Settings
-from analytics.store import load_plan, load_plan_events, save_plan
 from rollout.api import create_app
 from rollout.api.tokens import create_token, revoke_token
-from rollout.growthbook import GrowthBookClient
+from rollout.growthbook.client import GrowthBookClient
 from rollout.planner import Policy, choose, plan_document, plan_rollback
+from rollout.store import load_plan, load_plan_events, save_plan
 from tests.fake_growthbook import API_KEY, FakeGrowthBook, Fault
 from tests.test_pipeline import load_demo
 from tests.test_planner import make_users

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from analytics.analysis.pipeline import AnalysisParams, run_analysis
 from analytics.db import get_engine
 from analytics.demo import DemoConfig, generate_demo, write_demo
 from analytics.ingest import ingest_file
 from analytics.models import IngestKind
-from analytics.pipeline import AnalysisParams, run_analysis
 
 DATA_SETS = 200
 ALPHA = 0.05

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from analytics.db import get_engine, head_revision
 from analytics.settings import get_settings
-from rollout.cli import app
+from rollout.cli.app import app
 from tests.factories import INTERACTION_COLUMNS, exposure, interaction, write_rows
 
 
@@ -129,7 +129,7 @@ def test_sigkill_mid_ingest_then_rerun_finishes_exactly(cli_env: str, tmp_path: 
         [
             sys.executable,
             "-c",
-            "from rollout.cli import main; main()",
+            "from rollout.cli.app import main; main()",
             "ingest",
             "interactions",
             str(path),

@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from analytics.cohorts import load_cohorts
-from analytics.models import ANALYSED_COLUMNS, Exposure, Interaction
-from analytics.user_periods import (
+from analytics.analysis.cohorts import load_cohorts
+from analytics.analysis.user_periods import (
     METRIC_COLUMNS,
     STYLE_COLUMNS,
     STYLE_PAIRS,
@@ -21,6 +20,7 @@ from analytics.user_periods import (
     roll_up_buckets,
     roll_up_periods,
 )
+from analytics.models import ANALYSED_COLUMNS, Exposure, Interaction
 
 T0 = datetime(2026, 10, 19, 12, 0, tzinfo=UTC)
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from analytics.analysis.pipeline import AnalysisParams, run_analysis
 from analytics.demo import DemoConfig
-from analytics.pipeline import AnalysisParams, run_analysis
-from analytics.store import list_plans, load_plan_events, save_analysis
+from analytics.store import save_analysis
 from rollout.api import create_app
+from rollout.store import list_plans, load_plan_events
 from tests.test_api import SETTINGS, Api
 from tests.test_pipeline import load_demo
 

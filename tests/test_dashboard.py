@@ -21,22 +21,15 @@ import streamlit as st
 from sqlmodel import Session, col, select
 from streamlit.testing.v1 import AppTest
 
+from analytics.analysis.pipeline import AnalysisParams, analysis_document, run_analysis
 from analytics.db import ensure_schema, get_engine
 from analytics.demo import DemoConfig
 from analytics.models import Interaction
-from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
 from analytics.settings import get_settings
-from analytics.store import (
-    list_plans,
-    load_analysis_users,
-    load_latest_analysis,
-    load_plan,
-    load_plan_document,
-    load_plan_events,
-    save_analysis,
-)
+from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
 from rollout.planner import Policy
 from rollout.plans import apply_stage, create_plan
+from rollout.store import list_plans, load_plan, load_plan_document, load_plan_events
 from tests.test_pipeline import load_demo
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from analytics.analysis.pipeline import AnalysisParams, analysis_document, run_analysis
 from analytics.db import ensure_schema, get_engine
 from analytics.demo import DemoConfig
-from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
-from analytics.store import load_plan_document, save_analysis
-from rollout.dashboard.screenshots import (
+from analytics.store import save_analysis
+from rollout.planner import Policy
+from rollout.plans import apply_stage, create_plan
+from rollout.store import load_plan_document
+from tests.test_pipeline import load_demo
+from tools.screenshots import (
     INSTALL_HINT,
     chromium,
     find_chromium,
@@ -20,9 +24,6 @@ from rollout.dashboard.screenshots import (
     open_page,
     serve,
 )
-from rollout.planner import Policy
-from rollout.plans import apply_stage, create_plan
-from tests.test_pipeline import load_demo
 
 EXPERIMENT = "chat-model-upgrade"
 

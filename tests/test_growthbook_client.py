@@ -18,7 +18,7 @@ from growthbook.core import gbhash
 
 from analytics.errors import ConfigError
 from analytics.settings import Settings
-from rollout.growthbook import (
+from rollout.growthbook.client import (
     AppliedRules,
     GrowthBookClient,
     GrowthBookConflict,

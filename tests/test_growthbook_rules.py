@@ -10,7 +10,7 @@ import pytest
 from growthbook import GrowthBook
 from growthbook.core import gbhash
 
-from rollout.growthbook_rules import (
+from rollout.growthbook.rules import (
     RuleSpec,
     build_stage_payload,
     is_rolled_back,
@@ -21,11 +21,12 @@ from rollout.growthbook_rules import (
     saved_group_id,
 )
 
-SDK_CASES = Path(__file__).resolve().parents[2] / "shared" / "growthbook" / "sdk-cases.json"
+SDK_CASES = Path(__file__).resolve().parent / "reference" / "growthbook" / "sdk-hash-cases.json"
 
 
 def test_hash_matches_growthbooks_cross_sdk_vectors() -> None:
-    # GrowthBook's cross-SDK test vectors (shared/growthbook/sdk-cases.json, section "hash").
+    # GrowthBook's cross-SDK test vectors (section "hash" of cases.json; see
+    # tests/reference/growthbook/README.md).
     cases = json.loads(SDK_CASES.read_text())["hash"]
     assert len(cases) > 10
     for seed, value, version, expected in cases:

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from analytics.analysis.outcomes import OUTCOME_COLUMNS
 from analytics.errors import ConfigError
-from analytics.outcomes import OUTCOME_COLUMNS
-from rollout.growthbook_rules import is_rolled_back
+from rollout.growthbook.rules import is_rolled_back
 from rollout.guardrails import (
     Guardrail,
     GuardrailCheck,

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import analytics.outcomes
-from analytics.models import Interaction
-from analytics.outcomes import (
+import analytics.analysis.outcomes
+from analytics.analysis.outcomes import (
     GUARDRAIL_METRICS,
     OUTCOME_COLUMNS,
     compute_user_metrics,
     load_user_outcomes,
 )
+from analytics.models import Interaction
 
 SINCE = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 9, 0, 0, tzinfo=UTC)
@@ -159,7 +159,7 @@ def test_booleans_nulls_and_days(engine: sa.Engine) -> None:
 
 
 def test_many_users_are_read_in_chunks(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(analytics.outcomes, "_CHUNK_USERS", 7)
+    monkeypatch.setattr(analytics.analysis.outcomes, "_CHUNK_USERS", 7)
     users = [f"u{i:02d}" for i in range(40)]
     rows = random_rows(2, users[::2], 400)
     store(engine, rows.to_dict("records"))

@@ -11,10 +11,7 @@ import pytest
 import sqlalchemy as sa
 from scipy.stats import mannwhitneyu
 
-from analytics.demo import DemoConfig, generate_demo, write_demo
-from analytics.ingest import ingest_file
-from analytics.models import IngestKind, Interaction
-from analytics.pipeline import (
+from analytics.analysis.pipeline import (
     USERS_CSV_COLUMNS,
     AnalysisParams,
     AnalysisResult,
@@ -22,8 +19,11 @@ from analytics.pipeline import (
     run_analysis,
     users_table,
 )
+from analytics.analysis.user_periods import PeriodParams
+from analytics.demo import DemoConfig, generate_demo, write_demo
+from analytics.ingest import ingest_file
+from analytics.models import IngestKind, Interaction
 from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
-from analytics.user_periods import PeriodParams
 
 DRIFTING = {"response_length", "agreement_rate"}
 NULL_BEHAVIOUR = {"latency_ms", "refusal_rate", "complaint_rate", "retry_rate"}

@@ -11,12 +11,13 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from analytics.analysis.pipeline import AnalysisParams, run_analysis
 from analytics.demo import DemoConfig
-from analytics.pipeline import AnalysisParams, run_analysis
 from analytics.settings import get_settings
-from analytics.store import load_plan, load_plan_events, save_analysis
-from rollout.cli import app
-from rollout.growthbook_rules import is_rolled_back
+from analytics.store import save_analysis
+from rollout.cli.app import app
+from rollout.growthbook.rules import is_rolled_back
+from rollout.store import load_plan, load_plan_events
 from tests.test_pipeline import load_demo
 
 

@@ -15,11 +15,11 @@ from growthbook import GrowthBook
 
 from analytics.demo import DemoConfig
 from analytics.settings import get_settings
-from analytics.store import load_plan, load_plan_events, save_plan
-from rollout.cli_plans import growthbook_split
-from rollout.growthbook import GrowthBookClient, GrowthBookError
+from rollout.cli.plans import growthbook_split
+from rollout.growthbook.client import GrowthBookClient, GrowthBookError
 from rollout.planner import Policy, choose, plan_document, plan_rollback
 from rollout.plans import apply_stage
+from rollout.store import load_plan, load_plan_events, save_plan
 from tests.fake_growthbook import API_KEY, FakeGrowthBook, Fault
 from tests.test_pipeline import load_demo
 from tests.test_plan_demo import run

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from rollout.growthbook_rules import is_rolled_back
+from rollout.growthbook.rules import is_rolled_back
 from rollout.planner import (
     COHORT_ORDER,
     CohortStats,

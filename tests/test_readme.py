@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analytics.settings import get_settings
-from rollout.cli import app
+from rollout.cli.app import app
 
 README = Path(__file__).parent.parent / "README.md"
 

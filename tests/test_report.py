@@ -22,12 +22,12 @@ import sqlalchemy as sa
 import typer
 from typer.testing import CliRunner
 
+from analytics.analysis.pipeline import AnalysisParams, analysis_document, run_analysis
+from analytics.analysis.user_periods import PeriodParams
 from analytics.demo import DemoConfig
-from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
 from analytics.settings import get_settings
 from analytics.store import save_analysis
-from analytics.user_periods import PeriodParams
-from rollout.cli_report import report
+from rollout.cli.report import report
 from rollout.report import (
     IsoWeek,
     ReportError,

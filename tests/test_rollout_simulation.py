@@ -19,10 +19,10 @@ import sqlalchemy as sa
 
 from analytics.ingest import ingest_file
 from analytics.models import IngestKind
-from analytics.store import save_plan
-from rollout.growthbook_rules import is_rolled_back
+from rollout.growthbook.rules import is_rolled_back
 from rollout.planner import Policy, choose, plan_document, plan_rollback
 from rollout.plans import apply_stage, evaluate_plan
+from rollout.store import save_plan
 
 FEATURE = "chat-model"
 START = datetime(2026, 11, 16, tzinfo=UTC)

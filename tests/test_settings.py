@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from analytics.errors import ConfigError
 from analytics.settings import Settings, get_settings, normalise_database_url, sqlite_file
-from rollout.cli import app
+from rollout.cli.app import app
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analytics.analysis.user_periods import BEHAVIOR_COLUMNS
 from analytics.inference.changepoints import detect_change_points
 from analytics.inference.cuped import cuped_welch_test
 from analytics.inference.distributions import distribution_test, psi
 from analytics.inference.ratios import ratio_welch_test
 from analytics.inference.sufficient import PairStats
 from analytics.inference.tables import with_q_values
-from analytics.user_periods import BEHAVIOR_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def compute_behavior_drift(
     """The drift table: every behaviour metric, every treatment against ``control``.
 
     ``users`` holds one row per analysed user with ``variation`` and the per-period means of
-    :func:`analytics.user_periods.user_means`; ``post_sums`` their post-period sums and counts
-    with ``variation`` (for the ratio metrics; without it every metric is a mean metric).
+    :func:`analytics.analysis.user_periods.user_means`; ``post_sums`` their post-period sums
+    and counts with ``variation`` (for the ratio metrics; without it every metric is a mean metric).
     """
     rows: list[DriftRow] = []
     for metric in BEHAVIOR_COLUMNS:

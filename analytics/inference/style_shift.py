@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 
+from analytics.analysis.user_periods import BUCKETS, DAY_BINS, STYLE_COLUMNS
 from analytics.inference.curves import fit_half_life
 from analytics.inference.results import HalfLifeResult
 from analytics.inference.sufficient import SampleStats
 from analytics.inference.tables import with_q_values
 from analytics.inference.ttests import welch_test
-from analytics.user_periods import BUCKETS, DAY_BINS, STYLE_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import analytics.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import rollout.models  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

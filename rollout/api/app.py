@@ -19,7 +19,7 @@ from analytics.settings import Settings, get_settings
 from rollout.api.deps import ApiState
 from rollout.api.problems import ProblemError
 from rollout.api.routes import router
-from rollout.growthbook import GrowthBookError
+from rollout.growthbook.client import GrowthBookError
 from rollout.plans import PlanNotFoundError, PlanRefusedError, VersionConflictError
 
 log = logging.getLogger("aftershock.api")
@@ -39,7 +39,7 @@ def growthbook_factory(settings: Settings) -> Callable[[], Any | None]:
     def make() -> Any | None:
         if not settings.growthbook_url or settings.growthbook_api_key is None:
             return None
-        from rollout.growthbook import GrowthBookClient
+        from rollout.growthbook.client import GrowthBookClient
 
         return GrowthBookClient.from_settings(settings)
 

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from analytics.models import IdempotencyRecord
 from rollout.api.problems import PROBLEM_JSON, ProblemError
 from rollout.api.tokens import Principal
+from rollout.models import IdempotencyRecord
 
 IN_PROGRESS = 0
 

@@ -15,16 +15,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, col, select
 
-from analytics.models import PlanEvent, PlanUser, RollbackPlan
-from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
-from analytics.store import (
-    list_plans,
-    load_analysis_users,
-    load_latest_analysis,
-    load_plan_document,
-    load_plan_state,
-    save_analysis,
-)
+from analytics.analysis.pipeline import AnalysisParams, analysis_document, run_analysis
+from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
 from rollout.api import schemas
 from rollout.api.deps import (
     STATE_TTL_SECONDS,
@@ -37,10 +29,12 @@ from rollout.api.deps import (
 )
 from rollout.api.idempotency import run_idempotent
 from rollout.api.problems import ProblemError
-from rollout.growthbook_rules import is_rolled_back
+from rollout.growthbook.rules import is_rolled_back
 from rollout.guardrails import Guardrail
+from rollout.models import PlanEvent, PlanUser, RollbackPlan
 from rollout.planner import DEFAULT_GUARDRAILS, Policy
 from rollout.plans import advance_plan, change_status, create_plan, evaluate_plan, refuse
+from rollout.store import list_plans, load_plan_document, load_plan_state
 
 router = APIRouter(prefix="/v1")
 PlanId = Annotated[int, Path(ge=1, le=2_147_483_647, description="The plan's id.")]

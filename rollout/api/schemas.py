@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from analytics.outcomes import GUARDRAIL_METRICS
+from analytics.analysis.outcomes import GUARDRAIL_METRICS
 from rollout.planner import STRATEGIES
 
 Metric = Literal["complaint_rate", "retry_rate", "feedback_score", "pushback_rate"]

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from analytics.db import ensure_schema
 from analytics.errors import AftershockError
-from analytics.models import ApiToken
+from rollout.models import ApiToken
 
 SCOPES = ("read", "ramp", "admin")  # each includes the ones before it
 TOKEN_PREFIX = "ash_"

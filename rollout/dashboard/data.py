@@ -24,19 +24,16 @@ import streamlit as st
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
+from analytics.analysis.user_periods import PeriodParams, load_daily
 from analytics.db import ensure_schema, get_engine
-from analytics.models import AnalysisRun, Exposure, Interaction, RollbackPlan
+from analytics.models import AnalysisRun, Exposure, Interaction
 from analytics.settings import get_settings
-from analytics.store import (
-    load_analysis_users,
-    load_latest_analysis,
-    load_plan_document,
-    load_plan_events,
-)
-from analytics.user_periods import PeriodParams, load_daily
+from analytics.store import load_analysis_users, load_latest_analysis
 from rollout.guardrails import Guardrail
+from rollout.models import RollbackPlan
 from rollout.planner import Plan, Policy, choose, plan_document, plan_rollback
 from rollout.plans import create_plan, evaluate_plan, load_plan_users
+from rollout.store import load_plan_document, load_plan_events
 
 if TYPE_CHECKING:
     from rollout.report import WeeklyReport

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analytics.user_periods import BUCKETS
+from analytics.analysis.user_periods import BUCKETS
 from rollout.dashboard import data, ui
 
 LAST_DAY = 28.0  # where the open-ended "14+" bucket is drawn to

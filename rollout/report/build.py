@@ -11,12 +11,13 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from analytics.adaptation import LABELS, AdaptationParams
-from analytics.cohorts import Cohorts, load_cohorts
-from analytics.models import Exposure, PlanEvent, RollbackPlan
-from analytics.pipeline import AnalysisParams, analysis_document, run_analysis
-from analytics.store import list_plans, load_latest_analysis, load_plan_events
-from analytics.user_periods import PeriodParams
+from analytics.analysis.adaptation import LABELS, AdaptationParams
+from analytics.analysis.cohorts import Cohorts, load_cohorts
+from analytics.analysis.pipeline import AnalysisParams, analysis_document, run_analysis
+from analytics.analysis.user_periods import PeriodParams
+from analytics.models import Exposure
+from analytics.store import load_latest_analysis
+from rollout.models import PlanEvent, RollbackPlan
 from rollout.report.model import (
     STAGE_ACTIONS,
     DaysLine,
@@ -30,6 +31,7 @@ from rollout.report.model import (
     WeeklyReport,
     parse_iso_week,
 )
+from rollout.store import list_plans, load_plan_events
 from rollout.wording import METRIC_WORDS
 
 

@@ -1,7 +1,7 @@
 """The always-valid confidence sequence against GrowthBook's reference, scipy and simulation.
 
 The reference figures are GrowthBook gbstats' ``tests/frequentist/test_tests.py::
-TestSequentialTTest`` (MIT licence), quoted in /work/shared/reference/STATS_REFERENCE.md.
+TestSequentialTTest`` (``packages/stats`` of the growthbook/growthbook repository, MIT licence).
 Simulations are seeded, so every run sees the same numbers.
 """
 

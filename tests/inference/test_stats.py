@@ -1,7 +1,8 @@
 """Tests of analytics.inference against independent implementations and reference values.
 
-Reference figures come from /work/shared/reference/STATS_REFERENCE.md, which quotes
-GrowthBook's own tests (MIT licence); each test cites the file it comes from. Independent
+Reference figures come from GrowthBook's own tests in the growthbook/growthbook repository
+(MIT licence): gbstats' (``packages/stats/tests``) and the TypeScript tests under ``packages/``;
+each test cites the file it comes from. Independent
 implementations: scipy (Welch, chisquare, ks_2samp, mannwhitneyu) and statsmodels
 (multipletests, OLS). Simulations are seeded, so every run sees the same numbers.
 """
@@ -90,7 +91,7 @@ def test_from_moments_round_trips() -> None:
 
 # --- Welch and relative effect ---------------------------------------------------------
 
-# GrowthBook gbstats tests/frequentist/test_tests.py::TestTwoSidedTTest (STATS_REFERENCE.md)
+# GrowthBook gbstats tests/frequentist/test_tests.py::TestTwoSidedTTest
 GB_CONTROL = SampleStats(n=3407, sum=1396.87, sum_squares=52377.9767)
 GB_TREATMENT = SampleStats(n=3461, sum=2422.7, sum_squares=134698.29)
 FIVE_DECIMALS = 5e-6
@@ -339,7 +340,7 @@ def test_cuped_null_rate_coverage_and_power() -> None:
 
 # --- Multiple testing ------------------------------------------------------------------
 
-# GrowthBook packages/shared/test/experiments.test.ts (STATS_REFERENCE.md)
+# GrowthBook packages/shared/test/experiments.test.ts
 GB_BH_P = [0.898, 0.138, 0.007, 0.964, 0.538, 0.006, 0.138]
 GB_BH_Q = [0.964, 0.2415, 0.0245, 0.964, 0.7532, 0.0245, 0.2415]
 GB_HOLM_P = [0.01, 0.04, 0.03, 0.005, 0.55, 0.6]

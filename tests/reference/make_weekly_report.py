@@ -25,11 +25,11 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from analytics.analysis.pipeline import AnalysisParams, run_analysis
 from analytics.db import ensure_schema, get_engine
 from analytics.demo import DemoConfig
-from analytics.models import PlanEvent
-from analytics.pipeline import AnalysisParams, run_analysis
 from analytics.store import save_analysis
+from rollout.models import PlanEvent
 from rollout.planner import Policy
 from rollout.plans import apply_stage, create_plan, evaluate_plan
 from rollout.report import build_weekly_report, render_markdown

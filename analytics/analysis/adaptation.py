@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analytics.analysis.user_periods import STYLE_COLUMNS, STYLE_PAIRS
 from analytics.inference.multiple import benjamini_hochberg
-from analytics.user_periods import STYLE_COLUMNS, STYLE_PAIRS
 
 STYLE = list(STYLE_COLUMNS)
 FOLDS = 5  # cross-fitting folds for the direction (users are assigned by a hash of their id)
@@ -57,7 +57,7 @@ class AdaptationParams:
 def within_user_covariance(periods: pd.DataFrame) -> np.ndarray:
     """Pooled covariance of the style metrics between interactions of the same user-period:
     :math:`\\sum (\\sum ab - \\sum a \\sum b / n) / \\sum (n - 1)` over user-periods
-    (``periods``: :func:`analytics.user_periods.load_within_user`)."""
+    (``periods``: :func:`analytics.analysis.user_periods.load_within_user`)."""
     k = len(STYLE)
     out = np.zeros((k, k))
     rows = periods[periods["n"] >= 2]

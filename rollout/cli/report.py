@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from analytics.db import ensure_schema, get_engine
-from rollout.console import out, reports_errors
+from rollout.cli.console import out, reports_errors
 from rollout.report import (
     WeekError,
     build_weekly_report,

@@ -16,8 +16,19 @@ import pandas as pd
 import sqlalchemy as sa
 
 import analytics
-from analytics.adaptation import STYLE, AdaptationParams, label_counts, score_adaptation
-from analytics.cohorts import Cohorts, load_cohorts
+from analytics.analysis.adaptation import STYLE, AdaptationParams, label_counts, score_adaptation
+from analytics.analysis.cohorts import Cohorts, load_cohorts
+from analytics.analysis.user_periods import (
+    STYLE_COLUMNS,
+    PeriodParams,
+    load_daily,
+    load_user_bins,
+    load_within_user,
+    roll_up_buckets,
+    roll_up_periods,
+    sample_users,
+    user_means,
+)
 from analytics.errors import ConfigError, NotFoundError
 from analytics.features.backfill import backfill_features
 from analytics.inference.drift import DriftRow, compute_behavior_drift
@@ -29,17 +40,6 @@ from analytics.inference.style_shift import (
     compute_bucket_shifts,
     compute_style_shift,
     estimate_half_life,
-)
-from analytics.user_periods import (
-    STYLE_COLUMNS,
-    PeriodParams,
-    load_daily,
-    load_user_bins,
-    load_within_user,
-    roll_up_buckets,
-    roll_up_periods,
-    sample_users,
-    user_means,
 )
 
 

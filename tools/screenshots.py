@@ -1,6 +1,6 @@
 """One PNG per dashboard page, taken in a real browser.
 
-``python -m rollout.dashboard.screenshots OUT_DIR`` starts ``streamlit run app.py`` on a free
+``python -m tools.screenshots OUT_DIR`` starts ``streamlit run app.py`` on a free
 port against the current ``AFTERSHOCK_DATABASE_URL``, opens each page in headless Chromium
 (Playwright, with Debian's ``chromium``: ``apt-get install chromium``) and saves
 ``overview.png``, ``drift.png``, ``style.png``, ``planner.png``, ``ramp.png`` and
@@ -27,7 +27,7 @@ from rollout.browser import find_chromium
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-APP = Path(__file__).resolve().parents[2] / "app.py"
+APP = Path(__file__).resolve().parents[1] / "app.py"
 # Page file -> URL path (as app.py's st.navigation names them).
 PAGES = {
     "overview": "",
@@ -197,7 +197,7 @@ def capture_all(url: str, out_dir: Path, executable: str) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m rollout.dashboard.screenshots OUT_DIR", file=sys.stderr)
+        print("usage: python -m tools.screenshots OUT_DIR", file=sys.stderr)
         return 2
     executable = find_chromium()
     if executable is None:

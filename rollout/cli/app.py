@@ -21,10 +21,10 @@ from analytics.errors import AftershockError
 from analytics.ingest import IngestSummary, ingest_file
 from analytics.models import IngestKind
 from analytics.settings import get_settings
-from rollout.cli_api import serve, tokens_app
-from rollout.cli_plans import growthbook_app, growthbook_split, guardrails, plan
-from rollout.cli_report import report
-from rollout.console import err, out, reports_errors
+from rollout.cli.api import serve, tokens_app
+from rollout.cli.console import err, out, reports_errors
+from rollout.cli.plans import growthbook_app, growthbook_split, guardrails, plan
+from rollout.cli.report import report
 
 app = typer.Typer(
     help="Aftershock: adaptation-aware rollbacks of LLM features.", no_args_is_help=True
@@ -183,10 +183,15 @@ def analyze(
     ] = None,
 ) -> None:
     """Analyse an experiment: behaviour drift, style shift, per-user adaptation."""
-    from analytics.adaptation import AdaptationParams
-    from analytics.pipeline import AnalysisParams, analysis_document, run_analysis, users_table
+    from analytics.analysis.adaptation import AdaptationParams
+    from analytics.analysis.pipeline import (
+        AnalysisParams,
+        analysis_document,
+        run_analysis,
+        users_table,
+    )
+    from analytics.analysis.user_periods import PeriodParams
     from analytics.store import save_analysis
-    from analytics.user_periods import PeriodParams
 
     split = None
     if weights:

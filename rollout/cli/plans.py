@@ -13,11 +13,12 @@ from rich.table import Table
 from analytics.db import ensure_schema, get_engine
 from analytics.errors import ConfigError
 from analytics.settings import Settings, get_settings
-from analytics.store import load_growthbook_experiment, load_plan, save_growthbook_snapshots
-from rollout.console import err, fail, out, reports_errors
+from analytics.store import load_growthbook_experiment, save_growthbook_snapshots
+from rollout.cli.console import err, fail, out, reports_errors
 from rollout.guardrails import Guardrail
 from rollout.planner import DEFAULT_GUARDRAILS, STRATEGIES, Policy
 from rollout.plans import apply_stage, create_plan, evaluate_plan, require_plan, write_stage
+from rollout.store import load_plan
 
 growthbook_app = typer.Typer(help="Read from and write to GrowthBook.", no_args_is_help=True)
 
@@ -148,7 +149,7 @@ def print_plan(document: dict[str, Any]) -> None:
 
 
 def _client(settings: Settings, *, dry_run: bool) -> Any:
-    from rollout.growthbook import GrowthBookClient
+    from rollout.growthbook.client import GrowthBookClient
 
     if not settings.growthbook_url or settings.growthbook_api_key is None:
         raise ConfigError(

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from analytics.db import get_engine
 from rollout.api.tokens import SCOPES, create_token, list_tokens, revoke_token
-from rollout.console import err, out, reports_errors
+from rollout.cli.console import err, out, reports_errors
 
 tokens_app = typer.Typer(help="API tokens of the flag-ramp API.", no_args_is_help=True)
 
