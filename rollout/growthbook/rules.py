@@ -13,7 +13,7 @@ default (the new model).
 
 The same rules are written two ways: SDK rules (what ``growthbook.GrowthBook`` evaluates, and
 what GrowthBook compiles saved-group targeting into) and REST API ``Targeting Rule`` bodies
-(shared/growthbook/openapi-5.0.1.yaml), whose saved groups are named here and resolved to
+(GrowthBook's REST API spec, version 5.0.1), whose saved groups are named here and resolved to
 GrowthBook's generated ids when they are written (rollout.growthbook.client).
 """
 
