@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 API_PORT ?= 8000
 DASHBOARD_PORT ?= 8501
 
-.PHONY: install run test lint bench lock clean
+.PHONY: install run test test-fast lint bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,11 +32,19 @@ run: install
 	@$(BIN)/aftershock tokens create --name make-run --scope admin
 	@echo "API: http://localhost:$(API_PORT)/docs   dashboard: http://localhost:$(DASHBOARD_PORT)"
 	$(BIN)/aftershock serve --port $(API_PORT) & api=$$!; \
-		trap 'kill $$api' EXIT INT TERM; \
+		trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
 		$(BIN)/streamlit run app.py --server.headless true --server.port $(DASHBOARD_PORT)
 
+# Everything, PostgreSQL and the browser included. The PostgreSQL variants run against this
+# server; they are skipped when it does not answer (CI sets AFTERSHOCK_REQUIRE_POSTGRES=1 to
+# fail instead). Tests marked slow run first, shared out between the xdist workers.
+test: export AFTERSHOCK_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 test: install
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+
+# The quick loop while editing: SQLite only, no browser, nothing marked slow.
+test-fast: install
+	$(BIN)/python -m pytest -n auto -m "not slow and not postgres and not browser" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,8 +7,6 @@ upgrades it to the newest revision, so an existing PostgreSQL database is upgrad
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlmodel import Session
 
 from analytics.settings import get_settings, normalise_database_url, sqlite_file
 
@@ -96,17 +93,3 @@ def ensure_schema(engine: sa.Engine) -> None:
             if schema_revision(engine) != head_revision(engine):
                 upgrade_schema(engine)
             _schema_ready.add(key)
-
-
-@contextmanager
-def session_scope(engine: sa.Engine | None = None) -> Iterator[Session]:
-    """A session on a migrated database, committed on success and rolled back on error."""
-    engine = engine or get_engine()
-    ensure_schema(engine)
-    with Session(engine) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise

@@ -1,37 +1,80 @@
-"""Reads and writes of persisted analysis runs; every surface reads results through here."""
+"""Reads and writes of persisted analysis runs and of what the surfaces show of the data;
+every surface reads results through here.
+
+pandas is imported inside the functions that return frames, so that a command that only
+counts rows (``aftershock status``) starts without it."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
-from dataclasses import asdict
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import orjson
-import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from analytics.analysis.pipeline import USERS_CSV_COLUMNS, AnalysisResult, analysis_document
 from analytics.db import ensure_schema
-from analytics.models import AnalysisRun, AnalysisUser, ExperimentSnapshot, FeatureSnapshot, utc_now
+from analytics.documents import USERS_CSV_COLUMNS, AnalysisDocument
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+from analytics.models import (
+    AnalysisRun,
+    AnalysisUser,
+    ExperimentSnapshot,
+    Exposure,
+    FeatureSnapshot,
+    Interaction,
+    utc_now,
+)
 
 
-def save_analysis(engine: sa.Engine, result: AnalysisResult) -> int:
+class AnalysisOutput(Protocol):
+    """What :func:`save_analysis` stores: an analysis result (the pipeline's)."""
+
+    @property
+    def users(self) -> pd.DataFrame: ...
+
+    def document(self) -> AnalysisDocument: ...
+
+    def parameters(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class StoredAnalysis:
+    """A stored analysis run: its id, analysis.json, and the parameters it ran with (as
+    ``AnalysisParams.to_json`` wrote them)."""
+
+    id: int
+    analysed_at: datetime
+    document: AnalysisDocument
+    parameters: dict[str, Any]
+
+    @property
+    def until(self) -> str | None:
+        """The moment the run analysed the data as of (``--as-of``), or None for all of it."""
+        until: str | None = (self.parameters.get("periods") or {}).get("until")
+        return until
+
+
+def save_analysis(engine: sa.Engine, result: AnalysisOutput) -> int:
     """Store the run (parameters, code version, time, results) and its per-user scores, in
     one transaction; return the run id."""
     ensure_schema(engine)
-    document = analysis_document(result)
+    document = result.document()
     users = result.users
     with Session(engine) as session:
         run = AnalysisRun(
-            experiment_id=result.params.experiment_id,
-            analysed_at=result.analysed_at,
-            code_version=result.code_version,
-            parameters=_json_safe(asdict(result.params)),
-            results=document,
+            experiment_id=document.experiment_id,
+            analysed_at=datetime.fromisoformat(document.analysed_at),
+            code_version=document.code_version,
+            parameters=result.parameters(),
+            results=document.to_json(),
         )
         session.add(run)
         session.flush()
@@ -49,15 +92,7 @@ def save_analysis(engine: sa.Engine, result: AnalysisResult) -> int:
                 "adaptation_label": label,
             }
             for user_id, variation, first, n_pre, n_post, score, p_value, label in zip(
-                users["user_id"],
-                users["variation"],
-                users["first_exposure"],
-                users["n_pre"],
-                users["n_post"],
-                users["adaptation_score"],
-                users["adaptation_p"],
-                users["adaptation_label"],
-                strict=True,
+                *(users[c] for c in USERS_CSV_COLUMNS), strict=True
             )
         ]
         if rows:  # Core executemany: an ORM bulk insert is several times slower here
@@ -66,15 +101,42 @@ def save_analysis(engine: sa.Engine, result: AnalysisResult) -> int:
         return run.id
 
 
-def load_latest_analysis(engine: sa.Engine, experiment_id: str) -> AnalysisRun | None:
+def _stored(run: AnalysisRun) -> StoredAnalysis:
+    assert run.id is not None
+    return StoredAnalysis(
+        id=run.id,
+        analysed_at=run.analysed_at,
+        document=AnalysisDocument.from_json(run.results),
+        parameters=dict(run.parameters),
+    )
+
+
+def load_latest_analysis(engine: sa.Engine, experiment_id: str) -> StoredAnalysis | None:
     """The most recent stored run of ``experiment_id``."""
     ensure_schema(engine)
     with Session(engine) as session:
-        return session.exec(
+        run = session.exec(
             select(AnalysisRun)
             .where(AnalysisRun.experiment_id == experiment_id)
             .order_by(col(AnalysisRun.id).desc())
         ).first()
+        return None if run is None else _stored(run)
+
+
+def load_analysis(engine: sa.Engine, run_id: int) -> StoredAnalysis | None:
+    """The stored run ``run_id``."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        run = session.get(AnalysisRun, run_id)
+        return None if run is None else _stored(run)
+
+
+def list_analysed_experiments(engine: sa.Engine) -> list[str]:
+    """Experiments with at least one stored analysis, most recently analysed first."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        runs = session.exec(select(AnalysisRun.experiment_id).order_by(col(AnalysisRun.id).desc()))
+        return list(dict.fromkeys(runs.all()))
 
 
 def load_analysis_users(engine: sa.Engine, run_id: int) -> pd.DataFrame:
@@ -84,21 +146,111 @@ def load_analysis_users(engine: sa.Engine, run_id: int) -> pd.DataFrame:
             select(AnalysisUser).where(AnalysisUser.analysis_run_id == run_id)
         ).all()
     columns = ["analysis_run_id", *USERS_CSV_COLUMNS]
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=columns).drop(columns="analysis_run_id")
 
 
 def _float(value: Any) -> float | None:
-    return None if value is None or not np.isfinite(value) else float(value)
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
+# --- exposures and interactions, as the surfaces show them ------------------------------------
+
+
+def check_database(engine: sa.Engine) -> None:
+    """Raise ``sqlalchemy.exc.SQLAlchemyError`` unless the database answers a query."""
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+
+
+def list_exposed_experiments(engine: sa.Engine) -> list[str]:
+    """Experiments with stored exposures, sorted (read from the exposures' primary key)."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        return sorted(session.exec(select(Exposure.experiment_id).distinct()).all())
+
+
+def count_exposed_users(engine: sa.Engine) -> dict[str, dict[str, int]]:
+    """Per experiment (sorted) and variation, the users with a stored exposure."""
+    exposures = Exposure.__table__  # type: ignore[attr-defined]
+    query = (
+        sa.select(
+            exposures.c.experiment_id,
+            exposures.c.variation_id,
+            sa.func.count(sa.distinct(exposures.c.user_id)),
+        )
+        .group_by(exposures.c.experiment_id, exposures.c.variation_id)
+        .order_by(exposures.c.experiment_id, exposures.c.variation_id)
+    )
+    users: dict[str, dict[str, int]] = {}
+    with engine.connect() as connection:
+        for experiment_id, variation, count in connection.execute(query):
+            users.setdefault(str(experiment_id), {})[str(variation)] = int(count)
+    return users
+
+
+def load_exposure_span(engine: sa.Engine, experiment_id: str) -> tuple[datetime, datetime] | None:
+    """The first and last stored exposure of an experiment (aware UTC), or None."""
+    exposures = Exposure.__table__  # type: ignore[attr-defined]
+    query = sa.select(sa.func.min(exposures.c.timestamp), sa.func.max(exposures.c.timestamp))
+    with engine.connect() as connection:
+        first, last = connection.execute(
+            query.where(exposures.c.experiment_id == experiment_id)
+        ).one()
+    if first is None or last is None:
+        return None
+    return _utc(first), _utc(last)
+
+
+def load_exposed_feature(engine: sa.Engine, experiment_id: str) -> str | None:
+    """The feature whose rule ran the experiment, as its exposures name it (if they do)."""
+    exposures = Exposure.__table__  # type: ignore[attr-defined]
+    query = sa.select(sa.func.min(exposures.c.feature_key)).where(
+        exposures.c.experiment_id == experiment_id
+    )
+    with engine.connect() as connection:
+        value: str | None = connection.execute(query).scalar()
     return value
+
+
+def load_prompt_examples(
+    engine: sa.Engine, user_id: str, first_exposure: datetime, *, with_text: bool, per_side: int
+) -> pd.DataFrame:
+    """One user's last ``per_side`` interactions before ``first_exposure`` and last
+    ``per_side`` from it on (read through the (user, time) index): ``side``, ``timestamp``,
+    ``prompt_length``, ``hedge``, ``pushback``, ``constraint`` and, when ``with_text``,
+    ``prompt``."""
+    columns: list[Any] = [
+        Interaction.timestamp,
+        Interaction.prompt_length,
+        Interaction.has_hedge,
+        Interaction.has_pushback,
+        Interaction.has_constraint,
+    ]
+    if with_text:
+        columns.append(Interaction.prompt)
+    rows = []
+    with Session(engine) as session:
+        for side, condition in (
+            ("before", col(Interaction.timestamp) < first_exposure),
+            ("after", col(Interaction.timestamp) >= first_exposure),
+        ):
+            found = session.exec(
+                select(*columns)
+                .where(Interaction.user_id == user_id, condition)
+                .order_by(col(Interaction.timestamp).desc())
+                .limit(per_side)
+            ).all()
+            rows += [(side, *row) for row in reversed(found)]
+    import pandas as pd
+
+    names = ["side", "timestamp", "prompt_length", "hedge", "pushback", "constraint"]
+    return pd.DataFrame(rows, columns=[*names, "prompt"] if with_text else names)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _sha256(definition: dict[str, Any]) -> str:
@@ -172,3 +324,44 @@ def load_growthbook_experiment(engine: sa.Engine, tracking_key: str) -> dict[str
             .order_by(col(ExperimentSnapshot.fetched_at).desc(), col(ExperimentSnapshot.id).desc())
         ).first()
         return None if row is None else dict(row.definition)
+
+
+@dataclass(frozen=True)
+class DatabaseSummary:
+    """What the database holds (``aftershock status``): rows per table, users per experiment
+    and variation, and the latest ingest runs, newest first."""
+
+    row_counts: dict[str, int]
+    experiments: tuple[tuple[str, str, int], ...]  # experiment_id, variation_id, users
+    # id, kind, file_name, status, rows_inserted, rows_duplicate, rows_rejected
+    last_ingests: tuple[tuple[int, str, str, str, int, int, int], ...]
+
+
+def load_database_summary(engine: sa.Engine, *, last_ingests: int = 5) -> DatabaseSummary:
+    """Row counts, the experiments with exposures and their users, the last ingest runs."""
+    ensure_schema(engine)
+    tables = ("exposures", "interactions", "ingest_runs", "ingest_rejects")
+    with engine.connect() as connection:
+        counts = {
+            name: int(connection.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one())
+            for name in tables
+        }
+        runs = connection.execute(
+            sa.text(
+                "SELECT id, kind, file_name, status, rows_inserted, rows_duplicate, rows_rejected "
+                "FROM ingest_runs ORDER BY id DESC LIMIT :n"
+            ),
+            {"n": last_ingests},
+        ).all()
+    return DatabaseSummary(
+        row_counts=counts,
+        experiments=tuple(
+            (experiment, variation, users)
+            for experiment, counts in count_exposed_users(engine).items()
+            for variation, users in counts.items()
+        ),
+        last_ingests=tuple(
+            (int(i), str(kind), str(name), str(status), int(ins), int(dup), int(rej))
+            for i, kind, name, status, ins, dup, rej in runs
+        ),
+    )

@@ -205,6 +205,33 @@ def bench_dashboard(rows: int) -> list[Row]:
     ]
 
 
+def bench_cli(runs: int = 7) -> list[Row]:
+    """Start-up of ``aftershock --help`` and ``aftershock status`` on SQLite (bench.cli)."""
+    with database("sqlite", None) as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.cli", url, str(runs)],
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode:
+        raise RuntimeError(f"bench.cli failed:\n{done.stderr[-3000:]}")
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    return [
+        Row(
+            "cli",
+            "sqlite",
+            f"{command}, median of {r['runs']} runs after a warm-up",
+            r["runs"],
+            r["median_s"],
+            r["peak_mb"],
+            "<= 1 s",
+            f"median {r['median_s']:.2f} s (min {r['min_s']:.2f}, max {r['max_s']:.2f}): "
+            f"{'yes' if r['median_s'] <= 1 else 'no'}",
+        )
+        for command, r in results.items()
+    ]
+
+
 def render(rows: list[Row]) -> str:
     header = ["stage", "backend", "method", "rows", "seconds", "rows/s", "peak MB", "target", "met"]
     # For analyze, "rows" are the users analysed and rows/s users per second.
@@ -212,7 +239,7 @@ def render(rows: list[Row]) -> str:
     for r in rows:
         lines.append(
             f"| {r.stage} | {r.backend} | {r.method} | {r.rows:,} | {r.seconds:.1f} | "
-            f"{'-' if r.stage == 'dashboard' else f'{r.rate:,.0f}'} | "
+            f"{'-' if r.stage in ('dashboard', 'cli') else f'{r.rate:,.0f}'} | "
             f"{'-' if not r.peak_mb else f'{r.peak_mb:,.0f}'} | {r.target} | {r.met} |"
         )
     return "\n".join(lines)
@@ -224,7 +251,7 @@ def main() -> None:
     parser.add_argument("--naive-rows", type=int, default=20_000)
     parser.add_argument(
         "--only",
-        choices=["ingest", "analyze", "api", "dashboard"],
+        choices=["ingest", "analyze", "api", "dashboard", "cli"],
         action="append",
         help="run only these",
     )
@@ -233,7 +260,7 @@ def main() -> None:
         "AFTERSHOCK_TEST_POSTGRES_URL"
     )
     backends = ["sqlite"] + (["postgres"] if postgres_url else [])
-    only = set(args.only or ["ingest", "analyze", "api", "dashboard"])
+    only = set(args.only or ["ingest", "analyze", "api", "dashboard", "cli"])
     results: list[Row] = []
     if "ingest" in only:
         results += bench_ingest(args.rows, args.naive_rows, backends, postgres_url)
@@ -243,6 +270,8 @@ def main() -> None:
         results += bench_api(backends, postgres_url)
     if "dashboard" in only:
         results += bench_dashboard(args.rows)
+    if "cli" in only:
+        results += bench_cli()
     table = render(results)
     print(table)
     CACHE.mkdir(parents=True, exist_ok=True)

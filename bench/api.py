@@ -30,7 +30,7 @@ import numpy as np
 from analytics.db import get_engine
 from analytics.demo import DemoConfig, generate_demo, write_demo
 from bench.data import load_planned_rollback
-from rollout.api.tokens import create_token
+from rollout.tokens import create_token
 
 CLIENTS = 50
 SECONDS = 20.0

@@ -40,7 +40,7 @@ def load_planned_rollback(url: str, interactions: Path, exposures: Path) -> int:
     its adaptation-aware rollback plan with two stages applied; return the plan's id."""
     from analytics.analysis.pipeline import AnalysisParams, run_analysis
     from analytics.db import ensure_schema, get_engine
-    from analytics.ingest import ingest_file
+    from analytics.ingest.runner import ingest_file
     from analytics.models import IngestKind
     from analytics.store import save_analysis
     from rollout.planner import Policy

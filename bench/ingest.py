@@ -24,10 +24,9 @@ import pyarrow.csv as pa_csv
 from sqlmodel import Session
 
 from analytics.db import ensure_schema, get_engine
-from analytics.ingest import ingest_file
 from analytics.ingest.contract import INTERACTIONS
 from analytics.ingest.readers import CSV_BLOCK_BYTES
-from analytics.ingest.runner import with_features
+from analytics.ingest.runner import ingest_file, with_features
 from analytics.models import IngestKind, Interaction
 
 

@@ -66,6 +66,7 @@ from rollout.growthbook.rules import (
     saved_group_id,
 )
 from rollout.guardrails import Guardrail
+from rollout.policy import POLICY_LIMITS, check_policy_value, policy_default
 from rollout.risk import DEFAULT_HALF_LIFE_DAYS
 
 STRATEGIES = ("immediate", "uniform_ramp", "adaptation_aware")
@@ -100,30 +101,31 @@ class Policy:
     """What the team will tolerate and how fast they must be done."""
 
     guardrails: tuple[Guardrail, ...] = DEFAULT_GUARDRAILS
-    alpha: float = 0.05
-    power: float = 0.8
-    max_step_share: float = 0.5  # largest share of a cohort moved in one step
-    deadline_days: float | None = None
+    alpha: float = policy_default("alpha")
+    power: float = policy_default("power")
+    max_step_share: float = policy_default("max_step_share")  # of a cohort, in one step
+    deadline_days: float | None = policy_default("deadline_days")
     bridge_value: Any = None
-    min_hold_hours: float = 24.0  # one daily cycle at least
-    max_hold_hours: float = 7 * 24.0
+    min_hold_hours: float = policy_default("min_hold_hours")  # one daily cycle at least
+    max_hold_hours: float = policy_default("max_hold_hours")
     # ``new`` users exposed this long count as long-tenure (None: one adaptation half-life,
     # when the risk model puts them halfway to full adaptation).
-    long_tenure_days: float | None = None
+    long_tenure_days: float | None = policy_default("long_tenure_days")
 
     def __post_init__(self) -> None:
-        checks = {
-            "alpha": 0.0 < self.alpha < 1.0,
-            "power": 0.0 < self.power < 1.0,
-            "max_step_share": 0.0 < self.max_step_share <= 1.0,
-            "deadline_days": self.deadline_days is None or self.deadline_days > 0,
-            "min_hold_hours": 0.0 <= self.min_hold_hours <= self.max_hold_hours,
-            "long_tenure_days": self.long_tenure_days is None or self.long_tenure_days >= 0,
-            "guardrails": len(self.guardrails) > 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"policy field {name!r} is out of range: {getattr(self, name)!r}")
+        """Every field within :data:`rollout.policy.POLICY_LIMITS` (a ``ValueError`` names
+        the first that is not)."""
+        problems = [check_policy_value(name, getattr(self, name)) for name in POLICY_LIMITS]
+        if self.min_hold_hours > self.max_hold_hours:
+            problems.append(
+                f"min_hold_hours: {self.min_hold_hours!r} is above max_hold_hours "
+                f"({self.max_hold_hours!r})"
+            )
+        if not self.guardrails:
+            problems.append("guardrails: at least one is needed")
+        for problem in problems:
+            if problem is not None:
+                raise ValueError(f"policy field {problem}")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from analytics.analysis.outcomes import compute_user_metrics, load_user_outcomes
 from analytics.errors import AftershockError
 from analytics.store import load_analysis_users, load_latest_analysis
+from rollout.documents import PlanDocument
 from rollout.growthbook.rules import EVERYONE
 from rollout.guardrails import (
     Guardrail,
@@ -79,19 +80,19 @@ def load_plan_users(
     """The treated users of the latest analysis with their risk and recent activity, the
     analysis run id, the data's end, and the adaptation half-life."""
     run = load_latest_analysis(engine, experiment_id)
-    if run is None or run.id is None:
+    if run is None:
         raise PlanError(
             f"experiment {experiment_id!r} has no stored analysis: run "
             f"`aftershock analyze --experiment {experiment_id}` first"
         )
     users = load_analysis_users(engine, run.id)
-    control = str(run.results.get("control", "0"))
+    control = run.document.control
     treated = users[users["variation"].astype(str) != control].reset_index(drop=True)
     if treated.empty:
         raise PlanError(f"the analysis of {experiment_id!r} has no treated users")
     ids = treated["user_id"].astype(str).tolist()
     as_of = load_data_end(engine)
-    half_life = run.results.get("adaptation", {}).get("half_life_days")
+    half_life = run.document.adaptation.half_life_days
     scored = score_users(treated, pd.Timestamp(as_of), RiskParams(half_life_days=half_life))
     since = as_of - timedelta(days=ACTIVITY_WINDOW_DAYS)
     outcomes = load_user_outcomes(engine, ids, since, as_of + timedelta(microseconds=1))
@@ -282,7 +283,7 @@ def apply_stage(
             f"plan {plan_id} is at version {plan.version}, not {expected_version}: "
             "read it again and retry"
         )
-    stages = plan.document["stages"]
+    stages = PlanDocument.from_json(plan.document).stages
     if plan.status == PlanStatus.aborted or (
         plan.status == PlanStatus.completed and stage != plan.current_stage
     ):
@@ -370,7 +371,7 @@ def write_stage(
     """Send a stage's saved groups and rules through ``client`` (which, in dry-run mode,
     prints them instead); the plan's state is not touched. Returns rule ids and revision."""
     assert plan.id is not None
-    rest = plan.document["stages"][stage]["rest"]
+    rest = PlanDocument.from_json(plan.document).stages[stage].rest
     ids = {
         body["name"]: client.upsert_saved_group(
             body["name"], body["attributeKey"], list(body["values"])
@@ -430,7 +431,7 @@ def advance_plan(
         )
         refuse(engine, plan, "advance", actor, message, at=now)
         raise PlanRefusedError(message)
-    stages = plan.document["stages"]
+    stages = PlanDocument.from_json(plan.document).stages
     if plan.current_stage + 1 >= len(stages):
         raise PlanRefusedError(f"plan {plan_id} is at its last stage")
     decision = None
@@ -542,18 +543,19 @@ def evaluate_plan(
     plan = require_plan(engine, plan_id)
     if plan.current_stage < 0 or plan.stage_applied_at is None:
         raise PlanError(f"plan {plan_id} has no stage applied yet")
-    stage = plan.document["stages"][plan.current_stage]
+    document = PlanDocument.from_json(plan.document)
+    stage = document.stages[plan.current_stage]
     now = now or datetime.now(UTC)
     applied_at = plan.stage_applied_at
-    hold_until = applied_at + timedelta(hours=float(stage["min_hold_hours"]))
-    guardrails = [Guardrail(g["metric"], float(g["max_regression"])) for g in stage["guardrails"]]
-    cohort = stage["cohort"]
-    if stage["kind"] == "freeze":
+    hold_until = applied_at + timedelta(hours=stage.min_hold_hours)
+    guardrails = [Guardrail(g.metric, g.max_regression) for g in stage.guardrails]
+    cohort = stage.cohort
+    if stage.kind == "freeze":
         users: list[str] = []
         coverage = 1.0
     else:
         users = load_plan_members(engine, plan_id, None if cohort == EVERYONE else cohort)
-        coverage = float(stage["coverage"])
+        coverage = stage.coverage
     outcomes = load_user_outcomes(engine, users, applied_at, now)
     arms = assign_arms(users, plan.feature_key, coverage)
     decision = decide_stage(
@@ -564,8 +566,8 @@ def evaluate_plan(
         hold_until=hold_until,
         now=now,
         params=GuardrailParams(
-            alpha=float(plan.document["policy"]["alpha"]),
-            min_rolled_back_users=int(stage.get("required_users", 0)),
+            alpha=document.alpha,
+            min_rolled_back_users=stage.required_users,
             require_clearance=False,
         ),
     )

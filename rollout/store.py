@@ -1,9 +1,12 @@
-"""Reads and writes of stored rollback plans, their users and events; every surface reads
-plans through here."""
+"""Reads and writes of what the rollout stores: plans, their users' cohorts and events, API
+tokens and idempotency records. Every surface reads plans through here, and no CLI command,
+API route, dashboard page or report module runs a query of its own."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,7 +14,9 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from analytics.db import ensure_schema
-from rollout.models import PlanEvent, PlanUser, RollbackPlan
+from analytics.store import load_exposed_feature
+from rollout.documents import PlanDocument
+from rollout.models import ApiToken, IdempotencyRecord, PlanEvent, PlanUser, RollbackPlan
 
 
 def save_plan(
@@ -66,13 +71,13 @@ def load_plan_state(engine: sa.Engine, plan_id: int) -> RollbackPlan | None:
         ).first()
 
 
-def load_plan_document(engine: sa.Engine, plan_id: int) -> dict[str, Any] | None:
+def load_plan_document(engine: sa.Engine, plan_id: int) -> PlanDocument | None:
     """A plan's document (plan.json) alone."""
     with Session(engine) as session:
         document = session.exec(
             select(RollbackPlan.document).where(RollbackPlan.id == plan_id)
         ).first()
-        return None if document is None else dict(document)
+        return None if document is None else PlanDocument.from_json(document)
 
 
 def list_plans(engine: sa.Engine, feature_key: str | None = None) -> list[RollbackPlan]:
@@ -83,6 +88,99 @@ def list_plans(engine: sa.Engine, feature_key: str | None = None) -> list[Rollba
         query = query.where(RollbackPlan.feature_key == feature_key)
     with Session(engine) as session:
         return list(session.exec(query).all())
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """Where a stored plan stands (its columns, not its document)."""
+
+    id: int
+    experiment_id: str
+    feature_key: str
+    strategy: str
+    status: str
+    current_stage: int  # the last stage applied; -1 before the first
+    pending_stage: int | None
+    stage_applied_at: datetime | None
+    created_at: datetime
+    version: int
+
+
+def list_plan_states(
+    engine: sa.Engine, *, experiment_id: str | None = None, feature_key: str | None = None
+) -> list[PlanState]:
+    """Plans' states, newest first (of one experiment or feature, or all), without their
+    documents (which can be megabytes each)."""
+    ensure_schema(engine)
+    query = (
+        select(RollbackPlan)
+        .order_by(col(RollbackPlan.id).desc())
+        .options(defer(RollbackPlan.document))  # type: ignore[arg-type]
+    )
+    if experiment_id is not None:
+        query = query.where(RollbackPlan.experiment_id == experiment_id)
+    if feature_key is not None:
+        query = query.where(RollbackPlan.feature_key == feature_key)
+    with Session(engine) as session:
+        return [
+            PlanState(
+                id=int(plan.id or 0),
+                experiment_id=plan.experiment_id,
+                feature_key=plan.feature_key,
+                strategy=plan.strategy,
+                status=str(plan.status),
+                current_stage=plan.current_stage,
+                pending_stage=plan.pending_stage,
+                stage_applied_at=None
+                if plan.stage_applied_at is None
+                else _utc(plan.stage_applied_at),
+                created_at=_utc(plan.created_at),
+                version=plan.version,
+            )
+            for plan in session.exec(query).all()
+        ]
+
+
+def find_feature_key(engine: sa.Engine, experiment_id: str) -> str | None:
+    """The feature whose rule ran the experiment: its latest plan's, else as its exposures
+    name it (None when neither does)."""
+    with Session(engine) as session:
+        planned = session.exec(
+            select(RollbackPlan.feature_key)
+            .where(RollbackPlan.experiment_id == experiment_id)
+            .order_by(col(RollbackPlan.id).desc())
+        ).first()
+    return planned if planned is not None else load_exposed_feature(engine, experiment_id)
+
+
+def find_user_cohort(
+    engine: sa.Engine, user_id: str, feature_key: str | None = None
+) -> tuple[int, str] | None:
+    """(plan id, cohort) of the newest plan (of ``feature_key``) that holds ``user_id``."""
+    query = (
+        select(PlanUser.plan_id, PlanUser.cohort)
+        .join(RollbackPlan, col(RollbackPlan.id) == col(PlanUser.plan_id))
+        .where(PlanUser.user_id == user_id)
+        .order_by(col(PlanUser.plan_id).desc())
+    )
+    if feature_key is not None:
+        query = query.where(RollbackPlan.feature_key == feature_key)
+    with Session(engine) as session:
+        row = session.exec(query).first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def list_events(engine: sa.Engine, *, plan_id: int | None = None, limit: int) -> list[PlanEvent]:
+    """The newest ``limit`` plan events (of one plan, or of all), newest first."""
+    query = select(PlanEvent).order_by(col(PlanEvent.id).desc()).limit(limit)
+    if plan_id is not None:
+        query = query.where(PlanEvent.plan_id == plan_id)
+    with Session(engine) as session:
+        return list(session.exec(query).all())
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def load_plan_members(engine: sa.Engine, plan_id: int, cohort: str | None = None) -> list[str]:
@@ -135,3 +233,91 @@ def load_plan_events(engine: sa.Engine, plan_id: int) -> list[PlanEvent]:
                 select(PlanEvent).where(PlanEvent.plan_id == plan_id).order_by(col(PlanEvent.id))
             ).all()
         )
+
+
+# --- API tokens and idempotency records -------------------------------------------------------
+
+
+def save_token(engine: sa.Engine, token: ApiToken) -> ApiToken:
+    """Store a new API token (its hash only); return it with its id."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        session.add(token)
+        session.commit()
+        session.refresh(token)
+    return token
+
+
+def load_token(engine: sa.Engine, token_id: int) -> ApiToken | None:
+    ensure_schema(engine)
+    with Session(engine) as session:
+        return session.get(ApiToken, token_id)
+
+
+def mark_token_revoked(engine: sa.Engine, token_id: int, at: datetime) -> ApiToken | None:
+    """Revoke a token (once: a revoked token keeps its first revocation time)."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        row = session.get(ApiToken, token_id)
+        if row is not None and row.revoked_at is None:
+            row.revoked_at = at
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+        return row
+
+
+def list_tokens(engine: sa.Engine) -> list[ApiToken]:
+    ensure_schema(engine)
+    with Session(engine) as session:
+        return list(session.exec(select(ApiToken).order_by(col(ApiToken.id))).all())
+
+
+def find_token(engine: sa.Engine, token_hash: str) -> ApiToken | None:
+    """The token with this SHA-256, revoked or not."""
+    with Session(engine) as session:
+        return session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash)).first()
+
+
+def reserve_idempotency_key(
+    engine: sa.Engine, record: IdempotencyRecord
+) -> IdempotencyRecord | None:
+    """Store ``record`` (an answer in progress) unless its (token, key) has one already;
+    return the existing record, or None when this call reserved the key. Two concurrent
+    callers cannot both reserve it: the primary key decides."""
+    key = (record.token_id, record.key)
+    with Session(engine) as session:
+        existing = session.get(IdempotencyRecord, key)
+        if existing is not None:
+            return existing
+        session.add(record)
+        try:
+            session.commit()
+        except sa.exc.IntegrityError:
+            session.rollback()
+            existing = session.get(IdempotencyRecord, key)
+            assert existing is not None
+            return existing
+    return None
+
+
+def complete_idempotency_key(
+    engine: sa.Engine, token_id: int, key: str, status_code: int, response: dict[str, Any]
+) -> None:
+    """Record the answer given under a reserved key, to replay on a retry."""
+    with Session(engine) as session:
+        record = session.get(IdempotencyRecord, (token_id, key))
+        assert record is not None
+        record.status_code = status_code
+        record.response = response
+        session.add(record)
+        session.commit()
+
+
+def forget_idempotency_key(engine: sa.Engine, token_id: int, key: str) -> None:
+    """Drop a reserved key (its work failed), so a retry runs it again."""
+    with Session(engine) as session:
+        record = session.get(IdempotencyRecord, (token_id, key))
+        if record is not None:
+            session.delete(record)
+            session.commit()

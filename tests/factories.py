@@ -1,4 +1,5 @@
-"""Seeded builders of input files in every supported format."""
+"""Seeded builders: input files in every supported format, synthetic users for the planner,
+and a stored rollback plan."""
 
 from __future__ import annotations
 
@@ -6,14 +7,21 @@ import csv
 import gzip
 import io
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import sqlalchemy as sa
 
 from analytics.ingest.contract import EXPOSURES, INTERACTIONS
+from rollout.planner import Policy, choose, plan_document, plan_rollback
+from rollout.risk import RiskParams, second_disruption_risk
+from rollout.store import save_plan
 
 INTERACTION_COLUMNS = INTERACTIONS.columns
 EXPOSURE_COLUMNS = EXPOSURES.columns
@@ -81,3 +89,60 @@ def _cell(value: Any) -> Any:
     if isinstance(value, dict):
         return orjson.dumps(value).decode()
     return value
+
+
+LABEL_EVIDENCE = {  # typical evidence of adaptation by label (rollout.risk), for synthetic users
+    "unadapted": 0.05,
+    "insufficient_data": 0.4,
+    "new": 0.4,
+    "partial": 0.6,
+    "adapted": 0.97,
+}
+
+
+def make_users(n: int = 3000, seed: int = 1, labels: list[str] | None = None) -> pd.DataFrame:
+    """Treated users as the planner reads them: a label, exposure, risk and baselines."""
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        labels = list(
+            rng.choice(list(LABEL_EVIDENCE), n, p=[0.3, 0.15, 0.2, 0.1, 0.25]).astype(str)
+        )
+    n = len(labels)
+    days = rng.uniform(0, 28, n)
+    evidence = np.array([LABEL_EVIDENCE[label] for label in labels])
+    risk = second_disruption_risk(evidence, days, rng.integers(1, 60, n), RiskParams(2.6))
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i:05d}" for i in range(n)],
+            "adaptation_label": labels,
+            "days_exposed": days,
+            "risk": risk,
+            "daily_active": rng.uniform(0.2, 0.8, n),
+            "complaint_rate": rng.beta(1, 20, n),
+            "retry_rate": rng.beta(1, 10, n),
+            "feedback_score": rng.uniform(-0.2, 0.6, n),
+            "pushback_rate": rng.beta(1, 8, n),
+        }
+    )
+
+
+def stored_plan(engine: sa.Engine, n: int = 1200) -> int:
+    """An adaptation-aware rollback plan of ``chat-model`` for ``n`` synthetic users (seed 8),
+    made on 2026-11-16 and saved without an analysis run; its id."""
+    now = datetime(2026, 11, 16, tzinfo=UTC)
+    plan = choose(
+        plan_rollback(
+            make_users(n=n, seed=8),
+            experiment_id="chat-model-upgrade",
+            feature_key="chat-model",
+            policy=Policy(),
+            rollback_value="old-model",
+            current_value="new-model",
+            as_of=now,
+            created_at=now,
+        ),
+        "adaptation_aware",
+    )
+    return save_plan(
+        engine, document=plan_document(plan), members=plan.members, analysis_run_id=None
+    )

@@ -4,10 +4,7 @@ advance against a running server."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -17,101 +14,18 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
-from fastapi import FastAPI
 
 from analytics.demo import DemoConfig
-from analytics.settings import Settings
-from rollout.api import create_app
-from rollout.api.tokens import create_token, revoke_token
+from rollout.api.app import create_app
 from rollout.growthbook.client import GrowthBookClient
-from rollout.planner import Policy, choose, plan_document, plan_rollback
-from rollout.store import load_plan, load_plan_events, save_plan
+from rollout.store import load_plan, load_plan_events
+from rollout.tokens import create_token, revoke_token
+from tests.apps import SETTINGS, Api
+from tests.demo_data import load_demo
+from tests.factories import stored_plan
 from tests.fake_growthbook import API_KEY, FakeGrowthBook, Fault
-from tests.test_pipeline import load_demo
-from tests.test_planner import make_users
 
 FEATURE = "chat-model"
-NOW = datetime(2026, 11, 16, tzinfo=UTC)
-SETTINGS = Settings(_env_file=None)  # GrowthBook not configured unless a test says so
-
-
-def stored_plan(engine: sa.Engine, n: int = 1200) -> int:
-    plan = choose(
-        plan_rollback(
-            make_users(n=n, seed=8),
-            experiment_id="chat-model-upgrade",
-            feature_key=FEATURE,
-            policy=Policy(),
-            rollback_value="old-model",
-            current_value="new-model",
-            as_of=NOW,
-            created_at=NOW,
-        ),
-        "adaptation_aware",
-    )
-    return save_plan(
-        engine, document=plan_document(plan), members=plan.members, analysis_run_id=None
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Api:
-    """The app served by uvicorn on a free loopback port, a token per scope, and helpers
-    that send them with httpx."""
-
-    def __init__(self, app: FastAPI, engine: sa.Engine) -> None:
-        self.app = app
-        self.engine = engine
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        self.http = httpx.Client(base_url=self.url, timeout=60)
-        self.tokens = {
-            s: create_token(engine, f"{s}-bot", [s])[1] for s in ("read", "ramp", "admin")
-        }
-
-    def headers(self, scope: str | None, **extra: str) -> dict[str, str]:
-        headers = dict(extra)
-        if scope is not None:
-            headers["Authorization"] = f"Bearer {self.tokens[scope]}"
-        return headers
-
-    def get(self, path: str, scope: str | None = "read", **params: Any) -> httpx.Response:
-        return self.http.get(path, headers=self.headers(scope), params=params)
-
-    def post(
-        self,
-        path: str,
-        body: Any = None,
-        *,
-        scope: str = "ramp",
-        key: str | None = "auto",
-        version: int | None = None,
-    ) -> httpx.Response:
-        extra = {}
-        if key is not None:
-            extra["Idempotency-Key"] = uuid.uuid4().hex if key == "auto" else key
-        if version is not None:
-            extra["If-Match"] = f'"{version}"'
-        return self.http.post(path, json=body or {}, headers=self.headers(scope, **extra))
-
-    def close(self) -> None:
-        self.http.close()
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture

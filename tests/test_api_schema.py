@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 
 from analytics.db import ensure_schema, get_engine
-from rollout.api import create_app
-from tests.test_api import SETTINGS, Api, stored_plan
+from rollout.api.app import create_app
+from tests.apps import SETTINGS, Api
+from tests.factories import stored_plan
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     api.close()
 
 
+@pytest.mark.slow
 def test_no_request_makes_a_server_error(served: Api) -> None:
     # Schemathesis' pytest plugin does not yet support this pytest; its operations and
     # Hypothesis strategies are driven directly instead, one operation at a time.

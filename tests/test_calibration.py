@@ -1,11 +1,15 @@
 """Null calibration: on A/A data (the "new model" is the old one) the analysis stays quiet.
 
-Marked slow (a few minutes); CI runs it. Each data set is generated, ingested and analysed
-end to end, as a user would.
+Marked slow (a few minutes of CPU); CI runs it. Each data set is generated, ingested and
+analysed end to end, as a user would. The data sets are analysed in chunks, one test per
+chunk, so that xdist shares them out among its workers; the results go to the session cache
+(``tests/session_cache.py``), where the calibration tests read all of them.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +19,14 @@ from scipy import stats
 from analytics.analysis.pipeline import AnalysisParams, run_analysis
 from analytics.db import get_engine
 from analytics.demo import DemoConfig, generate_demo, write_demo
-from analytics.ingest import ingest_file
+from analytics.ingest.runner import ingest_file
 from analytics.models import IngestKind
+from tests.session_cache import SessionCache
 
 DATA_SETS = 200
+CHUNKS = 20  # of DATA_SETS // CHUNKS data sets each
 ALPHA = 0.05
+Run = tuple[tuple[bool, bool], np.ndarray]
 
 
 def aa_config(seed: int) -> DemoConfig:
@@ -51,22 +58,45 @@ def analyse_aa(folder: Path, seed: int) -> tuple[tuple[bool, bool], np.ndarray]:
     return (fired[0], fired[1]), p_values
 
 
+def analysed_chunk(cache: SessionCache, chunk: int) -> list[Run]:
+    """The A/A data sets of ``chunk`` (seeds 1000 + chunk * size, ...), analysed once per
+    session by whichever xdist worker asks first."""
+    size = DATA_SETS // CHUNKS
+    seeds = range(1000 + chunk * size, 1000 + (chunk + 1) * size)
+
+    def build(folder: Path) -> None:
+        runs = []
+        for seed in seeds:
+            scratch = folder / f"aa{seed}"
+            scratch.mkdir()
+            fired, p_values = analyse_aa(scratch, seed)
+            runs.append({"seed": seed, "fired": fired, "p_values": p_values.tolist()})
+            shutil.rmtree(scratch)
+        (folder / "runs.json").write_text(json.dumps(runs))
+
+    stored = json.loads((cache.once(f"aa/chunk-{chunk:02d}", build) / "runs.json").read_text())
+    assert [r["seed"] for r in stored] == list(seeds)
+    return [((r["fired"][0], r["fired"][1]), np.array(r["p_values"], dtype=float)) for r in stored]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_aa_data_sets_are_analysed_end_to_end(session_cache: SessionCache, chunk: int) -> None:
+    # Every data set is analysed and scores users with p-values (the tests below judge them).
+    for _, p_values in analysed_chunk(session_cache, chunk):
+        assert len(p_values) > 0
+        assert ((p_values >= 0) & (p_values <= 1)).all()
+
+
 @pytest.fixture(scope="module")
-def aa_runs(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> list[tuple[tuple[bool, bool], np.ndarray]]:
-    root = tmp_path_factory.mktemp("aa")
-    runs = []
-    for seed in range(DATA_SETS):
-        folder = root / f"aa{seed}"
-        folder.mkdir()
-        runs.append(analyse_aa(folder, 1000 + seed))
-    return runs
+def aa_runs(session_cache: SessionCache) -> list[Run]:
+    """All DATA_SETS A/A data sets, analysed (by the chunk tests above, or here)."""
+    return [run for chunk in range(CHUNKS) for run in analysed_chunk(session_cache, chunk)]
 
 
 @pytest.mark.slow
 def test_per_user_adaptation_p_values_are_uniform_under_the_null(
-    aa_runs: list[tuple[tuple[bool, bool], np.ndarray]],
+    aa_runs: list[Run],
 ) -> None:
     # Empirical p-values against control users: uniform (at most as discrete as the number
     # of control users allows) when nobody adapts.
@@ -86,7 +116,7 @@ def test_per_user_adaptation_p_values_are_uniform_under_the_null(
     ],
 )
 def test_aa_data_sets_raise_alarms_at_most_at_alpha(
-    aa_runs: list[tuple[tuple[bool, bool], np.ndarray]], table: int, name: str
+    aa_runs: list[Run], table: int, name: str
 ) -> None:
     # Each table is one Benjamini-Hochberg family (the data contract's q-values are adjusted
     # within the table). Under the complete null BH's false discovery rate is its family-wise

@@ -112,6 +112,7 @@ def test_demo_generate_then_ingest(cli_env: str, tmp_path: Path) -> None:
     assert "0 rejected" in out
 
 
+@pytest.mark.slow
 def test_sigkill_mid_ingest_then_rerun_finishes_exactly(cli_env: str, tmp_path: Path) -> None:
     n = 150_000
     table = pa.table(

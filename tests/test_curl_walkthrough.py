@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from analytics.analysis.pipeline import AnalysisParams, run_analysis
 from analytics.demo import DemoConfig
 from analytics.store import save_analysis
-from rollout.api import create_app
+from rollout.api.app import create_app
 from rollout.store import list_plans, load_plan_events
-from tests.test_api import SETTINGS, Api
-from tests.test_pipeline import load_demo
+from tests.apps import SETTINGS, Api
+from tests.demo_data import load_demo
 
 SCRIPT = Path(__file__).parent.parent / "docs" / "rollback_with_curl.sh"
 

@@ -21,16 +21,15 @@ import streamlit as st
 from sqlmodel import Session, col, select
 from streamlit.testing.v1 import AppTest
 
-from analytics.analysis.pipeline import AnalysisParams, analysis_document, run_analysis
-from analytics.db import ensure_schema, get_engine
+from analytics.analysis.pipeline import AnalysisParams, run_analysis
+from analytics.db import get_engine
 from analytics.demo import DemoConfig
 from analytics.models import Interaction
 from analytics.settings import get_settings
 from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
-from rollout.planner import Policy
-from rollout.plans import apply_stage, create_plan
-from rollout.store import list_plans, load_plan, load_plan_document, load_plan_events
-from tests.test_pipeline import load_demo
+from rollout.store import list_plans, load_plan, load_plan_events
+from tests.databases import DemoDatabases
+from tests.demo_data import DASHBOARD_DEMO, load_demo
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 EXPERIMENT = "chat-model-upgrade"
@@ -46,28 +45,13 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+def demo(tmp_path_factory: pytest.TempPathFactory, demo_databases: DemoDatabases) -> Demo:
     """The demo (600 users, seed 31), analysed, planned with the CLI's defaults and with its
-    first stage recorded: built once per module (and xdist worker)."""
+    first stage recorded: a copy of the session's, shared by this module's tests."""
     folder = tmp_path_factory.mktemp("dashboard")
     url = f"sqlite:///{folder / 'dashboard.db'}"
-    engine = get_engine(url)
-    ensure_schema(engine)
-    load_demo(engine, folder, DemoConfig(n_users=600, seed=31))
-    result = run_analysis(engine, AnalysisParams(EXPERIMENT))
-    save_analysis(engine, result)
-    plan_id, _, _ = create_plan(
-        engine,
-        experiment_id=EXPERIMENT,
-        feature_key="chat-model",
-        policy=Policy(),
-        rollback_value="previous-model",
-        current_value="new-model",
-    )
-    apply_stage(engine, plan_id, 0, client=None, environments=["production"])
-    document = load_plan_document(engine, plan_id)
-    assert document is not None
-    return Demo(url, analysis_document(result), plan_id, document)
+    facts = demo_databases.restore(DASHBOARD_DEMO, get_engine(url)).facts
+    return Demo(url, facts["analysis"], facts["plan_id"], facts["plan"])
 
 
 def _use(url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from tests.reference.make_demo_golden import GOLDEN, run_demo
+from tests.session_cache import SessionCache
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +52,16 @@ def _assert_same(actual: Any, expected: Any, where: str = "$") -> None:
 
 
 @pytest.fixture(scope="module")
-def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return run_demo(tmp_path_factory.mktemp("demo_golden"))
+def outputs(session_cache: SessionCache) -> dict[str, Path]:
+    """What the commands wrote: run once per session, by whichever xdist worker asks first."""
+
+    def build(folder: Path) -> None:
+        written = {name: str(path.relative_to(folder)) for name, path in run_demo(folder).items()}
+        (folder / "outputs.json").write_text(json.dumps(written))
+
+    folder = session_cache.once("demo_golden", build)
+    written = json.loads((folder / "outputs.json").read_text())
+    return {name: folder / path for name, path in written.items()}
 
 
 def test_analysis_json_is_unchanged(outputs: dict[str, Path]) -> None:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from analytics.errors import IngestError
-from analytics.ingest import IngestSummary, ingest_file
+from analytics.ingest.runner import IngestSummary, ingest_file
 from analytics.models import Exposure, IngestKind, IngestRun, IngestStatus, Interaction
 from tests.factories import EXPOSURE_COLUMNS, INTERACTION_COLUMNS, exposure, interaction, write_rows
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import SQLModel
 
-from analytics.ingest import ingest_file
+from analytics.ingest.runner import ingest_file
 from analytics.models import IngestKind
 from tests.factories import INTERACTION_COLUMNS, interaction, write_rows
 

@@ -20,22 +20,15 @@ from analytics.analysis.pipeline import (
     users_table,
 )
 from analytics.analysis.user_periods import PeriodParams
-from analytics.demo import DemoConfig, generate_demo, write_demo
-from analytics.ingest import ingest_file
-from analytics.models import IngestKind, Interaction
+from analytics.demo import DemoConfig
+from analytics.models import Interaction
 from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
+from tests.demo_data import load_demo
 
 DRIFTING = {"response_length", "agreement_rate"}
 NULL_BEHAVIOUR = {"latency_ms", "refusal_rate", "complaint_rate", "retry_rate"}
 SHIFTING = {"prompt_length", "hedge_rate", "pushback_rate", "constraint_rate"}
 NULL_STYLE = {"politeness_rate", "question_rate", "code_block_rate"}
-
-
-def load_demo(engine: sa.Engine, folder: Path, config: DemoConfig) -> pd.DataFrame:
-    paths = write_demo(generate_demo(config), folder)
-    for kind in (IngestKind.exposures, IngestKind.interactions):
-        ingest_file(paths[kind.value], kind, engine=engine, rejects_dir=folder / "rejects")
-    return pd.read_csv(paths["truth"])
 
 
 def auc(positive: pd.Series, negative: pd.Series) -> float:
@@ -88,7 +81,7 @@ def test_outputs_follow_the_contract_and_are_stored(engine: sa.Engine, tmp_path:
     truth = load_demo(engine, tmp_path, DemoConfig(n_users=2500, seed=5))
     result = run_analysis(engine, AnalysisParams("chat-model-upgrade"))
     check_story(result, truth)
-    document = json.loads(json.dumps(analysis_document(result)))
+    document = json.loads(json.dumps(analysis_document(result).to_json()))
     assert set(document) >= {
         "experiment_id",
         "control",
@@ -133,13 +126,13 @@ def test_outputs_follow_the_contract_and_are_stored(engine: sa.Engine, tmp_path:
         "insufficient_data",
     }
     table = users_table(result)
-    assert list(table.columns) == USERS_CSV_COLUMNS
+    assert list(table.columns) == list(USERS_CSV_COLUMNS)
     assert len(table) == sum(document["users"].values())
 
     run_id = save_analysis(engine, result)
     stored = load_latest_analysis(engine, "chat-model-upgrade")
     assert stored is not None and stored.id == run_id
-    assert stored.results["style_shift"] == document["style_shift"]
+    assert stored.document.to_json()["style_shift"] == document["style_shift"]
     users = load_analysis_users(engine, run_id)
     assert len(users) == len(table)
     assert set(users["adaptation_label"]) <= {
@@ -174,7 +167,7 @@ def test_three_variations_each_against_control(tmp_path: Path) -> None:
     assert {r.variation for r in result.style_shift} == {"1", "2"}
     labelled = result.users.groupby("variation")["adaptation_label"].count()
     assert set(labelled.index) == {"0", "1", "2"}
-    document = analysis_document(result)
+    document = analysis_document(result).to_json()
     assert set(document["adaptation"]["labels_by_variation"]) == {"0", "1", "2"}
 
 

@@ -9,24 +9,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
-from analytics.analysis.pipeline import AnalysisParams, run_analysis
-from analytics.demo import DemoConfig
 from analytics.settings import get_settings
-from analytics.store import save_analysis
-from rollout.cli.app import app
 from rollout.growthbook.rules import is_rolled_back
 from rollout.store import load_plan, load_plan_events
-from tests.test_pipeline import load_demo
+from tests.apps import run
+from tests.databases import DemoDatabases
+from tests.demo_data import MAKE_RUN_DEMO
 
 
 @pytest.fixture
-def demo(engine: sa.Engine, tmp_path: Path) -> pd.DataFrame:
-    """The demo of `make run` (3,000 users, seed 7), ingested and analysed."""
-    truth = load_demo(engine, tmp_path, DemoConfig(n_users=3000, seed=7))
-    save_analysis(engine, run_analysis(engine, AnalysisParams("chat-model-upgrade")))
-    return truth
+def demo(engine: sa.Engine, demo_databases: DemoDatabases) -> pd.DataFrame:
+    """The demo of `make run` (3,000 users, seed 7), ingested and analysed: a fresh copy of
+    the session's in the test's database. Its ground truth."""
+    return demo_databases.restore(MAKE_RUN_DEMO, engine).truth
 
 
 @pytest.fixture
@@ -37,11 +33,6 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_the_recommended_plan_spares_adapted_users_on_the_demo(

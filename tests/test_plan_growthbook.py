@@ -13,17 +13,17 @@ import pytest
 import sqlalchemy as sa
 from growthbook import GrowthBook
 
+from analytics.analysis.params import build_analysis_params
 from analytics.demo import DemoConfig
 from analytics.settings import get_settings
-from rollout.cli.plans import growthbook_split
 from rollout.growthbook.client import GrowthBookClient, GrowthBookError
 from rollout.planner import Policy, choose, plan_document, plan_rollback
 from rollout.plans import apply_stage
 from rollout.store import load_plan, load_plan_events, save_plan
+from tests.apps import run
+from tests.demo_data import load_demo
+from tests.factories import make_users
 from tests.fake_growthbook import API_KEY, FakeGrowthBook, Fault
-from tests.test_pipeline import load_demo
-from tests.test_plan_demo import run
-from tests.test_planner import make_users
 
 FEATURE = "chat-model"
 NOW = datetime(2026, 11, 16, tzinfo=UTC)
@@ -153,10 +153,9 @@ def test_pull_stores_growthbook_experiments_and_analyze_uses_their_split(
         code, stdout, _ = run("growthbook", "pull")
         assert "experiments: 1 fetched, 0 changed" in stdout  # stored once per definition
         assert API_KEY not in stdout + stderr
-        assert growthbook_split("chat-model-upgrade", "0") == (
-            (0.5, 0.5),
-            (("0", "old model"), ("1", "new model")),
-        )
+        params = build_analysis_params(engine, "chat-model-upgrade")
+        assert params.weights == (0.5, 0.5)
+        assert params.variation_names == (("0", "old model"), ("1", "new model"))
         load_demo(engine, tmp_path, DemoConfig(n_users=300, seed=3))
         code, _, stderr = run(
             "analyze", "--experiment", "chat-model-upgrade", "--out", str(tmp_path)

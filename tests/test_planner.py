@@ -27,42 +27,10 @@ from rollout.planner import (
     plan_hold,
     plan_rollback,
 )
-from rollout.risk import RiskParams, second_disruption_risk
+from tests.factories import make_users
 
 FEATURE = "chat-model"
 NOW = datetime(2026, 11, 16, tzinfo=UTC)
-LABEL_EVIDENCE = {  # typical evidence of adaptation by label (rollout.risk), for synthetic users
-    "unadapted": 0.05,
-    "insufficient_data": 0.4,
-    "new": 0.4,
-    "partial": 0.6,
-    "adapted": 0.97,
-}
-
-
-def make_users(n: int = 3000, seed: int = 1, labels: list[str] | None = None) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    if labels is None:
-        labels = list(
-            rng.choice(list(LABEL_EVIDENCE), n, p=[0.3, 0.15, 0.2, 0.1, 0.25]).astype(str)
-        )
-    n = len(labels)
-    days = rng.uniform(0, 28, n)
-    evidence = np.array([LABEL_EVIDENCE[label] for label in labels])
-    risk = second_disruption_risk(evidence, days, rng.integers(1, 60, n), RiskParams(2.6))
-    return pd.DataFrame(
-        {
-            "user_id": [f"u{i:05d}" for i in range(n)],
-            "adaptation_label": labels,
-            "days_exposed": days,
-            "risk": risk,
-            "daily_active": rng.uniform(0.2, 0.8, n),
-            "complaint_rate": rng.beta(1, 20, n),
-            "retry_rate": rng.beta(1, 10, n),
-            "feedback_score": rng.uniform(-0.2, 0.6, n),
-            "pushback_rate": rng.beta(1, 8, n),
-        }
-    )
 
 
 def make_plan(users: pd.DataFrame, policy: Policy | None = None) -> Plan:
@@ -217,6 +185,7 @@ def test_policy_rejects_values_out_of_range(field: str, value: float) -> None:
         Policy(**{field: value})
 
 
+@pytest.mark.slow
 def test_every_stage_serves_exactly_the_planned_users_with_the_sdk() -> None:
     users = make_users(n=10_000, seed=2)
     plan = make_plan(users, Policy(bridge_value="bridge"))
@@ -244,6 +213,7 @@ def test_every_stage_serves_exactly_the_planned_users_with_the_sdk() -> None:
 labels = st.sampled_from(["unadapted", "partial", "adapted"])
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 10_000),

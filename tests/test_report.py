@@ -42,14 +42,14 @@ from rollout.report import (
     render_pdf,
     report_bytes,
 )
+from tests.databases import DemoDatabases
+from tests.demo_data import WEEKLY_REPORT_DEMO, load_demo
 from tests.reference.make_weekly_report import (
     DEMO,
     EXPERIMENT,
     GOLDEN,
     WEEK,
-    load_reference_data,
 )
-from tests.test_pipeline import load_demo
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 # An inline <svg> may carry these namespace names: identifiers, never fetched.
@@ -60,9 +60,10 @@ CSS_URL = re.compile(r"url\(\s*['\"]?\s*(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECAS
 
 
 @pytest.fixture
-def reference(engine: sa.Engine, tmp_path: Path) -> WeeklyReport:
-    """The golden report's data (demo, analysis, a plan with two stages in the week)."""
-    load_reference_data(engine, tmp_path)
+def reference(engine: sa.Engine, demo_databases: DemoDatabases) -> WeeklyReport:
+    """The golden report's data (demo, analysis, a plan with two stages in the week: see
+    ``load_reference_data``), a fresh copy of the session's in the test's database."""
+    demo_databases.restore(WEEKLY_REPORT_DEMO, engine)
     return build_weekly_report(engine, EXPERIMENT, WEEK)
 
 
@@ -150,7 +151,7 @@ def test_html_is_self_contained_and_shows_the_analysis_numbers(
 
     week = parse_iso_week(WEEK)
     moment = AnalysisParams(EXPERIMENT, periods=PeriodParams(until=week.end))
-    document = analysis_document(run_analysis(engine, moment))
+    document = analysis_document(run_analysis(engine, moment)).to_json()
     drift = rows_by_key(page.tables["behavior_drift"])
     assert len(drift) == len(document["behavior_drift"])
     for row in document["behavior_drift"]:
@@ -215,6 +216,7 @@ def test_csv_zip_holds_one_table_per_file(reference: WeeklyReport) -> None:
     assert render_csv_zip(reference) == render_csv_zip(reference)  # same bytes every time
 
 
+@pytest.mark.browser
 @SQLITE_ONLY
 def test_pdf_holds_the_headline(reference: WeeklyReport, tmp_path: Path) -> None:
     if shutil.which("chromium") is None:

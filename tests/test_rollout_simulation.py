@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from analytics.ingest import ingest_file
+from analytics.ingest.runner import ingest_file
 from analytics.models import IngestKind
 from rollout.growthbook.rules import is_rolled_back
 from rollout.planner import Policy, choose, plan_document, plan_rollback

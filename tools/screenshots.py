@@ -11,6 +11,7 @@ same helpers.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from rollout import browser as headless
 from rollout.browser import find_chromium
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Locator, Page
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 # Page file -> URL path (as app.py's st.navigation names them).
@@ -157,13 +158,30 @@ def open_page(browser: Browser, url: str, viewport: Mapping[str, int] = VIEWPORT
     return page
 
 
-def metrics(page: Page) -> dict[str, str]:
-    """The page's st.metric cards: label -> value, as the browser shows them."""
+def metric_value(page: Page, label: str) -> Locator:
+    """The value of the st.metric card labelled ``label``: wait on it with Playwright's
+    ``expect(metric_value(page, label)).to_have_text(...)``, which retries until the card
+    shows that text (a card is drawn before its value is filled in)."""
+    exact = re.compile(rf"^\s*{re.escape(label)}\s*$")
+    label_element = page.locator('[data-testid="stMetricLabel"]', has_text=exact)
+    card = page.locator('[data-testid="stMetric"]', has=label_element)
+    return card.locator('[data-testid="stMetricValue"]')
+
+
+def metrics(page: Page, timeout: float = 60.0) -> dict[str, str]:
+    """The page's st.metric cards: label -> value, as the browser shows them, once there is at
+    least one card and every card shows a label and a value."""
+    from playwright.sync_api import expect
+
+    cards = page.locator('[data-testid="stMetric"]')
+    expect(cards.first).to_be_visible(timeout=timeout * 1000)
     found: dict[str, str] = {}
-    for card in page.locator('[data-testid="stMetric"]').all():
-        label = card.locator('[data-testid="stMetricLabel"]').inner_text().strip()
-        value = card.locator('[data-testid="stMetricValue"]').inner_text().strip()
-        found[label] = value
+    for card in cards.all():
+        label = card.locator('[data-testid="stMetricLabel"]')
+        value = card.locator('[data-testid="stMetricValue"]')
+        for part in (label, value):
+            expect(part).to_have_text(re.compile(r"\S"), timeout=timeout * 1000)
+        found[label.inner_text().strip()] = value.inner_text().strip()
     return found
 
 

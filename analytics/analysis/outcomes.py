@@ -14,24 +14,22 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from analytics.features.metrics import METRICS
 from analytics.sqltypes import UtcTimestamp
 
-GUARDRAIL_METRICS: dict[str, int] = {
-    "complaint_rate": +1,
-    "retry_rate": +1,
-    "feedback_score": -1,
-    "pushback_rate": +1,
-}
-"""Guardrail metric (data contract name) -> sign: +1 when higher is worse, -1 when lower is."""
-
-# Metric -> (sum column, count column) of the outcome frame: a user's value is sum / count.
-# Pushback is a feature of every prompt, so its denominator is every interaction.
+# Guardrail metric -> (sum column, count column) of the outcome frame: a user's value is
+# sum / count. Pushback is a feature of every prompt, so its denominator is every interaction.
 GUARDRAIL_COLUMNS: dict[str, tuple[str, str]] = {
     "complaint_rate": ("complaint_sum", "complaint_n"),
     "retry_rate": ("retry_sum", "retry_n"),
     "feedback_score": ("feedback_sum", "feedback_n"),
     "pushback_rate": ("pushback_sum", "n"),
 }
+GUARDRAIL_METRICS: dict[str, int] = {
+    metric: +1 if METRICS[metric].worse == "higher" else -1 for metric in GUARDRAIL_COLUMNS
+}
+"""Guardrail metric (data contract name) -> sign: +1 when higher is worse, -1 when lower is
+(``MetricSpec.worse``)."""
 
 OUTCOME_COLUMNS = (
     "user_id",

@@ -7,7 +7,7 @@ the environment.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,11 +16,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 import analytics
-from analytics.analysis.adaptation import STYLE, AdaptationParams, label_counts, score_adaptation
+from analytics.analysis.adaptation import STYLE, label_counts, score_adaptation
 from analytics.analysis.cohorts import Cohorts, load_cohorts
+from analytics.analysis.params import AnalysisParams
 from analytics.analysis.user_periods import (
     STYLE_COLUMNS,
-    PeriodParams,
     load_daily,
     load_user_bins,
     load_within_user,
@@ -29,32 +29,23 @@ from analytics.analysis.user_periods import (
     sample_users,
     user_means,
 )
+from analytics.documents import USERS_CSV_COLUMNS, AdaptationSummary, AnalysisDocument, Srm
 from analytics.errors import ConfigError, NotFoundError
 from analytics.features.backfill import backfill_features
-from analytics.inference.drift import DriftRow, compute_behavior_drift
-from analytics.inference.results import HalfLifeResult, SrmResult
+from analytics.inference.drift import compute_behavior_drift
+from analytics.inference.results import (
+    BucketShift,
+    DriftRow,
+    HalfLifeResult,
+    SrmResult,
+    StyleShiftRow,
+)
 from analytics.inference.srm import srm_test
 from analytics.inference.style_shift import (
-    BucketShift,
-    StyleShiftRow,
     compute_bucket_shifts,
     compute_style_shift,
     estimate_half_life,
 )
-
-
-@dataclass(frozen=True)
-class AnalysisParams:
-    experiment_id: str
-    control: str = "0"
-    weights: tuple[float, ...] | None = None  # the expected split, for the SRM check
-    variation_names: tuple[tuple[str, str], ...] = ()  # (key, name), e.g. from GrowthBook
-    alpha: float = 0.05
-    # Users in the style DiD need this many interactions before and after first exposure
-    # (see analytics.inference.style_shift.compute_style_shift for why).
-    did_min_interactions: int = 2
-    periods: PeriodParams = field(default_factory=PeriodParams)
-    adaptation: AdaptationParams = field(default_factory=AdaptationParams)
 
 
 @dataclass(frozen=True)
@@ -70,6 +61,14 @@ class AnalysisResult:
     half_life: HalfLifeResult | None
     users: pd.DataFrame  # one row per analysed user, with the adaptation columns
     daily: pd.DataFrame
+
+    def document(self) -> AnalysisDocument:
+        """``analysis.json`` of this result."""
+        return analysis_document(self)
+
+    def parameters(self) -> dict[str, Any]:
+        """The parameters it ran with, as stored."""
+        return self.params.to_json()
 
 
 def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
@@ -197,61 +196,38 @@ def _composite_by_bin(
 
 # --- outputs (docs/DATA_CONTRACT.md) --------------------------------------------------------
 
-USERS_CSV_COLUMNS = [
-    "user_id",
-    "variation",
-    "first_exposure",
-    "n_pre",
-    "n_post",
-    "adaptation_score",
-    "adaptation_p",
-    "adaptation_label",
-]
 
-
-def analysis_document(result: AnalysisResult) -> dict[str, Any]:
-    """``analysis.json``: the contract's keys, then Aftershock's additions."""
+def analysis_document(result: AnalysisResult) -> AnalysisDocument:
+    """``analysis.json`` of a result, with the values JSON gives back (NaN as None, plain
+    Python numbers), so a fresh document and a stored one read the same."""
     cohorts = result.cohorts
     treated = result.users[result.users["variation"] != cohorts.control]
-    return {
-        "experiment_id": cohorts.experiment_id,
-        "control": cohorts.control,
-        "variations": cohorts.variations,
-        "analysed_at": result.analysed_at.isoformat(),
-        "users": cohorts.counts,
-        "multiple_exposures": cohorts.multiple_exposures,
-        "srm": {"p_value": result.srm.p_value, "ok": result.srm.ok},
-        "behavior_drift": [
-            {k: _clean(v) for k, v in asdict(r).items()} for r in result.behavior_drift
-        ],
-        "style_shift": [{k: _clean(v) for k, v in asdict(r).items()} for r in result.style_shift],
-        "adaptation": {
-            "half_life_days": _clean(result.half_life.half_life_days if result.half_life else None),
-            "labels": label_counts(treated),
-            "half_life": {k: _clean(v) for k, v in asdict(result.half_life).items()}
-            if result.half_life
-            else None,
-            "labels_by_variation": {v: label_counts(result.users, v) for v in cohorts.variations},
-        },
-        "style_shift_by_days": [
-            {k: _clean(v) for k, v in asdict(r).items()} for r in result.bucket_shifts
-        ],
-        "variation_names": dict(result.params.variation_names),
-        "code_version": result.code_version,
-    }
+    half_life = result.half_life
+    document = AnalysisDocument(
+        experiment_id=cohorts.experiment_id,
+        control=cohorts.control,
+        variations=list(cohorts.variations),
+        analysed_at=result.analysed_at.isoformat(),
+        users=cohorts.counts,
+        multiple_exposures=cohorts.multiple_exposures,
+        srm=Srm(p_value=result.srm.p_value, ok=result.srm.ok),
+        behavior_drift=list(result.behavior_drift),
+        style_shift=list(result.style_shift),
+        adaptation=AdaptationSummary(
+            half_life_days=None if half_life is None else half_life.half_life_days,
+            labels=label_counts(treated),
+            half_life=half_life,
+            labels_by_variation={v: label_counts(result.users, v) for v in cohorts.variations},
+        ),
+        style_shift_by_days=list(result.bucket_shifts),
+        variation_names=dict(result.params.variation_names),
+        code_version=result.code_version,
+    )
+    return AnalysisDocument.from_json(document.to_json())
 
 
 def users_table(result: AnalysisResult) -> pd.DataFrame:
     """``users.csv``: one row per analysed user."""
     users = result.users.copy()
     users["first_exposure"] = users["first_exposure"].map(lambda t: t.isoformat())
-    return users[USERS_CSV_COLUMNS]
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null, numpy scalars plain Python."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    return users[list(USERS_CSV_COLUMNS)]

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from analytics.features import BEHAVIOR_METRICS, METRICS, STYLE_METRICS
+from analytics.features.metrics import BEHAVIOR_METRICS, BUCKETS, DAY_BINS, METRICS, STYLE_METRICS
 
 # Contract metric -> the stored per-interaction column it averages, as analytics.features
 # defines them.
@@ -25,11 +25,6 @@ STYLE_COLUMNS: dict[str, str] = {m: METRICS[m].stored_column for m in STYLE_METR
 METRIC_COLUMNS = {**BEHAVIOR_COLUMNS, **STYLE_COLUMNS}
 STYLE_PAIRS = list(combinations(STYLE_COLUMNS, 2))
 _MICROS_PER_DAY = 86_400_000_000
-# Days since first exposure are grouped into bins starting on these days (a bin runs to the
-# next start): fine early, where adaptation moves fast, coarse later. Bin -1 is the
-# pre-period. The contract's buckets (0-2, 3-6, 7-13, 14+) are unions of bins.
-DAY_BINS = (0, 1, 2, 3, 4, 5, 6, 7, 10, 14, 21)
-BUCKETS = {"0-2": (0, 3), "3-6": (3, 7), "7-13": (7, 14), "14+": (14, 10_000)}
 
 
 @dataclass(frozen=True)

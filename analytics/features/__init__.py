@@ -1,8 +1,9 @@
 """Per-interaction features: the model's behaviour (response side) and the user's style
 (prompt side), computed vectorised over Arrow string arrays.
 
-``METRICS`` maps every metric name of the data contract to the per-interaction column it
-averages; ``BEHAVIOR_METRICS`` and ``STYLE_METRICS`` list the names in contract order.
+``METRICS`` (declared in :mod:`analytics.features.metrics`) maps every metric name of the
+data contract to its spec; ``BEHAVIOR_METRICS`` and ``STYLE_METRICS`` list the names in
+contract order.
 ``compute_interaction_features`` returns both sides at once under the column names of
 ``analytics.models.InteractionFeatures``, ready to store.
 """
@@ -14,23 +15,24 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from analytics.features.behavior import (
-    BEHAVIOR_METRIC_SPECS,
-    BEHAVIOR_METRICS,
     BEHAVIOR_SCHEMA,
-    MetricSpec,
     TextArray,
     compute_behavior_features,
     count_words,
 )
 from analytics.features.lexicons import LEXICONS, Lexicon
-from analytics.features.prompt_style import (
-    STYLE_METRIC_SPECS,
+from analytics.features.metrics import (
+    BEHAVIOR_METRICS,
+    BUCKETS,
+    DAY_BINS,
+    METRICS,
+    RATIO_METRICS,
     STYLE_METRICS,
-    STYLE_SCHEMA,
-    compute_prompt_style_features,
+    MetricSpec,
+    metric_label,
 )
+from analytics.features.prompt_style import STYLE_SCHEMA, compute_prompt_style_features
 
-METRICS: dict[str, MetricSpec] = {**BEHAVIOR_METRIC_SPECS, **STYLE_METRIC_SPECS}
 # Computed column -> stored column, in the order of analytics.models.InteractionFeatures.
 STORED_COLUMNS: dict[str, str] = {
     METRICS[metric].column: METRICS[metric].stored_column
@@ -72,8 +74,11 @@ def compute_interaction_features(
 __all__ = [
     "BEHAVIOR_METRICS",
     "BEHAVIOR_SCHEMA",
+    "BUCKETS",
+    "DAY_BINS",
     "LEXICONS",
     "METRICS",
+    "RATIO_METRICS",
     "STORED_COLUMNS",
     "STYLE_METRICS",
     "STYLE_SCHEMA",
@@ -83,4 +88,5 @@ __all__ = [
     "compute_interaction_features",
     "compute_prompt_style_features",
     "count_words",
+    "metric_label",
 ]

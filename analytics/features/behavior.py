@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -32,102 +31,6 @@ SLICE_ROWS = 65_536
 _BLOCK_BYTES = 1 << 20
 
 
-Source = Literal["response", "prompt", "log"]
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """How one per-interaction column becomes a metric of the data contract.
-
-    Every metric is the mean of its column over a user's (or a cohort's) interactions, with
-    nulls left out: an indicator's mean is a rate, a length's mean is words per interaction.
-    ``column`` names the column in the tables this package returns, ``stored_column`` the
-    column of ``analytics.models.Interaction`` that holds it. ``source`` says where it comes
-    from: the response or the prompt text (computed here), or the interaction log itself
-    (``log``: passed through as ingested).
-    """
-
-    metric: str
-    column: str
-    stored_column: str
-    side: Literal["behavior", "style"]
-    source: Source
-    unit: str
-    description: str
-    aggregation: Literal["mean"] = "mean"
-
-
-def _behavior(
-    metric: str, column: str, stored: str, source: Source, unit: str, text: str
-) -> MetricSpec:
-    return MetricSpec(
-        metric=metric,
-        column=column,
-        stored_column=stored,
-        side="behavior",
-        source=source,
-        unit=unit,
-        description=text,
-    )
-
-
-BEHAVIOR_METRICS: tuple[str, ...] = (
-    "response_length",
-    "agreement_rate",
-    "refusal_rate",
-    "latency_ms",
-    "feedback_score",
-    "complaint_rate",
-    "retry_rate",
-)
-BEHAVIOR_METRIC_SPECS: dict[str, MetricSpec] = {
-    spec.metric: spec
-    for spec in (
-        _behavior(
-            "response_length",
-            "response_length",
-            "response_length",
-            "response",
-            "words",
-            "whitespace-separated words of the response (as str.split())",
-        ),
-        _behavior(
-            "agreement_rate",
-            "agreement",
-            "has_agreement",
-            "response",
-            "share",
-            f"share of responses opening (first {OPENING_CHARS} characters) with a "
-            "sycophantic or over-confirming phrase",
-        ),
-        _behavior(
-            "refusal_rate",
-            "refusal",
-            "has_refusal",
-            "response",
-            "share",
-            "share of responses that start with a refusal",
-        ),
-        _behavior("latency_ms", "latency_ms", "latency_ms", "log", "ms", "latency as logged"),
-        _behavior(
-            "feedback_score",
-            "feedback",
-            "feedback",
-            "log",
-            "score in [-1, 1]",
-            "mean of thumbs down (-1), none (0) and up (1)",
-        ),
-        _behavior(
-            "complaint_rate",
-            "complaint",
-            "complaint",
-            "log",
-            "share",
-            "share of replies the user reported or complained about",
-        ),
-        _behavior("retry_rate", "retry", "retry", "log", "share", "share of replies regenerated"),
-    )
-}
 BEHAVIOR_SCHEMA = pa.schema(
     [
         pa.field("response_length", pa.int32()),

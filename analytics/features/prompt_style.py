@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analytics.features.behavior import MetricSpec, TextArray, count_words, map_text_slices
+from analytics.features.behavior import TextArray, count_words, map_text_slices
 from analytics.features.lexicons import (
     BACKTICK_PATTERN,
     CODE_BLOCK_PATTERN,
@@ -29,85 +29,6 @@ from analytics.features.lexicons import (
     QUESTION_PATTERN,
 )
 
-STYLE_METRICS: tuple[str, ...] = (
-    "prompt_length",
-    "hedge_rate",
-    "pushback_rate",
-    "constraint_rate",
-    "politeness_rate",
-    "question_rate",
-    "code_block_rate",
-)
-_OUTSIDE = "outside code"
-
-
-def _style(metric: str, column: str, stored: str, unit: str, text: str) -> MetricSpec:
-    return MetricSpec(
-        metric=metric,
-        column=column,
-        stored_column=stored,
-        side="style",
-        source="prompt",
-        unit=unit,
-        description=text,
-    )
-
-
-STYLE_METRIC_SPECS: dict[str, MetricSpec] = {
-    spec.metric: spec
-    for spec in (
-        _style(
-            "prompt_length",
-            "prompt_length",
-            "prompt_length",
-            "words",
-            "whitespace-separated words of the whole prompt, code included (as str.split())",
-        ),
-        _style(
-            "hedge_rate",
-            "hedge",
-            "has_hedge",
-            "share",
-            f"share of prompts with a hedge (lexicons.HEDGES) {_OUTSIDE}",
-        ),
-        _style(
-            "pushback_rate",
-            "pushback",
-            "has_pushback",
-            "share",
-            f"share of prompts correcting or doubting the model (lexicons.PUSHBACK) {_OUTSIDE}",
-        ),
-        _style(
-            "constraint_rate",
-            "constraint",
-            "has_constraint",
-            "share",
-            f"share of prompts with an explicit instruction on the answer "
-            f"(lexicons.CONSTRAINTS) {_OUTSIDE}",
-        ),
-        _style(
-            "politeness_rate",
-            "politeness",
-            "has_politeness",
-            "share",
-            f"share of prompts with a politeness strategy (lexicons.POLITENESS) {_OUTSIDE}",
-        ),
-        _style(
-            "question_rate",
-            "question",
-            "has_question",
-            "share",
-            f"share of prompts with a question mark {_OUTSIDE}",
-        ),
-        _style(
-            "code_block_rate",
-            "code_block",
-            "has_code_block",
-            "share",
-            "share of prompts with a fenced code block (```)",
-        ),
-    )
-}
 STYLE_SCHEMA = pa.schema(
     [
         pa.field("prompt_length", pa.int32()),

@@ -12,39 +12,17 @@ Mann-Whitney, PSI) and, on the daily treatment-minus-control series, where a shi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from analytics.analysis.user_periods import BEHAVIOR_COLUMNS
+from analytics.features.metrics import BEHAVIOR_METRICS, RATIO_METRICS
 from analytics.inference.changepoints import detect_change_points
 from analytics.inference.cuped import cuped_welch_test
 from analytics.inference.distributions import distribution_test, psi
 from analytics.inference.ratios import ratio_welch_test
+from analytics.inference.results import DriftRow
 from analytics.inference.sufficient import PairStats
 from analytics.inference.tables import with_q_values
-
-
-@dataclass(frozen=True)
-class DriftRow:
-    metric: str
-    variation: str
-    control_mean: float | None
-    variation_mean: float | None
-    effect: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    n_control: int
-    n_variation: int
-    ks_p_value: float | None
-    mw_p_value: float | None
-    psi: float | None
-    drift_began: str | None
-    error: str | None
-    q_value: float | None = None  # set across the table by with_q_values
-    significant: bool = False
 
 
 def cuped_pairs(pre: pd.Series, post: pd.Series, pooled_pre_mean: float) -> PairStats:
@@ -53,9 +31,6 @@ def cuped_pairs(pre: pd.Series, post: pd.Series, pooled_pre_mean: float) -> Pair
     has_post = post.notna()
     x = pre[has_post].fillna(pooled_pre_mean).to_numpy(dtype=float)
     return PairStats.from_values(x, post[has_post].to_numpy(dtype=float))
-
-
-RATIO_METRICS = {"agreement_rate", "refusal_rate", "complaint_rate", "retry_rate"}
 
 
 def ratio_pairs(post: pd.DataFrame, metric: str) -> PairStats:
@@ -84,7 +59,7 @@ def compute_behavior_drift(
     and counts with ``variation`` (for the ratio metrics; without it every metric is a mean metric).
     """
     rows: list[DriftRow] = []
-    for metric in BEHAVIOR_COLUMNS:
+    for metric in BEHAVIOR_METRICS:
         pre, post = f"{metric}__pre", f"{metric}__post"
         pooled_pre = float(users[pre].mean()) if users[pre].notna().any() else 0.0
         base = users[users["variation"] == control]

@@ -187,3 +187,60 @@ class CupedAdjustment:
     def ok(self) -> bool:
         """True when the figures were computed."""
         return self.error is None
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """One row of the behaviour drift table (``analysis.json``'s ``behavior_drift``)."""
+
+    metric: str
+    variation: str
+    control_mean: float | None
+    variation_mean: float | None
+    effect: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    n_control: int
+    n_variation: int
+    ks_p_value: float | None
+    mw_p_value: float | None
+    psi: float | None
+    drift_began: str | None
+    error: str | None
+    q_value: float | None = None  # set across the table by with_q_values
+    significant: bool = False
+
+
+@dataclass(frozen=True)
+class StyleShiftRow:
+    """One row of the prompt-style shift table: the variation's difference in differences
+    against control, beside the user-clustered OLS estimate of the same."""
+
+    metric: str
+    variation: str
+    did: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    ols_did: float | None
+    ols_se: float | None
+    n_control: int
+    n_variation: int
+    error: str | None
+    q_value: float | None = None  # set across the table by with_q_values
+    significant: bool = False
+
+
+@dataclass(frozen=True)
+class BucketShift:
+    """The style shift of one metric in one bucket of days since first exposure."""
+
+    metric: str
+    variation: str
+    bucket: str
+    did: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    n_variation: int

@@ -10,47 +10,16 @@ since exposure, and the adaptation half-life fitted to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 
-from analytics.analysis.user_periods import BUCKETS, DAY_BINS, STYLE_COLUMNS
+from analytics.features.metrics import BUCKETS, DAY_BINS, STYLE_METRICS
 from analytics.inference.curves import fit_half_life
-from analytics.inference.results import HalfLifeResult
+from analytics.inference.results import BucketShift, HalfLifeResult, StyleShiftRow
 from analytics.inference.sufficient import SampleStats
 from analytics.inference.tables import with_q_values
 from analytics.inference.ttests import welch_test
-
-
-@dataclass(frozen=True)
-class StyleShiftRow:
-    metric: str
-    variation: str
-    did: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    ols_did: float | None
-    ols_se: float | None
-    n_control: int
-    n_variation: int
-    error: str | None
-    q_value: float | None = None  # set across the table by with_q_values
-    significant: bool = False
-
-
-@dataclass(frozen=True)
-class BucketShift:
-    metric: str
-    variation: str
-    bucket: str
-    did: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    n_variation: int
 
 
 def changes(users: pd.DataFrame, metric: str) -> pd.Series:
@@ -96,7 +65,7 @@ def compute_style_shift(
     """
     users = users[(users["n_pre"] >= min_pre) & (users["n_post"] >= min_post)]
     rows: list[StyleShiftRow] = []
-    for metric in STYLE_COLUMNS:
+    for metric in STYLE_METRICS:
         change = changes(users, metric)
         base = change[users["variation"] == control].dropna()
         for variation in treatments:
@@ -140,7 +109,7 @@ def compute_bucket_shifts(
     pre = users.set_index("user_id")
     variation_of = pre["variation"]
     out: list[BucketShift] = []
-    for metric in STYLE_COLUMNS:
+    for metric in STYLE_METRICS:
         for bucket in BUCKETS:
             rows = bucket_means[bucket_means["bucket"] == bucket]
             user = rows["user_id"]

@@ -1,5 +1,6 @@
-"""Ingest of GrowthBook exposures and interaction logs (see docs/DATA_CONTRACT.md)."""
+"""Ingest of GrowthBook exposures and interaction logs (see docs/DATA_CONTRACT.md).
 
-from analytics.ingest.runner import IngestSummary, Progress, ingest_file
-
-__all__ = ["IngestSummary", "Progress", "ingest_file"]
+contract -> readers -> validate -> writers, wired by ``analytics.ingest.runner.ingest_file``.
+Nothing is imported here (the readers need pyarrow and pandas), so that importing a light
+submodule stays light.
+"""

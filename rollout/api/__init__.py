@@ -1,5 +1,4 @@
-"""The flag-ramp HTTP API (FastAPI): ``create_app``."""
+"""The flag-ramp HTTP API (FastAPI): ``rollout.api.app.create_app``.
 
-from rollout.api.app import create_app
-
-__all__ = ["create_app"]
+Nothing is imported here, so that importing a light submodule stays light.
+"""

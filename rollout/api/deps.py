@@ -15,7 +15,8 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rollout.api.problems import ProblemError
-from rollout.api.tokens import Principal, authenticate
+from rollout.documents import PlanDocument
+from rollout.tokens import Principal, authenticate
 
 DECISION_TTL_SECONDS = 30.0  # how long a computed guardrail decision is served from memory
 # How long a token check and a plan's state are served from memory by each worker: a revoked
@@ -31,7 +32,7 @@ class ApiState:
     engine: sa.Engine
     client_factory: Callable[[], Any | None]  # a context manager giving a RuleWriter, or None
     environments: list[str]
-    documents: dict[int, dict[str, Any]] = field(default_factory=dict)  # plan id -> plan.json
+    documents: dict[int, PlanDocument] = field(default_factory=dict)  # plan id -> plan.json
     labels: dict[int, dict[str, str]] = field(default_factory=dict)  # run id -> user -> label
     decisions: dict[int, tuple[float, int, dict[str, Any] | None]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)

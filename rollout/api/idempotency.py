@@ -15,11 +15,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi.responses import JSONResponse
-from sqlmodel import Session
 
 from rollout.api.problems import PROBLEM_JSON, ProblemError
-from rollout.api.tokens import Principal
 from rollout.models import IdempotencyRecord
+from rollout.store import (
+    complete_idempotency_key,
+    forget_idempotency_key,
+    reserve_idempotency_key,
+)
+from rollout.tokens import Principal
 
 IN_PROGRESS = 0
 
@@ -65,52 +69,28 @@ def run_idempotent(
 ) -> JSONResponse:
     """Do ``work`` once per (token, key); store and return its (status, body)."""
     digest = request_hash(method, path, body)
-    with Session(engine) as session:
-        existing = session.get(IdempotencyRecord, (principal.token_id, key))
-        if existing is not None:
-            return _replay(existing, method, path, digest)
-        session.add(
-            IdempotencyRecord(
-                token_id=principal.token_id,
-                key=key,
-                method=method,
-                path=path,
-                request_hash=digest,
-                status_code=IN_PROGRESS,
-                response={},
-            )
-        )
-        try:
-            session.commit()
-        except sa.exc.IntegrityError:
-            session.rollback()
-            existing = session.get(IdempotencyRecord, (principal.token_id, key))
-            assert existing is not None
-            return _replay(existing, method, path, digest)
+    reserved = IdempotencyRecord(
+        token_id=principal.token_id,
+        key=key,
+        method=method,
+        path=path,
+        request_hash=digest,
+        status_code=IN_PROGRESS,
+        response={},
+    )
+    existing = reserve_idempotency_key(engine, reserved)
+    if existing is not None:
+        return _replay(existing, method, path, digest)
     try:
         status, payload = work()
     except ProblemError as problem:
         status, payload = problem.status, problem.body(path)
     except BaseException:
-        _forget(engine, principal, key)
+        forget_idempotency_key(engine, principal.token_id, key)
         raise
     if status >= 500:
-        _forget(engine, principal, key)
+        forget_idempotency_key(engine, principal.token_id, key)
     else:
-        with Session(engine) as session:
-            record = session.get(IdempotencyRecord, (principal.token_id, key))
-            assert record is not None
-            record.status_code = status
-            record.response = payload
-            session.add(record)
-            session.commit()
+        complete_idempotency_key(engine, principal.token_id, key, status, payload)
     media = PROBLEM_JSON if status >= 400 else "application/json"
     return JSONResponse(payload, status_code=status, media_type=media)
-
-
-def _forget(engine: sa.Engine, principal: Principal, key: str) -> None:
-    with Session(engine) as session:
-        record = session.get(IdempotencyRecord, (principal.token_id, key))
-        if record is not None:
-            session.delete(record)
-            session.commit()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -13,10 +14,16 @@ import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlmodel import Session, col, select
 
-from analytics.analysis.pipeline import AnalysisParams, analysis_document, run_analysis
-from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
+from analytics.analysis.params import build_analysis_params
+from analytics.analysis.pipeline import run_analysis
+from analytics.store import (
+    check_database,
+    count_exposed_users,
+    load_analysis_users,
+    load_latest_analysis,
+    save_analysis,
+)
 from rollout.api import schemas
 from rollout.api.deps import (
     STATE_TTL_SECONDS,
@@ -29,12 +36,20 @@ from rollout.api.deps import (
 )
 from rollout.api.idempotency import run_idempotent
 from rollout.api.problems import ProblemError
+from rollout.documents import PlanDocument
 from rollout.growthbook.rules import is_rolled_back
 from rollout.guardrails import Guardrail
-from rollout.models import PlanEvent, PlanUser, RollbackPlan
+from rollout.models import RollbackPlan
 from rollout.planner import DEFAULT_GUARDRAILS, Policy
 from rollout.plans import advance_plan, change_status, create_plan, evaluate_plan, refuse
-from rollout.store import list_plans, load_plan_document, load_plan_state
+from rollout.store import (
+    find_user_cohort,
+    list_events,
+    list_plans,
+    load_plan,
+    load_plan_document,
+    load_plan_state,
+)
 
 router = APIRouter(prefix="/v1")
 PlanId = Annotated[int, Path(ge=1, le=2_147_483_647, description="The plan's id.")]
@@ -50,7 +65,7 @@ def _require_plan(state: StateDep, plan_id: int) -> RollbackPlan:
     return plan
 
 
-def _document(state: StateDep, plan: RollbackPlan) -> dict[str, Any]:
+def _document(state: StateDep, plan: RollbackPlan) -> PlanDocument:
     """A plan's document: immutable once stored, so read and parsed once per process."""
     assert plan.id is not None
     document = state.documents.get(plan.id)
@@ -64,22 +79,21 @@ def _document(state: StateDep, plan: RollbackPlan) -> dict[str, Any]:
     return document
 
 
-def _plan_out(plan: RollbackPlan, document: dict[str, Any]) -> dict[str, Any]:
+def _plan_out(plan: RollbackPlan, document: PlanDocument) -> dict[str, Any]:
     assert plan.id is not None
     stages = [
-        {
-            **{k: stage[k] for k in schemas.StageOut.model_fields if k in stage},
-            "serving": stage.get("serving", {"rollback": {}, "bridge": {}}),
-            "saved_groups": {g: len(m) for g, m in stage["growthbook"]["savedGroups"].items()},
-        }
-        for stage in document["stages"]
+        schemas.StageOut(
+            **{k: getattr(stage, k) for k in schemas.StageOut.model_fields if k != "saved_groups"},
+            saved_groups=stage.saved_group_sizes,
+        )
+        for stage in document.stages
     ]
     return schemas.PlanOut(
         **_plan_state(plan),
         pending_stage=plan.pending_stage,
         stage_applied_at=plan.stage_applied_at,
-        reason=document.get("reason", ""),
-        options=document["options"],
+        reason=document.reason,
+        options=[schemas.OptionOut(**asdict(o)) for o in document.options],
         stages=stages,
     ).model_dump(mode="json")
 
@@ -92,7 +106,7 @@ def _plan_state(plan: RollbackPlan) -> dict[str, Any]:
 
 
 def _summary(state: StateDep, plan: RollbackPlan) -> schemas.PlanSummary:
-    return schemas.PlanSummary(**_plan_state(plan), stages=len(_document(state, plan)["stages"]))
+    return schemas.PlanSummary(**_plan_state(plan), stages=len(_document(state, plan).stages))
 
 
 def _etag(response: Response, plan: RollbackPlan) -> None:
@@ -113,8 +127,7 @@ def ready(state: StateDep, _: Reader) -> schemas.Health:
     """Readiness: the database answers, and GrowthBook when it is configured."""
     checks: dict[str, str] = {}
     try:
-        with state.engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+        check_database(state.engine)
         checks["database"] = "ok"
     except sa.exc.SQLAlchemyError as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
@@ -140,18 +153,8 @@ def ready(state: StateDep, _: Reader) -> schemas.Health:
 @router.get("/experiments", response_model=schemas.ExperimentList, tags=["experiments"])
 def experiments(state: StateDep, _: Reader) -> schemas.ExperimentList:
     """Experiments with exposures, users per variation, and their latest analysis."""
-    with state.engine.connect() as connection:
-        rows = connection.execute(
-            sa.text(
-                "SELECT experiment_id, variation_id, count(DISTINCT user_id) FROM exposures "
-                "GROUP BY experiment_id, variation_id ORDER BY experiment_id, variation_id"
-            )
-        ).all()
-    users: dict[str, dict[str, int]] = {}
-    for experiment_id, variation, count in rows:
-        users.setdefault(experiment_id, {})[variation] = int(count)
     data = []
-    for experiment_id, counts in users.items():
+    for experiment_id, counts in count_exposed_users(state.engine).items():
         run = load_latest_analysis(state.engine, experiment_id)
         data.append(
             schemas.ExperimentOut(
@@ -174,7 +177,7 @@ def get_analysis(experiment_id: ExperimentId, state: StateDep, _: Reader) -> dic
             "Not found",
             f"experiment {experiment_id!r} has no stored analysis: POST to this URL runs one",
         )
-    return {"id": run.id, **run.results}
+    return {"id": run.id, **run.document.to_json()}
 
 
 @router.post("/experiments/{experiment_id}/analysis", status_code=201, tags=["experiments"])
@@ -188,9 +191,9 @@ def post_analysis(
     """Run a new analysis on the stored data and store it."""
 
     def work() -> tuple[int, dict[str, Any]]:
-        result = run_analysis(state.engine, AnalysisParams(experiment_id))
+        result = run_analysis(state.engine, build_analysis_params(state.engine, experiment_id))
         run_id = save_analysis(state.engine, result)
-        return 201, {"id": run_id, **analysis_document(result)}
+        return 201, {"id": run_id, **result.document().to_json()}
 
     return run_idempotent(state.engine, principal, key, "POST", request.url.path, None, work)
 
@@ -276,8 +279,10 @@ def get_plan(plan_id: PlanId, response: Response, state: StateDep, _: Reader) ->
 @router.get("/plans/{plan_id}/document", tags=["plans"])
 def get_plan_document(plan_id: PlanId, state: StateDep, _: Reader) -> dict[str, Any]:
     """plan.json in full: each stage's SDK fragment, saved-group members and REST bodies."""
-    plan = _require_plan(state, plan_id)
-    return {"id": plan_id, **_document(state, plan)}
+    plan = load_plan(state.engine, plan_id)
+    if plan is None:
+        raise ProblemError(404, "Not found", f"no plan {plan_id}")
+    return {"id": plan_id, **plan.document}
 
 
 def _decision(state: StateDep, plan: RollbackPlan, refresh: bool) -> dict[str, Any] | None:
@@ -309,21 +314,20 @@ def _ramp_body(state: StateDep, plan_id: int, refresh: bool) -> tuple[dict[str, 
     else:
         plan = entry[1]
     document = _document(state, plan)
-    stages = document["stages"]
-    stage = stages[plan.current_stage] if plan.current_stage >= 0 else None
+    stage = document.stage(plan.current_stage)
     next_at = None
     if stage is not None and plan.stage_applied_at is not None:
-        next_at = plan.stage_applied_at + timedelta(hours=float(stage["min_hold_hours"]))
+        next_at = plan.stage_applied_at + timedelta(hours=stage.min_hold_hours)
     body = schemas.RampOut(
         plan_id=plan_id,
         feature_key=plan.feature_key,
         status=str(plan.status),
         version=plan.version,
         current_stage=plan.current_stage,
-        stages=len(stages),
+        stages=len(document.stages),
         pending_stage=plan.pending_stage,
         stage_applied_at=plan.stage_applied_at,
-        serving=stage["serving"] if stage else {"rollback": {}, "bridge": {}},
+        serving=stage.serving if stage else {"rollback": {}, "bridge": {}},
         guardrails=_decision(state, plan, refresh),
         next_advance_at=next_at,
     ).model_dump(mode="json")
@@ -528,24 +532,14 @@ def get_user_cohort(
     """The user's rollback cohort in the newest plan that holds them (of ``feature_key``),
     and whether that plan's current stage serves them the rolled-back or bridge value: the
     attribute an app can pass to the GrowthBook SDK."""
-    query = (
-        select(PlanUser.plan_id, PlanUser.cohort)
-        .join(RollbackPlan, col(RollbackPlan.id) == col(PlanUser.plan_id))
-        .where(PlanUser.user_id == user_id)
-        .order_by(col(PlanUser.plan_id).desc())
-    )
-    if feature_key is not None:
-        query = query.where(RollbackPlan.feature_key == feature_key)
-    with Session(state.engine) as session:
-        row = session.exec(query).first()
+    row = find_user_cohort(state.engine, user_id, feature_key)
     if row is None:
         raise ProblemError(404, "Not found", f"user {user_id!r} is in no rollback plan")
     plan_id, cohort = row
     plan = _require_plan(state, plan_id)
     document = _document(state, plan)
-    serving: dict[str, dict[str, float]] = {"rollback": {}, "bridge": {}}
-    if plan.current_stage >= 0:
-        serving = document["stages"][plan.current_stage]["serving"]
+    stage = document.stage(plan.current_stage)
+    serving = stage.serving if stage else {"rollback": {}, "bridge": {}}
     rolled = is_rolled_back(plan.feature_key, user_id, serving["rollback"].get(cohort, 0.0))
     bridged = not rolled and is_rolled_back(
         plan.feature_key, user_id, serving["bridge"].get(cohort, 0.0)
@@ -585,11 +579,7 @@ def get_audit(
 ) -> schemas.AuditList:
     """Every state change and refused attempt (newest first): actor, time, before and after,
     reason, and the guardrail figures at that moment."""
-    query = select(PlanEvent).order_by(col(PlanEvent.id).desc()).limit(limit)
-    if plan_id is not None:
-        query = query.where(PlanEvent.plan_id == plan_id)
-    with Session(state.engine) as session:
-        rows = session.exec(query).all()
+    rows = list_events(state.engine, plan_id=plan_id, limit=limit)
     data = [
         schemas.AuditEvent(
             id=e.id or 0,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.analysis.outcomes import GUARDRAIL_METRICS
 from rollout.planner import STRATEGIES
+from rollout.policy import POLICY_LIMITS
 
 Metric = Literal["complaint_rate", "retry_rate", "feedback_score", "pushback_rate"]
 assert set(Metric.__args__) == set(GUARDRAIL_METRICS)  # type: ignore[attr-defined]
@@ -26,6 +27,12 @@ class GuardrailIn(Strict):
     max_regression: float = Field(gt=0, le=1e6)
 
 
+def _policy_field(name: str) -> Any:
+    """A request field bounded as :data:`rollout.policy.POLICY_LIMITS` says."""
+    limit = POLICY_LIMITS[name]
+    return Field(default=limit.default, ge=limit.low, le=limit.high, description=limit.help)
+
+
 class PlanRequest(Strict):
     """A rollback plan from the experiment's latest analysis and a policy."""
 
@@ -35,12 +42,12 @@ class PlanRequest(Strict):
     bridge_value: FeatureValue | None = None
     strategy: Strategy | None = Field(default=None, description="Default: the recommended one.")
     guardrails: list[GuardrailIn] | None = Field(default=None, min_length=1, max_length=4)
-    alpha: float = Field(default=0.05, gt=0, lt=0.5)
-    power: float = Field(default=0.8, ge=0.5, lt=1)
-    max_step_share: float = Field(default=0.5, gt=0, le=1)
-    deadline_days: float | None = Field(default=None, gt=0, le=365)
-    min_hold_hours: float = Field(default=24.0, ge=0, le=24 * 30)
-    max_hold_hours: float = Field(default=168.0, gt=0, le=24 * 90)
+    alpha: float = _policy_field("alpha")
+    power: float = _policy_field("power")
+    max_step_share: float = _policy_field("max_step_share")
+    deadline_days: float | None = _policy_field("deadline_days")
+    min_hold_hours: float = _policy_field("min_hold_hours")
+    max_hold_hours: float = _policy_field("max_hold_hours")
 
 
 class TransitionRequest(Strict):

@@ -7,11 +7,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from analytics.db import get_engine
-from rollout.api.tokens import SCOPES, create_token, list_tokens, revoke_token
 from rollout.cli.console import err, out, reports_errors
 
-tokens_app = typer.Typer(help="API tokens of the flag-ramp API.", no_args_is_help=True)
+# rollout.tokens.SCOPES, restated so that --help does not import the database layer;
+# tests/test_cli_startup.py checks that the two agree.
+SCOPES = ("read", "ramp", "admin")
 
 
 @reports_errors
@@ -23,7 +23,7 @@ def serve(
     """Serve the flag-ramp API (OpenAPI docs at /docs)."""
     import uvicorn
 
-    from rollout.api import create_app
+    from rollout.api.app import create_app
 
     create_app()  # fail here, with one clear line, if the database is unusable
     err.print(f"Aftershock API on http://{host}:{port} (docs: /docs)", highlight=False)
@@ -37,7 +37,6 @@ def serve(
     )
 
 
-@tokens_app.command("create")
 @reports_errors
 def tokens_create(
     name: Annotated[str, typer.Option(help="Who or what uses it, e.g. ci-rollbacks.")],
@@ -47,6 +46,9 @@ def tokens_create(
     ],
 ) -> None:
     """Create a token and print it once: it is stored only as a hash."""
+    from analytics.db import get_engine
+    from rollout.tokens import create_token
+
     row, secret = create_token(get_engine(), name, scope)
     err.print(
         f"token {row.id} ({row.name}, scopes {row.scopes}); store it now, it is not shown again:",
@@ -55,10 +57,12 @@ def tokens_create(
     out.print(secret, highlight=False, soft_wrap=True)
 
 
-@tokens_app.command("list")
 @reports_errors
 def tokens_list() -> None:
     """The tokens (never their secrets)."""
+    from analytics.db import get_engine
+    from rollout.tokens import list_tokens
+
     table = Table("id", "name", "scopes", "starts with", "created", "revoked")
     for row in list_tokens(get_engine()):
         table.add_row(
@@ -72,9 +76,11 @@ def tokens_list() -> None:
     out.print(table)
 
 
-@tokens_app.command("revoke")
 @reports_errors
 def tokens_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
     """Revoke a token: it stops working at once."""
+    from analytics.db import get_engine
+    from rollout.tokens import revoke_token
+
     row = revoke_token(get_engine(), token_id)
     out.print(f"token {row.id} ({row.name}) revoked", highlight=False)

@@ -5,25 +5,28 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from analytics.db import ensure_schema, get_engine
-from analytics.errors import ConfigError
-from analytics.settings import Settings, get_settings
-from analytics.store import load_growthbook_experiment, save_growthbook_snapshots
 from rollout.cli.console import err, fail, out, reports_errors
-from rollout.guardrails import Guardrail
-from rollout.planner import DEFAULT_GUARDRAILS, STRATEGIES, Policy
-from rollout.plans import apply_stage, create_plan, evaluate_plan, require_plan, write_stage
-from rollout.store import load_plan
+from rollout.documents import PlanDocument
+from rollout.policy import POLICY_LIMITS, policy_default
 
-growthbook_app = typer.Typer(help="Read from and write to GrowthBook.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from analytics.settings import Settings
+    from rollout.guardrails import Guardrail
+
+# rollout.planner.STRATEGIES, restated so that --help does not import the planner (numpy,
+# pandas, statsmodels); tests/test_cli_startup.py checks that the two agree.
+STRATEGIES = ("immediate", "uniform_ramp", "adaptation_aware")
 
 
 def _guardrails(specs: list[str] | None) -> tuple[Guardrail, ...]:
+    from rollout.guardrails import Guardrail
+    from rollout.planner import DEFAULT_GUARDRAILS
+
     if not specs:
         return DEFAULT_GUARDRAILS
     guardrails = []
@@ -49,6 +52,12 @@ def _parse_value(text: str | None) -> Any:
         return text
 
 
+def _policy_option(name: str) -> Any:
+    """A ``--name`` option bounded as :data:`rollout.policy.POLICY_LIMITS` says."""
+    limit = POLICY_LIMITS[name]
+    return typer.Option(min=limit.low, max=limit.high, help=limit.help)
+
+
 @reports_errors
 def plan(
     experiment: Annotated[str, typer.Option("--experiment", help="GrowthBook experiment key.")],
@@ -72,16 +81,21 @@ def plan(
         list[str] | None,
         typer.Option(help="METRIC=MAX_REGRESSION, repeatable (default: the four guardrails)."),
     ] = None,
-    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5)] = 0.05,
-    power: Annotated[float, typer.Option(min=0.5, max=0.99)] = 0.8,
-    max_step_share: Annotated[
-        float, typer.Option(min=0.01, max=1.0, help="Largest share of a cohort per step.")
-    ] = 0.5,
-    deadline_days: Annotated[
-        float | None, typer.Option(min=0.1, help="Finish within this many days.")
-    ] = None,
+    alpha: Annotated[float, _policy_option("alpha")] = policy_default("alpha"),
+    power: Annotated[float, _policy_option("power")] = policy_default("power"),
+    max_step_share: Annotated[float, _policy_option("max_step_share")] = policy_default(
+        "max_step_share"
+    ),
+    deadline_days: Annotated[float | None, _policy_option("deadline_days")] = policy_default(
+        "deadline_days"
+    ),
 ) -> None:
     """Plan a staged, adaptation-aware rollback from the latest analysis."""
+    from analytics.db import ensure_schema, get_engine
+    from analytics.settings import get_settings
+    from rollout.planner import Policy
+    from rollout.plans import create_plan
+
     if strategy is not None and strategy not in STRATEGIES:
         raise typer.BadParameter(f"one of {', '.join(STRATEGIES)}", param_hint="--strategy")
     try:
@@ -97,7 +111,7 @@ def plan(
         raise fail(str(exc)) from exc
     engine = get_engine()
     ensure_schema(engine)
-    _, document, _ = create_plan(
+    plan_id, document, _ = create_plan(
         engine,
         experiment_id=experiment,
         feature_key=feature,
@@ -110,64 +124,61 @@ def plan(
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(document, indent=1) + "\n")
-    print_plan(document)
+    print_plan(plan_id, PlanDocument.from_json(document))
     if out_path is not None:
         out.print(f"wrote {out_path}", highlight=False)
 
 
-def print_plan(document: dict[str, Any]) -> None:
+def print_plan(plan_id: int, document: PlanDocument) -> None:
     options = Table(
         "strategy", "stages", "days", "expected disrupted users", title="Strategies compared"
     )
-    for option in document["options"]:
-        chosen = " (chosen)" if option["strategy"] == document["strategy"] else ""
+    for option in document.options:
+        chosen = " (chosen)" if option.strategy == document.strategy else ""
         options.add_row(
-            option["strategy"] + chosen,
-            str(option["stages"]),
-            f"{option['duration_days']:.1f}",
-            f"{option['expected_disrupted_users']:,.1f}",
+            option.strategy + chosen,
+            str(option.stages),
+            f"{option.duration_days:.1f}",
+            f"{option.expected_disrupted_users:,.1f}",
         )
     out.print(options)
     stages = Table(
         "stage", "cohort", "move", "coverage", "users", "hold h", "power", title="Stages"
     )
-    for stage in document["stages"]:
+    for stage in document.stages:
         stages.add_row(
-            str(stage["index"]),
-            stage["cohort"],
-            stage["kind"],
-            f"{stage['coverage']:.0%}",
-            f"{stage['users']:,}",
-            f"{stage['min_hold_hours']:.0f}",
-            "-" if stage["power"] is None else f"{stage['power']:.2f}",
+            str(stage.index),
+            stage.cohort,
+            stage.kind,
+            f"{stage.coverage:.0%}",
+            f"{stage.users:,}",
+            f"{stage.min_hold_hours:.0f}",
+            "-" if stage.power is None else f"{stage.power:.2f}",
         )
     out.print(stages)
-    for option in document["options"]:
-        for warning in option["warnings"]:
-            err.print(f"warning ({option['strategy']}): {warning}", style="yellow")
-    out.print(f"plan {document['id']}: {document['reason']}", highlight=False, soft_wrap=True)
+    for option in document.options:
+        for warning in option.warnings:
+            err.print(f"warning ({option.strategy}): {warning}", style="yellow")
+    out.print(f"plan {plan_id}: {document.reason}", highlight=False, soft_wrap=True)
 
 
 def _client(settings: Settings, *, dry_run: bool) -> Any:
     from rollout.growthbook.client import GrowthBookClient
 
-    if not settings.growthbook_url or settings.growthbook_api_key is None:
-        raise ConfigError(
-            "GrowthBook is not configured: set AFTERSHOCK_GROWTHBOOK_URL and "
-            "AFTERSHOCK_GROWTHBOOK_API_KEY"
-        )
-    return GrowthBookClient(
-        settings.growthbook_url,
-        settings.growthbook_api_key.get_secret_value(),
+    return GrowthBookClient.from_settings(
+        settings,
         dry_run=dry_run,
         echo=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True),
     )
 
 
-@growthbook_app.command("pull")
 @reports_errors
 def growthbook_pull() -> None:
     """Fetch GrowthBook's features and experiments into the database."""
+    from analytics.db import get_engine
+    from analytics.settings import get_settings
+    from analytics.store import save_growthbook_snapshots
+
     settings = get_settings()
     engine = get_engine()
     with _client(settings, dry_run=False) as client:
@@ -181,7 +192,6 @@ def growthbook_pull() -> None:
     )
 
 
-@growthbook_app.command("apply")
 @reports_errors
 def growthbook_apply(
     plan_id: Annotated[int, typer.Option("--plan", help="The plan's id.")],
@@ -195,6 +205,10 @@ def growthbook_apply(
     ] = False,
 ) -> None:
     """Write a plan's stage to GrowthBook: saved groups, then its rules in one revision."""
+    from analytics.db import get_engine
+    from analytics.settings import get_settings
+    from rollout.plans import apply_stage, require_plan, write_stage
+
     settings = get_settings()
     engine = get_engine()
     configured = bool(settings.growthbook_url and settings.growthbook_api_key)
@@ -232,6 +246,10 @@ def guardrails(
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
 ) -> None:
     """The guardrail decision for a plan's current stage: advance, hold or pause."""
+    from analytics.db import get_engine
+    from rollout.plans import evaluate_plan
+    from rollout.store import load_plan
+
     engine = get_engine()
     when = datetime.fromisoformat(now) if now else datetime.now(UTC)
     if when.tzinfo is None:
@@ -248,24 +266,3 @@ def guardrails(
     )
     for reason in decision.reasons:
         out.print(f"  {reason}", highlight=False, soft_wrap=True)
-
-
-def growthbook_split(
-    experiment_id: str, control: str
-) -> tuple[tuple[float, ...] | None, tuple[tuple[str, str], ...]]:
-    """The expected split (latest phase's traffic split, control first then by key, as the
-    analysis orders variations) and the variation names of an experiment pulled from
-    GrowthBook (``aftershock growthbook pull``); (None, ()) when it was not pulled."""
-    definition = load_growthbook_experiment(get_engine(), experiment_id)
-    if not definition:
-        return None, ()
-    variations = definition.get("variations", [])
-    key_of = {v["variationId"]: str(v["key"]) for v in variations}
-    names = tuple((str(v["key"]), str(v.get("name", v["key"]))) for v in variations)
-    phases = definition.get("phases") or []
-    split = phases[-1].get("trafficSplit") if phases else None
-    if not split:
-        return None, names
-    weight = {key_of[s["variationId"]]: float(s["weight"]) for s in split}
-    order = sorted(weight, key=lambda k: (k != control, k))
-    return tuple(weight[k] for k in order), names

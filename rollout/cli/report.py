@@ -8,15 +8,7 @@ from typing import Annotated
 
 import typer
 
-from analytics.db import ensure_schema, get_engine
 from rollout.cli.console import out, reports_errors
-from rollout.report import (
-    WeekError,
-    build_weekly_report,
-    parse_iso_week,
-    render_pdf,
-    report_bytes,
-)
 
 
 class ReportFormat(StrEnum):
@@ -41,6 +33,15 @@ def report(
     ] = None,
 ) -> None:
     """Write the weekly adaptation report: drift, style shift, adaptation, rollback steps."""
+    from analytics.db import ensure_schema, get_engine
+    from rollout.report import (
+        WeekError,
+        build_weekly_report,
+        parse_iso_week,
+        render_pdf,
+        report_bytes,
+    )
+
     try:
         parse_iso_week(week)
     except WeekError as exc:

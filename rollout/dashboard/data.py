@@ -1,5 +1,6 @@
-"""Every dashboard loader, cached: results come from analytics.store and rollout.plans, as for
-every surface, so the dashboard shows the numbers the CLI, the API and the report show.
+"""Every dashboard loader, cached: results come from analytics.store, rollout.store and
+rollout.plans, as for every surface, so the dashboard shows the numbers the CLI, the API and
+the report show (and reads the same typed documents: ``AnalysisDocument``, ``PlanDocument``).
 
 Caching follows what changes: a stored analysis run and a plan's document never change once
 written (cached for an hour, keyed by their ids); the lists of runs and plans and a plan's
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -21,19 +22,30 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 import streamlit as st
-from sqlalchemy.orm import defer
-from sqlmodel import Session, col, select
 
 from analytics.analysis.user_periods import PeriodParams, load_daily
 from analytics.db import ensure_schema, get_engine
-from analytics.models import AnalysisRun, Exposure, Interaction
 from analytics.settings import get_settings
-from analytics.store import load_analysis_users, load_latest_analysis
+from analytics.store import (
+    StoredAnalysis,
+    list_analysed_experiments,
+    list_exposed_experiments,
+    load_analysis_users,
+    load_exposure_span,
+    load_latest_analysis,
+    load_prompt_examples,
+)
+from rollout.documents import PlanDocument
 from rollout.guardrails import Guardrail
-from rollout.models import RollbackPlan
 from rollout.planner import Plan, Policy, choose, plan_document, plan_rollback
 from rollout.plans import create_plan, evaluate_plan, load_plan_users
-from rollout.store import load_plan_document, load_plan_events
+from rollout.store import (
+    PlanState,
+    find_feature_key,
+    list_plan_states,
+    load_plan_document,
+    load_plan_events,
+)
 
 if TYPE_CHECKING:
     from rollout.report import WeeklyReport
@@ -71,26 +83,20 @@ def database_label() -> str:
 @st.cache_data(ttl=SHORT)
 def analysed_experiments() -> list[str]:
     """Experiments with at least one stored analysis, most recent first."""
-    with Session(engine()) as session:
-        runs = session.exec(select(AnalysisRun.experiment_id).order_by(col(AnalysisRun.id).desc()))
-        return list(dict.fromkeys(runs.all()))
+    return list_analysed_experiments(engine())
 
 
 @st.cache_data(ttl=SHORT)
 def exposed_experiments() -> list[str]:
     """Experiments with stored exposures (read from the exposures' primary key)."""
-    with Session(engine()) as session:
-        return sorted(session.exec(select(Exposure.experiment_id).distinct()).all())
+    return list_exposed_experiments(engine())
 
 
 @st.cache_data(ttl=SHORT)
-def latest_analysis(experiment_id: str) -> dict[str, Any] | None:
-    """The stored analysis.json document of the experiment's latest run, with its run ``id``
-    and ``parameters``."""
-    run = load_latest_analysis(engine(), experiment_id)
-    if run is None:
-        return None
-    return {"id": run.id, **run.results, "parameters": run.parameters}
+def latest_analysis(experiment_id: str) -> StoredAnalysis | None:
+    """The experiment's latest stored run: its ``id``, its ``document`` (analysis.json) and
+    the ``parameters`` it ran with."""
+    return load_latest_analysis(engine(), experiment_id)
 
 
 @st.cache_data(ttl=LONG, max_entries=8)
@@ -161,30 +167,9 @@ def prompt_examples(
     """One user's last ``per_side`` prompts before first exposure and last ``per_side`` after
     it (the most adapted ones), read through the (user, time) index; the prompt text, cut to
     ``PROMPT_CHARS`` characters, only when ``with_text``."""
-    columns: list[Any] = [
-        Interaction.timestamp,
-        Interaction.prompt_length,
-        Interaction.has_hedge,
-        Interaction.has_pushback,
-        Interaction.has_constraint,
-    ]
-    if with_text:
-        columns.append(Interaction.prompt)
-    rows = []
-    with Session(engine()) as session:
-        for side, condition in (
-            ("before", col(Interaction.timestamp) < first_exposure),
-            ("after", col(Interaction.timestamp) >= first_exposure),
-        ):
-            found = session.exec(
-                select(*columns)
-                .where(Interaction.user_id == user_id, condition)
-                .order_by(col(Interaction.timestamp).desc())
-                .limit(per_side)
-            ).all()
-            rows += [(side, *row) for row in reversed(found)]
-    names = ["side", "timestamp", "prompt_length", "hedge", "pushback", "constraint"]
-    frame = pd.DataFrame(rows, columns=[*names, "prompt"] if with_text else names)
+    frame = load_prompt_examples(
+        engine(), user_id, first_exposure, with_text=with_text, per_side=per_side
+    )
     if not frame.empty:
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
         since = frame["timestamp"] - pd.Timestamp(first_exposure)
@@ -203,30 +188,13 @@ def truncate(text: str | None, limit: int = PROMPT_CHARS) -> str:
 @st.cache_data(ttl=MEDIUM, max_entries=16)
 def exposure_span(experiment_id: str) -> tuple[datetime, datetime] | None:
     """The first and last exposure of an experiment (from the exposures' primary key)."""
-    query = select(sa.func.min(Exposure.timestamp), sa.func.max(Exposure.timestamp)).where(
-        Exposure.experiment_id == experiment_id
-    )
-    with Session(engine()) as session:
-        first, last = session.exec(query).one()
-    if first is None or last is None:
-        return None
-    return _utc(first), _utc(last)
+    return load_exposure_span(engine(), experiment_id)
 
 
 @st.cache_data(ttl=MEDIUM, max_entries=16)
 def feature_of(experiment_id: str) -> str | None:
     """The feature whose rule ran the experiment, as its latest plan or its exposures say."""
-    with Session(engine()) as session:
-        planned = session.exec(
-            select(RollbackPlan.feature_key)
-            .where(RollbackPlan.experiment_id == experiment_id)
-            .order_by(col(RollbackPlan.id).desc())
-        ).first()
-        if planned is not None:
-            return planned
-        return session.exec(
-            select(sa.func.min(Exposure.feature_key)).where(Exposure.experiment_id == experiment_id)
-        ).one()
+    return find_feature_key(engine(), experiment_id)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -236,62 +204,23 @@ def _utc(moment: datetime) -> datetime:
 # --- stored plans ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlanState:
-    """Where a stored plan stands (its columns, not its document)."""
-
-    id: int
-    feature_key: str
-    strategy: str
-    status: str
-    current_stage: int  # the last stage applied; -1 before the first
-    pending_stage: int | None
-    stage_applied_at: datetime | None
-    created_at: datetime
-    version: int
-
-
 @st.cache_data(ttl=SHORT, max_entries=16)
 def experiment_plans(experiment_id: str) -> list[PlanState]:
     """The experiment's plans, newest first: their state, without their documents (which can
-    be megabytes each; analytics.store.list_plans reads them all)."""
-    query = (
-        select(RollbackPlan)
-        .where(RollbackPlan.experiment_id == experiment_id)
-        .order_by(col(RollbackPlan.id).desc())
-        .options(defer(RollbackPlan.document))  # type: ignore[arg-type]
-    )
-    with Session(engine()) as session:
-        return [
-            PlanState(
-                id=int(plan.id or 0),
-                feature_key=plan.feature_key,
-                strategy=plan.strategy,
-                status=str(plan.status),
-                current_stage=plan.current_stage,
-                pending_stage=plan.pending_stage,
-                stage_applied_at=None
-                if plan.stage_applied_at is None
-                else _utc(plan.stage_applied_at),
-                created_at=_utc(plan.created_at),
-                version=plan.version,
-            )
-            for plan in session.exec(query).all()
-        ]
+    be megabytes each)."""
+    return list_plan_states(engine(), experiment_id=experiment_id)
 
 
 @st.cache_data(ttl=LONG, max_entries=32)
-def plan_outline(plan_id: int) -> dict[str, Any] | None:
-    """A stored plan's document without its stages' GrowthBook payloads: the comparison, the
-    policy, the cohorts and the stage figures (a document never changes once stored)."""
+def plan_outline(plan_id: int) -> PlanDocument | None:
+    """A stored plan's document with its stages' GrowthBook payloads (``growthbook``,
+    ``rest``) emptied: the comparison, the policy, the cohorts and the stage figures (a
+    document never changes once stored)."""
     document = load_plan_document(engine(), plan_id)
     if document is None:
         return None
-    stages = [
-        {k: v for k, v in stage.items() if k not in ("growthbook", "rest")}
-        for stage in document["stages"]
-    ]
-    return {**{k: v for k, v in document.items() if k != "stages"}, "stages": stages}
+    stages = [replace(stage, growthbook={}, rest={}) for stage in document.stages]
+    return replace(document, stages=stages)
 
 
 @st.cache_data(ttl=SHORT, max_entries=32)
@@ -427,14 +356,23 @@ def what_if_plan(experiment_id: str, run_id: int, inputs: PolicyInputs) -> Plan:
 
 
 @st.cache_data(ttl=MEDIUM, max_entries=16)
-def what_if_document(
+def what_if_json(
     experiment_id: str, run_id: int, inputs: PolicyInputs, strategy: str
 ) -> dict[str, Any]:
-    """plan.json of the what-if plan with ``strategy`` chosen."""
+    """plan.json of the what-if plan with ``strategy`` chosen, as it would be stored (the
+    planner page's download)."""
     plan = what_if_plan(experiment_id, run_id, inputs)
     if strategy != plan.strategy:
         plan = choose(plan, strategy)
     return plan_document(plan, environments=tuple(get_settings().environments()))
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=16)
+def what_if_document(
+    experiment_id: str, run_id: int, inputs: PolicyInputs, strategy: str
+) -> PlanDocument:
+    """The what-if plan with ``strategy`` chosen, read as a stored plan is read."""
+    return PlanDocument.from_json(what_if_json(experiment_id, run_id, inputs, strategy))
 
 
 def save_plan(experiment_id: str, inputs: PolicyInputs, strategy: str | None) -> int:

@@ -1,14 +1,18 @@
 """Behaviour drift: how the model's answers differ between variations, metric by metric, and
 when the difference began."""
 
+from dataclasses import asdict
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 
+from analytics.analysis.params import AnalysisParams
 from rollout.dashboard import data, ui
 
 st.title("Behaviour drift")
-experiment, document = ui.analysed_experiment()
+experiment, run = ui.analysed_experiment()
+document = run.document
 
 COLUMNS = [
     "metric",
@@ -23,7 +27,7 @@ COLUMNS = [
     "significant",
     "drift_began",
 ]
-drift = pd.DataFrame(document["behavior_drift"]).reindex(columns=COLUMNS)
+drift = pd.DataFrame([asdict(row) for row in document.behavior_drift]).reindex(columns=COLUMNS)
 st.markdown(
     "Post-exposure difference of per-user means, variation minus control, CUPED-adjusted by "
     "each user's own pre-exposure mean (rates: the pooled share, delta method); 95% CI; "
@@ -45,8 +49,8 @@ metrics = list(dict.fromkeys(drift["metric"]))
 ranked = drift.sort_values("q_value", na_position="last")
 default = metrics.index(ranked["metric"].iloc[0]) if len(ranked) else 0
 metric = st.selectbox("Metric", metrics, index=default, key="drift_metric")
-periods = document.get("parameters", {}).get("periods", {})
-daily = data.daily_series(experiment, periods.get("pre_days", 28.0), periods.get("until"))
+pre_days = AnalysisParams.from_json(run.parameters).periods.pre_days
+daily = data.daily_series(experiment, pre_days, run.until)
 if daily.empty:
     st.info(f"No interactions of `{experiment}`'s users are stored to draw a daily series.")
     st.stop()
@@ -94,8 +98,8 @@ if not began.empty:
 st.altair_chart(chart.properties(height=360), width="stretch")
 st.caption(
     "Daily mean per variation of the users analysed (each user's interactions from "
-    f"{periods.get('pre_days', 28):g} days before first exposure); the dashed rule marks "
+    f"{pre_days:g} days before first exposure); the dashed rule marks "
     "`drift_began`."
-    if periods.get("pre_days") is not None
+    if pre_days is not None
     else "Daily mean per variation; the dashed rule marks `drift_began`."
 )

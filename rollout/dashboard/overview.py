@@ -8,25 +8,26 @@ import streamlit as st
 from rollout.dashboard import data, ui
 
 st.title("Aftershock")
-experiment, document = ui.analysed_experiment()
+experiment, run = ui.analysed_experiment()
+document = run.document
 
-drift = document["behavior_drift"]
-adaptation = document["adaptation"]
-half_life = adaptation["half_life_days"]
-fit = adaptation.get("half_life") or {}
-srm = document["srm"]
-significant = sorted({row["metric"] for row in drift if row["significant"]})
+drift = document.behavior_drift
+adaptation = document.adaptation
+half_life = adaptation.half_life_days
+fit = adaptation.half_life
+srm = document.srm
+significant = sorted({row.metric for row in drift if row.significant})
 plans = data.experiment_plans(experiment)
 plan = plans[0] if plans else None
 outline = None if plan is None else data.plan_outline(plan.id)
 
-labels = adaptation["labels"]
-scored = sum(int(labels.get(k, 0)) for k in ("adapted", "partial", "unadapted"))
+labels = adaptation.labels
+scored = adaptation.scored_users
 first, second = st.columns(3), st.columns(3)
 first[0].metric(
     "Behaviour drift",
     "found" if significant else "none found",
-    delta=f"{len(significant)} of {len({row['metric'] for row in drift})} metrics",
+    delta=f"{len(significant)} of {len({row.metric for row in drift})} metrics",
     delta_color="off",
     delta_arrow="off",
     help="Behaviour metrics whose difference from control is significant (BH q < 0.05): "
@@ -44,8 +45,8 @@ first[1].metric(
     border=True,
 )
 interval = (
-    f"95% CI {fit['ci_low']:.1f} to {fit['ci_high']:.1f} days"
-    if fit.get("ci_low") is not None and fit.get("ci_high") is not None
+    f"95% CI {fit.ci_low:.1f} to {fit.ci_high:.1f} days"
+    if fit is not None and fit.ci_low is not None and fit.ci_high is not None
     else "no interval"
 )
 first[2].metric(
@@ -59,8 +60,8 @@ first[2].metric(
 )
 second[0].metric(
     "Sample ratio",
-    "ok" if srm["ok"] else "MISMATCH",
-    delta=f"p = {ui.format_p(srm['p_value'])}",
+    "ok" if srm.ok else "MISMATCH",
+    delta=f"p = {ui.format_p(srm.p_value)}",
     delta_color="off",
     delta_arrow="off",
     help="Chi-square test of the users per variation against the designed split; a "
@@ -79,17 +80,17 @@ if plan is None or outline is None:
 else:
     second[1].metric(
         "Rollback progress",
-        ui.progress(plan, len(outline["stages"])),
+        ui.progress(plan, len(outline.stages)),
         delta=f"{plan.status} · plan {plan.id}",
         delta_color="off",
         delta_arrow="off",
-        help=f"Stages of plan {plan.id} ({outline['strategy']}) applied so far.",
+        help=f"Stages of plan {plan.id} ({outline.strategy}) applied so far.",
         border=True,
     )
 second[2].metric(
     "Users analysed",
-    f"{sum(document['users'].values()):,}",
-    delta=f"{document['multiple_exposures']:,} multiple exposures excluded",
+    f"{sum(document.users.values()):,}",
+    delta=f"{document.multiple_exposures:,} multiple exposures excluded",
     delta_color="off",
     delta_arrow="off",
     border=True,
@@ -101,12 +102,12 @@ if plan is None:
     st.info(ui.no_plan_hint(experiment))
 
 users = ", ".join(
-    f"{ui.variation_name(document, str(v))}: {n:,} users" for v, n in document["users"].items()
+    f"{ui.variation_name(document, v)}: {n:,} users" for v, n in document.users.items()
 )
-analysed_at = datetime.fromisoformat(document["analysed_at"])
+analysed_at = datetime.fromisoformat(document.analysed_at)
 st.caption(
-    f"Analysis {document['id']} of {analysed_at:%Y-%m-%d %H:%M} UTC: {users}; "
-    f"{document['multiple_exposures']:,} users seen in more than one variation excluded."
+    f"Analysis {run.id} of {analysed_at:%Y-%m-%d %H:%M} UTC: {users}; "
+    f"{document.multiple_exposures:,} users seen in more than one variation excluded."
 )
 st.page_link(
     "rollout/dashboard/drift.py",

@@ -2,6 +2,7 @@
 "Save plan", which stores the plan exactly as `aftershock plan` does."""
 
 import json
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -9,6 +10,26 @@ import streamlit as st
 from analytics.errors import AftershockError
 from rollout.dashboard import data, ui
 from rollout.planner import STRATEGIES, Policy
+from rollout.policy import POLICY_LIMITS
+
+
+def _policy_input(
+    column: Any, name: str, label: str, value: float | None, *, step: float, digits: int = 2
+) -> float | None:
+    """A number input for a policy field, bounded as rollout.policy.POLICY_LIMITS says."""
+    limit = POLICY_LIMITS[name]
+    return column.number_input(  # type: ignore[no-any-return]
+        label,
+        min_value=limit.low,
+        max_value=limit.high,
+        value=value,
+        step=step,
+        format=f"%.{digits}f",
+        placeholder="none",
+        help=limit.help,
+        key=name,
+    )
+
 
 TITLES = {
     "immediate": "Immediate: everyone back now",
@@ -17,8 +38,8 @@ TITLES = {
 }
 
 st.title("Rollback planner")
-experiment, document = ui.analysed_experiment()
-run_id = int(document["id"])
+experiment, run = ui.analysed_experiment()
+run_id = run.id
 plans = data.experiment_plans(experiment)
 latest = data.plan_outline(plans[0].id) if plans else None
 base = Policy()
@@ -42,12 +63,12 @@ with st.form("policy"):
     )
     rollback_value = flag[1].text_input(
         "Rollback value (served again)",
-        value=_typed(latest and latest.get("rollback_value"), "control"),
+        value=_typed(None if latest is None else latest.rollback_value, "control"),
         key="rollback_value",
     )
     current_value = flag[2].text_input(
         "Current value (served now)",
-        value=_typed(latest and latest.get("current_value"), "treatment"),
+        value=_typed(None if latest is None else latest.current_value, "treatment"),
         key="current_value",
     )
     st.markdown("**Guardrail tolerances**: the largest regression a stage may show")
@@ -70,41 +91,12 @@ with st.form("policy"):
         for guardrail, column in zip(base.guardrails, tolerance_columns, strict=True)
     )
     knobs = st.columns(5)
-    alpha = knobs[0].number_input(
-        "alpha",
-        min_value=0.001,
-        max_value=0.5,
-        value=base.alpha,
-        step=0.01,
-        format="%.3f",
-        key="alpha",
+    alpha = _policy_input(knobs[0], "alpha", "alpha", base.alpha, step=0.01, digits=3)
+    power = _policy_input(knobs[1], "power", "power", base.power, step=0.05)
+    max_step_share = _policy_input(
+        knobs[2], "max_step_share", "max step share", base.max_step_share, step=0.05
     )
-    power = knobs[1].number_input(
-        "power",
-        min_value=0.5,
-        max_value=0.99,
-        value=base.power,
-        step=0.05,
-        format="%.2f",
-        key="power",
-    )
-    max_step_share = knobs[2].number_input(
-        "max step share",
-        min_value=0.01,
-        max_value=1.0,
-        value=base.max_step_share,
-        step=0.05,
-        format="%.2f",
-        key="max_step_share",
-    )
-    deadline_days = knobs[3].number_input(
-        "deadline (days)",
-        min_value=0.1,
-        value=None,
-        step=1.0,
-        placeholder="none",
-        key="deadline_days",
-    )
+    deadline_days = _policy_input(knobs[3], "deadline_days", "deadline (days)", None, step=1.0)
     bridge_value = knobs[4].text_input(
         "bridge value", value="", placeholder="none", key="bridge_value"
     )
@@ -115,9 +107,9 @@ if not feature_key.strip():
     st.stop()
 inputs = data.PolicyInputs(
     guardrails=tolerances,
-    alpha=float(alpha),
-    power=float(power),
-    max_step_share=float(max_step_share),
+    alpha=base.alpha if alpha is None else alpha,
+    power=base.power if power is None else power,
+    max_step_share=base.max_step_share if max_step_share is None else max_step_share,
     deadline_days=None if deadline_days is None else float(deadline_days),
     bridge_value=bridge_value,
     feature_key=feature_key.strip(),
@@ -130,20 +122,19 @@ st.subheader("Strategies compared")
 st.caption("Expected disrupted users of each strategy, its stages and how long it takes.")
 recommended = plan.strategy
 options = {
-    o["strategy"]: o
-    for o in data.what_if_document(experiment, run_id, inputs, recommended)["options"]
+    o.strategy: o for o in data.what_if_document(experiment, run_id, inputs, recommended).options
 }
 for column, strategy in zip(st.columns(len(STRATEGIES)), STRATEGIES, strict=True):
     option = options[strategy]
-    stages_text = f"{option['stages']} stage" + ("s" if option["stages"] != 1 else "")
+    stages_text = f"{option.stages} stage" + ("s" if option.stages != 1 else "")
     column.metric(
         strategy + (" (recommended)" if strategy == recommended else ""),
-        f"{option['expected_disrupted_users']:,.1f}",
-        delta=f"{stages_text} · {option['duration_days']:.1f} days",
+        f"{option.expected_disrupted_users:,.1f}",
+        delta=f"{stages_text} · {option.duration_days:.1f} days",
         delta_color="off",
         delta_arrow="off",
         border=True,
-        help=TITLES[strategy] + ". " + " ".join(option["warnings"]),
+        help=TITLES[strategy] + ". " + " ".join(option.warnings),
     )
 st.success(f"**Recommended: {recommended}.** {plan.reason}", icon=":material/recommend:")
 
@@ -156,16 +147,10 @@ strategy = st.radio(
     key="strategy",
 )
 chosen = data.what_if_document(experiment, run_id, inputs, strategy)
-for warning in options[strategy]["warnings"]:
+for warning in options[strategy].warnings:
     st.warning(f"{strategy}: {warning}")
 
 st.subheader("Stages")
-stages = pd.DataFrame(
-    [
-        {k: v for k, v in s.items() if k not in ("growthbook", "rest", "guardrails", "serving")}
-        for s in chosen["stages"]
-    ]
-)
 columns = [
     "index",
     "cohort",
@@ -178,8 +163,9 @@ columns = [
     "expected_disrupted_users",
     "underpowered",
 ]
+stages = pd.DataFrame([{c: getattr(s, c) for c in columns} for s in chosen.stages], columns=columns)
 st.dataframe(
-    stages.reindex(columns=columns),
+    stages,
     hide_index=True,
     height=35 * (len(stages) + 1) + 3,
     column_config={
@@ -192,19 +178,18 @@ st.dataframe(
 st.subheader("GrowthBook rules of a stage")
 index = st.selectbox(
     "Stage",
-    list(range(len(chosen["stages"]))),
+    list(range(len(chosen.stages))),
     format_func=lambda i: (
-        f"{i}: {chosen['stages'][i]['kind']} {chosen['stages'][i]['cohort']} "
-        f"to {chosen['stages'][i]['coverage']:.0%}"
+        f"{i}: {chosen.stages[i].kind} {chosen.stages[i].cohort} to {chosen.stages[i].coverage:.0%}"
     ),
     key="preview_stage",
 )
-stage = chosen["stages"][index]
+stage = chosen.stages[index]
 sdk, rest = st.tabs(["SDK payload after the stage", "REST request bodies"])
 with sdk:
-    st.json(data.preview_fragment(stage["growthbook"]), expanded=True)
+    st.json(data.preview_fragment(stage.growthbook), expanded=True)
 with rest:
-    st.json(data.preview_fragment(stage["rest"]), expanded=True)
+    st.json(data.preview_fragment(stage.rest), expanded=True)
 st.caption(
     f"Saved-group member lists are cut to {data.MEMBERS_SHOWN} ids here; plan.json has them all."
 )
@@ -212,7 +197,7 @@ st.caption(
 left, right = st.columns(2)
 left.download_button(
     "Download plan.json",
-    data=json.dumps(chosen, indent=1) + "\n",
+    data=json.dumps(data.what_if_json(experiment, run_id, inputs, strategy), indent=1) + "\n",
     file_name=f"plan-{experiment}-{strategy}.json",
     mime="application/json",
     on_click="ignore",

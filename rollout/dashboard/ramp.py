@@ -28,7 +28,7 @@ for state in plans[:PLANS_SHOWN]:
             "feature": state.feature_key,
             "strategy": state.strategy,
             "status": state.status,
-            "progress": ui.progress(state, 0 if outline is None else len(outline["stages"])),
+            "progress": ui.progress(state, 0 if outline is None else len(outline.stages)),
             "current stage": None if state.current_stage < 0 else state.current_stage,
             "stage applied at": state.stage_applied_at,
             "latest guardrail decision": None if decision is None else decision["action"],
@@ -46,7 +46,7 @@ plan = by_id[plan_id]
 outline = data.plan_outline(plan_id)
 if outline is None:
     st.stop()
-stages = outline["stages"]
+stages = outline.stages
 current = plan.current_stage
 
 cards = st.columns(3)
@@ -63,14 +63,14 @@ if current >= 0:
     cards[1].metric(
         "Current stage",
         f"{current} of 0–{len(stages) - 1}",
-        delta=f"{stage['kind']}: {stage['cohort']} to {stage['coverage']:.0%}",
+        delta=f"{stage.kind}: {stage.cohort} to {stage.coverage:.0%}",
         delta_color="off",
         delta_arrow="off",
         help="The last stage applied (stages count from 0) and what it moved.",
         border=True,
     )
     if plan.stage_applied_at is not None:
-        hold = plan.stage_applied_at + timedelta(hours=float(stage["min_hold_hours"]))
+        hold = plan.stage_applied_at + timedelta(hours=stage.min_hold_hours)
         cards[2].metric(
             "Hold until",
             f"{hold:%b %d %H:%M}",

@@ -1,21 +1,25 @@
 """Prompt style and adaptation: how treated users changed the way they write, how fast, who
 adapted, and what that looks like in one user's prompts."""
 
+from dataclasses import asdict
+
 import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analytics.analysis.user_periods import BUCKETS
+from analytics.documents import LABELS
+from analytics.features.metrics import BUCKETS
 from rollout.dashboard import data, ui
 
 LAST_DAY = 28.0  # where the open-ended "14+" bucket is drawn to
 
 st.title("Prompt style and adaptation")
-experiment, document = ui.analysed_experiment()
-control = str(document["control"])
-adaptation = document["adaptation"]
-fit = adaptation.get("half_life") or {}
+experiment, run = ui.analysed_experiment()
+document = run.document
+control = document.control
+adaptation = document.adaptation
+fit = adaptation.half_life
 
 st.subheader("Style shift (difference in differences)")
 st.markdown(
@@ -23,7 +27,7 @@ st.markdown(
     "exposure, minus control's (over users with at least two interactions on each side); "
     "95% CI; `q_value` is Benjamini-Hochberg adjusted across the table."
 )
-style = pd.DataFrame(document["style_shift"]).reindex(
+style = pd.DataFrame([asdict(row) for row in document.style_shift]).reindex(
     columns=["metric", "variation", "did", "ci_low", "ci_high", "p_value", "q_value", "significant"]
 )
 number = st.column_config.NumberColumn(format="%.4g")
@@ -35,13 +39,15 @@ st.dataframe(
 
 st.subheader("Shift by days since exposure")
 left, right = st.columns(2)
-left.metric("Adaptation half-life", ui.format_days(adaptation["half_life_days"]), border=True)
+half_life = None if fit is None else fit.half_life_days
+amplitude = None if fit is None else fit.amplitude
+left.metric("Adaptation half-life", ui.format_days(adaptation.half_life_days), border=True)
 right.metric(
     "Plateau (adaptation score units)",
-    "n/a" if fit.get("amplitude") is None else f"{fit['amplitude']:.2f}",
+    "n/a" if amplitude is None else f"{amplitude:.2f}",
     border=True,
 )
-by_days = pd.DataFrame(document.get("style_shift_by_days") or [])
+by_days = pd.DataFrame([asdict(row) for row in document.style_shift_by_days])
 if by_days.empty:
     st.info("The stored analysis has no shift by days since exposure.")
 else:
@@ -57,7 +63,7 @@ else:
     points["start"] = points["bucket"].map(lambda b: BUCKETS[b][0])
     points["end"] = points["bucket"].map(lambda b: min(BUCKETS[b][1], LAST_DAY))
     points["day"] = (points["start"] + points["end"]) / 2
-    points["variation"] = points["variation"].map(lambda v: ui.variation_name(document, str(v)))
+    points["variation"] = points["variation"].map(lambda v: ui.variation_name(document, v))
     x = alt.X("day:Q", title="days since first exposure", scale=alt.Scale(domain=[0, LAST_DAY]))
     shift = alt.Chart(points).encode(
         x=x,
@@ -82,7 +88,6 @@ else:
         + shift.mark_rule(strokeWidth=1, opacity=0.5).encode(x="start:Q", x2="end:Q", y=did)
         + shift.mark_point(filled=True, size=80).encode(y=did)
     )
-    half_life, amplitude = fit.get("half_life_days"), fit.get("amplitude")
     largest = float(points["did"].max())
     if half_life is not None and amplitude is not None and largest > 0 and amplitude > 0:
         t = np.linspace(0.0, LAST_DAY, 113)
@@ -118,7 +123,7 @@ else:
     )
 
 st.subheader("Adaptation scores: treated against control")
-histogram = data.score_histogram(int(document["id"]), control)
+histogram = data.score_histogram(run.id, control)
 if histogram.empty:
     st.info("No user could be scored (they need interactions before and after exposure).")
 else:
@@ -141,16 +146,16 @@ else:
     )
 
 st.subheader("Adaptation labels by variation")
-by_variation = adaptation.get("labels_by_variation") or {}
+by_variation = adaptation.labels_by_variation
 labels = pd.DataFrame(
     [
-        {"variation": ui.variation_name(document, str(v)), "label": label, "users": count}
+        {"variation": ui.variation_name(document, v), "label": label, "users": count}
         for v, counts in by_variation.items()
         for label, count in counts.items()
     ]
 )
 if not labels.empty:
-    order = ["adapted", "partial", "unadapted", "new", "insufficient_data"]
+    order = list(LABELS)
     st.altair_chart(
         alt.Chart(labels)
         .mark_bar()
@@ -174,14 +179,14 @@ if not labels.empty:
 
 plans = data.experiment_plans(experiment)
 outline = data.plan_outline(plans[0].id) if plans else None
-if outline is not None and outline.get("cohorts"):
+if outline is not None and outline.cohorts:
     st.markdown(
         f"**Rollback cohorts of plan {plans[0].id}**: treated users grouped by adaptation "
         "label and tenure, least adapted first; risk is the expected chance that rolling a "
         "user back disrupts them again."
     )
     cohorts = pd.DataFrame(
-        [{"cohort": name, **figures} for name, figures in outline["cohorts"].items()]
+        [{"cohort": name, **asdict(figures)} for name, figures in outline.cohorts.items()]
     )
     rank = {"least_adapted": 0, "partial": 1, "adapted": 2}
     st.dataframe(
@@ -194,7 +199,7 @@ if outline is not None and outline.get("cohorts"):
     )
 
 st.subheader("Before and after, for one user")
-candidates = data.example_users(int(document["id"]), control)
+candidates = data.example_users(run.id, control)
 if candidates.empty:
     st.info("No treated user has interactions on both sides of their first exposure.")
     st.stop()

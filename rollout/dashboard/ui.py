@@ -3,12 +3,18 @@ plain-language sentences. Loading stays in data.py."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import NoReturn
 
 import streamlit as st
 
+from analytics.documents import SCORED_LABELS, AnalysisDocument
+from analytics.features.metrics import METRICS, metric_label
+from analytics.inference.results import DriftRow, StyleShiftRow
+from analytics.store import StoredAnalysis
 from rollout.dashboard import data
-from rollout.wording import METRIC_WORDS
+from rollout.documents import PlanDocument
+from rollout.store import PlanState
 
 INGEST_COMMANDS = (
     "`aftershock ingest exposures FILE` · `aftershock ingest interactions FILE` · "
@@ -49,18 +55,18 @@ def pick_experiment(experiments: list[str]) -> str:
     return chosen
 
 
-def analysed_experiment() -> tuple[str, dict[str, Any]]:
-    """The picked experiment and its latest stored analysis; stops with what to do when
-    there is none."""
+def analysed_experiment() -> tuple[str, StoredAnalysis]:
+    """The picked experiment and its latest stored run (its ``document`` is analysis.json);
+    stops with what to do when there is none."""
     experiments = data.analysed_experiments()
     if not experiments:
         stop_without_analysis()
     experiment = pick_experiment(experiments)
-    document = data.latest_analysis(experiment)
-    if document is None:  # deleted since the list was cached
+    run = data.latest_analysis(experiment)
+    if run is None:  # deleted since the list was cached
         st.info(f"No analysis of `{experiment}`: `aftershock analyze --experiment {experiment}`")
         st.stop()
-    return experiment, document
+    return experiment, run
 
 
 def no_plan_hint(experiment: str) -> str:
@@ -88,26 +94,26 @@ def format_days(value: float | None) -> str:
 
 def adapted_share(labels: dict[str, int]) -> float | None:
     """Adapted treated users over the treated users that could be scored."""
-    scored = sum(int(labels.get(k, 0)) for k in ("adapted", "partial", "unadapted"))
+    scored = sum(int(labels.get(k, 0)) for k in SCORED_LABELS)
     return None if scored == 0 else int(labels.get("adapted", 0)) / scored
 
 
 def format_change(metric: str, value: float) -> str:
     """An absolute difference in the metric's own unit, e.g. ``+33.2 words``, ``+45.1 pts``."""
-    _, unit = METRIC_WORDS.get(metric, (metric, ""))
+    spec = METRICS.get(metric)
+    unit = "" if spec is None else spec.plain_unit
     if unit is None:
         return f"{value * 100:+.1f} percentage points"
     number = f"{value:+,.1f}" if abs(value) >= 1 else f"{value:+.2g}"
     return f"{number} {unit}".rstrip()
 
 
-def variation_name(document: dict[str, Any], variation: str) -> str:
-    names = document.get("variation_names") or {}
-    name = names.get(variation)
+def variation_name(document: AnalysisDocument, variation: str) -> str:
+    name = document.variation_names.get(variation)
     return f"variation {variation}" + (f" ({name})" if name else "")
 
 
-def progress(plan: data.PlanState, stages: int) -> str:
+def progress(plan: PlanState, stages: int) -> str:
     """``1 / 11 stages``: how many of a plan's stages are applied."""
     return f"{plan.current_stage + 1} / {stages} stages"
 
@@ -121,27 +127,28 @@ def _listing(parts: list[str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _changes(rows: list[dict[str, Any]], value: str, limit: int = 3) -> list[str]:
-    significant = [r for r in rows if r.get("significant") and r.get(value) is not None]
-    significant.sort(key=lambda r: (r.get("q_value") or 1.0, -abs(r[value])))
+def _changes(rows: Sequence[DriftRow | StyleShiftRow], value: str, limit: int = 3) -> list[str]:
+    """The ``limit`` most significant rows' changes (``value``: ``effect`` or ``did``)."""
+    changes = [(r, getattr(r, value)) for r in rows if r.significant]
+    found = [(r, change) for r, change in changes if change is not None]
+    found.sort(key=lambda pair: (pair[0].q_value or 1.0, -abs(pair[1])))
     return [
-        f"{_words(r['metric'])} ({format_change(r['metric'], r[value])})"
-        for r in significant[:limit]
+        f"{_words(r.metric)} ({format_change(r.metric, change)})" for r, change in found[:limit]
     ]
 
 
 def _words(metric: str) -> str:
-    return METRIC_WORDS.get(metric, (metric, ""))[0]
+    return metric_label(metric)
 
 
 def plain_summary(
-    document: dict[str, Any], plan: data.PlanState | None, outline: dict[str, Any] | None
+    document: AnalysisDocument, plan: PlanState | None, outline: PlanDocument | None
 ) -> str:
     """One paragraph, in plain words, of what the analysis found and where the rollback is."""
-    control = str(document["control"])
-    treated = [v for v in document["variations"] if str(v) != control]
-    who = _listing([variation_name(document, str(v)) for v in treated]) or "the new variation"
-    drift = _changes(document["behavior_drift"], "effect")
+    who = (
+        _listing([variation_name(document, v) for v in document.treatments]) or "the new variation"
+    )
+    drift = _changes(document.behavior_drift, "effect")
     sentences = []
     if drift:
         sentences.append(
@@ -149,9 +156,9 @@ def plain_summary(
         )
     else:
         sentences.append(f"No change in the model's behaviour was found between {who} and control.")
-    labels = document["adaptation"]["labels"]
+    labels = document.adaptation.labels
     share = adapted_share(labels)
-    style = _changes(document["style_shift"], "did")
+    style = _changes(document.style_shift, "did")
     if share is not None:
         sentence = (
             f"{labels['adapted']:,} of the treated users whose prompts could be compared "
@@ -159,29 +166,29 @@ def plain_summary(
         )
         if style:
             sentence += f", relative to control: {_listing(style)}"
-        half_life = document["adaptation"].get("half_life_days")
+        half_life = document.adaptation.half_life_days
         if half_life is not None:
             sentence += (
                 f"; half of the adaptation happened within {format_days(half_life)} "
                 "of a user's first exposure"
             )
         sentences.append(sentence + ".")
-    srm = document["srm"]
-    if srm["ok"]:
+    srm = document.srm
+    if srm.ok:
         sentences.append(
-            f"The traffic split looks as designed (sample ratio p = {format_p(srm['p_value'])})."
+            f"The traffic split looks as designed (sample ratio p = {format_p(srm.p_value)})."
         )
     else:
         sentences.append(
-            f"The traffic split is off (sample ratio mismatch, p = {format_p(srm['p_value'])}): "
+            f"The traffic split is off (sample ratio mismatch, p = {format_p(srm.p_value)}): "
             "check the assignment before trusting these figures."
         )
     if plan is None or outline is None:
         sentences.append("No rollback is planned yet.")
     else:
         sentences.append(
-            f"Rollback plan {plan.id} ({outline['strategy'].replace('_', ' ')}) has "
-            f"applied {plan.current_stage + 1} of {len(outline['stages'])} stages "
+            f"Rollback plan {plan.id} ({outline.strategy.replace('_', ' ')}) has "
+            f"applied {plan.current_stage + 1} of {len(outline.stages)} stages "
             f"and is {plan.status}."
         )
     return " ".join(sentences)

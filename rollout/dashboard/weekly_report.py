@@ -17,7 +17,7 @@ except ImportError as error:
     st.info(f"The weekly report is not available in this installation: {error}.")
     st.stop()
 
-experiment, document = ui.analysed_experiment()
+experiment, _ = ui.analysed_experiment()
 span = data.exposure_span(experiment)
 if span is None:
     st.info(f"No exposures of `{experiment}` are stored: `aftershock ingest exposures FILE`.")

@@ -115,8 +115,8 @@ class GrowthBookClient:
         """A client for ``AFTERSHOCK_GROWTHBOOK_URL`` / ``AFTERSHOCK_GROWTHBOOK_API_KEY``."""
         if not settings.growthbook_url or settings.growthbook_api_key is None:
             raise ConfigError(
-                "set AFTERSHOCK_GROWTHBOOK_URL and AFTERSHOCK_GROWTHBOOK_API_KEY to talk to "
-                "GrowthBook"
+                "GrowthBook is not configured: set AFTERSHOCK_GROWTHBOOK_URL and "
+                "AFTERSHOCK_GROWTHBOOK_API_KEY"
             )
         return cls(settings.growthbook_url, settings.growthbook_api_key, **kwargs)
 

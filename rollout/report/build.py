@@ -4,35 +4,35 @@ the headline and recommendation in plain words."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
 
-from analytics.analysis.adaptation import LABELS, AdaptationParams
 from analytics.analysis.cohorts import Cohorts, load_cohorts
-from analytics.analysis.pipeline import AnalysisParams, analysis_document, run_analysis
-from analytics.analysis.user_periods import PeriodParams
-from analytics.models import Exposure
-from analytics.store import load_latest_analysis
-from rollout.models import PlanEvent, RollbackPlan
+from analytics.analysis.params import AnalysisParams, build_analysis_params
+from analytics.analysis.pipeline import analysis_document, run_analysis
+from analytics.documents import LABELS, SCORED_LABELS, AnalysisDocument
+from analytics.features.metrics import METRICS
+from analytics.inference.results import DriftRow, StyleShiftRow
+from analytics.store import load_exposed_feature, load_exposure_span, load_latest_analysis
+from rollout.documents import PlanDocument
+from rollout.models import PlanEvent
 from rollout.report.model import (
     STAGE_ACTIONS,
-    DaysLine,
-    DriftLine,
     ExperimentNotFoundError,
     IsoWeek,
     LabelLine,
     NewUsersLine,
     StageLine,
-    StyleLine,
     WeeklyReport,
     parse_iso_week,
 )
-from rollout.store import list_plans, load_plan_events
-from rollout.wording import METRIC_WORDS
+from rollout.store import PlanState, list_plan_states, load_plan_document, load_plan_events
+
+Row = TypeVar("Row", DriftRow, StyleShiftRow)
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,25 @@ class _Snapshot:
     """The analysis of the data as it stood at one moment (None when nobody was exposed)."""
 
     cohorts: Cohorts
-    document: dict[str, Any] | None
+    document: AnalysisDocument | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A stored plan of the experiment: where it stands and its document (plan.json)."""
+
+    state: PlanState
+    document: PlanDocument
+
+    @property
+    def id(self) -> int:
+        return self.state.id
+
+    @property
+    def created(self) -> datetime:
+        """When the plan was made: its document's ``created_at`` (the planner's "now")."""
+        moment = self.document.created_at
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def build_weekly_report(
@@ -49,32 +67,33 @@ def build_weekly_report(
     """The weekly report of ``experiment_id`` for the ISO ``week`` (e.g. ``"2026-W44"``), from
     the data as it stood at the end of the week; ``feature_key`` limits the plans shown."""
     iso = parse_iso_week(week)
-    first = _first_exposure(engine, experiment_id)
-    if first is None:
+    span = load_exposure_span(engine, experiment_id)
+    if span is None:
         raise ExperimentNotFoundError(
             f"experiment {experiment_id!r} has no stored exposures: "
             "ingest them first (`aftershock ingest exposures FILE`)"
         )
+    first, _ = span
     params = _stored_params(engine, experiment_id)
     now = _analyse(engine, params, iso.end)
     before = _analyse(engine, params, iso.start)
-    plans = [p for p in list_plans(engine, feature_key) if p.experiment_id == experiment_id]
+    plans = _plans(engine, experiment_id, feature_key)
     document = now.document
-    drift = _drift_lines(document)
-    style = _style_lines(document)
+    drift = () if document is None else tuple(document.behavior_drift)
+    style = () if document is None else tuple(document.style_shift)
     labels = _label_lines(document, before.document)
     new_users = _new_users(now.cohorts, iso)
     stages = _stage_lines(engine, plans, iso)
-    key = feature_key or _feature_key(engine, experiment_id)
-    names = {} if document is None else dict(document.get("variation_names") or {})
+    # The feature as the exposures name it (not a later plan's): what `aftershock plan`
+    # would be run with.
+    key = feature_key or load_exposed_feature(engine, experiment_id)
+    names = {} if document is None else dict(document.variation_names)
     context = _Context(experiment_id, key, iso, now.cohorts.control, names, first)
     headline = (
         _headline(context, drift, style, labels, new_users, stages)
         if document is not None
         else _headline_without_users(context)
     )
-    srm = {} if document is None else document["srm"]
-    adaptation = {} if document is None else document["adaptation"]
     return WeeklyReport(
         experiment_id=experiment_id,
         feature_key=feature_key,
@@ -82,12 +101,12 @@ def build_weekly_report(
         control=now.cohorts.control,
         first_exposure=first,
         multiple_exposures=now.cohorts.multiple_exposures,
-        srm_p_value=srm.get("p_value"),
-        srm_ok=srm.get("ok"),
-        half_life_days=adaptation.get("half_life_days"),
+        srm_p_value=None if document is None else document.srm.p_value,
+        srm_ok=None if document is None else document.srm.ok,
+        half_life_days=None if document is None else document.adaptation.half_life_days,
         behavior_drift=drift,
         style_shift=style,
-        style_by_days=_days_lines(document),
+        style_by_days=() if document is None else tuple(document.style_shift_by_days),
         labels=labels,
         new_users=new_users,
         stages=stages,
@@ -96,50 +115,14 @@ def build_weekly_report(
     )
 
 
-def _first_exposure(engine: sa.Engine, experiment_id: str) -> datetime | None:
-    exposures = Exposure.__table__  # type: ignore[attr-defined]
-    query = sa.select(sa.func.min(exposures.c.timestamp)).where(
-        exposures.c.experiment_id == experiment_id
-    )
-    with engine.connect() as connection:
-        value: datetime | None = connection.execute(query).scalar()
-    return value
-
-
-def _feature_key(engine: sa.Engine, experiment_id: str) -> str | None:
-    """The feature whose rule ran the experiment, as the exposures name it (if they do)."""
-    exposures = Exposure.__table__  # type: ignore[attr-defined]
-    query = sa.select(sa.func.min(exposures.c.feature_key)).where(
-        exposures.c.experiment_id == experiment_id
-    )
-    with engine.connect() as connection:
-        value: str | None = connection.execute(query).scalar()
-    return value
-
-
 def _stored_params(engine: sa.Engine, experiment_id: str) -> AnalysisParams:
-    """The parameters of the experiment's latest stored analysis (defaults without one), so
-    the weekly figures are computed as ``aftershock analyze`` computed the stored ones."""
+    """The parameters of the experiment's latest stored analysis (built as ``aftershock
+    analyze`` builds them without one), so the weekly figures are computed as the stored
+    ones were."""
     run = load_latest_analysis(engine, experiment_id)
     if run is None:
-        return AnalysisParams(experiment_id)
-    stored = run.parameters
-    periods = stored.get("periods") or {}
-    try:
-        adaptation = AdaptationParams(**(stored.get("adaptation") or {}))
-    except TypeError:  # stored by a version with other fields
-        adaptation = AdaptationParams()
-    weights = stored.get("weights")
-    return AnalysisParams(
-        experiment_id=experiment_id,
-        control=str(stored.get("control", "0")),
-        weights=None if weights is None else tuple(float(w) for w in weights),
-        variation_names=tuple((str(k), str(n)) for k, n in stored.get("variation_names", [])),
-        alpha=float(stored.get("alpha", 0.05)),
-        did_min_interactions=int(stored.get("did_min_interactions", 2)),
-        periods=PeriodParams(pre_days=periods.get("pre_days", 28.0)),
-        adaptation=adaptation,
-    )
+        return build_analysis_params(engine, experiment_id)
+    return AnalysisParams.from_json(run.parameters)
 
 
 def _analyse(engine: sa.Engine, params: AnalysisParams, until: datetime) -> _Snapshot:
@@ -150,78 +133,31 @@ def _analyse(engine: sa.Engine, params: AnalysisParams, until: datetime) -> _Sna
     weights = params.weights
     if weights is not None and len(weights) != len(cohorts.variations):
         weights = None  # a variation had no users yet: check the split of those seen
-    periods = PeriodParams(pre_days=params.periods.pre_days, until=until)
-    moment = AnalysisParams(
-        experiment_id=params.experiment_id,
-        control=params.control,
+    moment = replace(
+        params,
         weights=weights,
-        variation_names=params.variation_names,
-        alpha=params.alpha,
-        did_min_interactions=params.did_min_interactions,
-        periods=periods,
-        adaptation=params.adaptation,
+        periods=replace(params.periods, until=until),
     )
     return _Snapshot(cohorts, analysis_document(run_analysis(engine, moment)))
 
 
-def _drift_lines(document: dict[str, Any] | None) -> tuple[DriftLine, ...]:
-    rows = [] if document is None else document["behavior_drift"]
-    return tuple(
-        DriftLine(
-            metric=r["metric"],
-            variation=str(r["variation"]),
-            control_mean=r["control_mean"],
-            variation_mean=r["variation_mean"],
-            effect=r["effect"],
-            ci_low=r["ci_low"],
-            ci_high=r["ci_high"],
-            q_value=r["q_value"],
-            significant=bool(r["significant"]),
-            drift_began=r.get("drift_began"),
-        )
-        for r in rows
-    )
-
-
-def _style_lines(document: dict[str, Any] | None) -> tuple[StyleLine, ...]:
-    rows = [] if document is None else document["style_shift"]
-    return tuple(
-        StyleLine(
-            metric=r["metric"],
-            variation=str(r["variation"]),
-            did=r["did"],
-            ci_low=r["ci_low"],
-            ci_high=r["ci_high"],
-            q_value=r["q_value"],
-            significant=bool(r["significant"]),
-        )
-        for r in rows
-    )
-
-
-def _days_lines(document: dict[str, Any] | None) -> tuple[DaysLine, ...]:
-    rows = [] if document is None else document.get("style_shift_by_days", [])
-    return tuple(
-        DaysLine(
-            metric=r["metric"],
-            variation=str(r["variation"]),
-            bucket=r["bucket"],
-            did=r["did"],
-            ci_low=r["ci_low"],
-            ci_high=r["ci_high"],
-            n_variation=int(r["n_variation"]),
-        )
-        for r in rows
-    )
+def _plans(engine: sa.Engine, experiment_id: str, feature_key: str | None) -> list[_Plan]:
+    """The experiment's plans (of ``feature_key``, when given), newest first."""
+    plans = []
+    for state in list_plan_states(engine, experiment_id=experiment_id, feature_key=feature_key):
+        document = load_plan_document(engine, state.id)
+        if document is not None:  # deleted since it was listed
+            plans.append(_Plan(state, document))
+    return plans
 
 
 def _label_lines(
-    document: dict[str, Any] | None, previous: dict[str, Any] | None
+    document: AnalysisDocument | None, previous: AnalysisDocument | None
 ) -> tuple[LabelLine, ...]:
     """Treated users per label (every variation but control), this week and the week before."""
 
-    def counts(doc: dict[str, Any] | None) -> dict[str, int]:
-        return {} if doc is None else dict(doc["adaptation"]["labels"])
+    def counts(doc: AnalysisDocument | None) -> dict[str, int]:
+        return {} if doc is None else dict(doc.adaptation.labels)
 
     now, before = counts(document), counts(previous)
     return tuple(LabelLine(label, now.get(label, 0), before.get(label, 0)) for label in LABELS)
@@ -239,12 +175,9 @@ def _new_users(cohorts: Cohorts, week: IsoWeek) -> tuple[NewUsersLine, ...]:
     )
 
 
-def _stage_lines(
-    engine: sa.Engine, plans: Sequence[RollbackPlan], week: IsoWeek
-) -> tuple[StageLine, ...]:
+def _stage_lines(engine: sa.Engine, plans: Sequence[_Plan], week: IsoWeek) -> tuple[StageLine, ...]:
     lines = []
     for plan in plans:
-        assert plan.id is not None
         events = load_plan_events(engine, plan.id)
         for event in events:
             if event.action not in STAGE_ACTIONS or not week.start <= event.at < week.end:
@@ -265,8 +198,7 @@ def _completed_later(event: PlanEvent, events: Sequence[PlanEvent]) -> bool:
     )
 
 
-def _stage_line(plan: RollbackPlan, event: PlanEvent) -> StageLine:
-    assert plan.id is not None
+def _stage_line(plan: _Plan, event: PlanEvent) -> StageLine:
     details = event.details or {}
     decision = None
     if event.action == "guardrails":
@@ -285,12 +217,11 @@ def _stage_line(plan: RollbackPlan, event: PlanEvent) -> StageLine:
     )
 
 
-def _move(plan: RollbackPlan, stage: int | None) -> str:
-    stages = plan.document.get("stages", [])
-    if stage is None or not 0 <= stage < len(stages):
+def _move(plan: _Plan, stage: int | None) -> str:
+    spec = None if stage is None else plan.document.stage(stage)
+    if spec is None:
         return ""
-    spec = stages[stage]
-    return f"{spec.get('kind', '')} {spec.get('cohort', '')} {float(spec['coverage']):.0%}".strip()
+    return f"{spec.kind} {spec.cohort} {spec.coverage:.0%}".strip()
 
 
 def _event_note(event: PlanEvent) -> str:
@@ -331,9 +262,10 @@ class _Context:
 
 
 def _plain(metric: str) -> tuple[str, str | None]:
-    return METRIC_WORDS.get(
-        metric, (metric.replace("_", " "), None if metric.endswith("_rate") else "")
-    )
+    spec = METRICS.get(metric)
+    if spec is None:
+        return metric.replace("_", " "), None if metric.endswith("_rate") else ""
+    return spec.label, spec.plain_unit
 
 
 def _level(metric: str, value: float) -> str:
@@ -360,7 +292,7 @@ def _listing(parts: Sequence[str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _by_q(lines: Sequence[DriftLine] | Sequence[StyleLine]) -> list[Any]:
+def _by_q(lines: Sequence[Row]) -> list[Row]:
     return sorted(
         (line for line in lines if line.significant),
         key=lambda line: (line.q_value if line.q_value is not None else 1.0, line.metric),
@@ -369,8 +301,8 @@ def _by_q(lines: Sequence[DriftLine] | Sequence[StyleLine]) -> list[Any]:
 
 def _headline(
     context: _Context,
-    drift: Sequence[DriftLine],
-    style: Sequence[StyleLine],
+    drift: Sequence[DriftRow],
+    style: Sequence[StyleShiftRow],
     labels: Sequence[LabelLine],
     new_users: Sequence[NewUsersLine],
     stages: Sequence[StageLine],
@@ -414,7 +346,7 @@ def _users_sentence(context: _Context, new_users: Sequence[NewUsersLine]) -> str
     )
 
 
-def _drift_sentence(context: _Context, drift: Sequence[DriftLine]) -> str:
+def _drift_sentence(context: _Context, drift: Sequence[DriftRow]) -> str:
     metrics = sorted({line.metric for line in drift})
     found = _by_q(drift)
     if not found:
@@ -441,18 +373,18 @@ def _drift_sentence(context: _Context, drift: Sequence[DriftLine]) -> str:
     )
 
 
-def _style_sentence(context: _Context, style: Sequence[StyleLine]) -> str:
+def _style_sentence(context: _Context, style: Sequence[StyleShiftRow]) -> str:
     metrics = sorted({line.metric for line in style})
-    found = [line for line in _by_q(style) if line.did is not None]
+    found = [(line, line.did) for line in _by_q(style) if line.did is not None]
     if not found:
         return "Its users' way of writing has not shifted measurably against control's."
     several = len({line.variation for line in style}) > 1
     parts = []
-    for line in found[:3]:
+    for line, did in found[:3]:
         what, _ = _plain(line.metric)
         where = f" ({context.variation(line.variation)})" if several else ""
-        parts.append(f"{what}{where} {_change(line.metric, line.did)}")
-    count = len({line.metric for line in found})
+        parts.append(f"{what}{where} {_change(line.metric, did)}")
+    count = len({line.metric for line, _ in found})
     return (
         f"Its users now write differently, beyond the change seen in control, on {count} of "
         f"{len(metrics)} style metrics: {_listing(parts)}."
@@ -462,7 +394,7 @@ def _style_sentence(context: _Context, style: Sequence[StyleLine]) -> str:
 def _adaptation_sentence(labels: Sequence[LabelLine]) -> str:
     count = {line.label: line for line in labels}
     adapted, partial = count["adapted"], count["partial"]
-    scored = sum(count[k].this_week for k in ("adapted", "partial", "unadapted"))
+    scored = sum(count[k].this_week for k in SCORED_LABELS)
     if scored == 0:
         return "No treated user has enough activity yet to tell whether they adapted."
     return (
@@ -489,18 +421,18 @@ def _stages_sentence(stages: Sequence[StageLine]) -> str:
 def _recommendation(
     engine: sa.Engine,
     context: _Context,
-    plans: Sequence[RollbackPlan],
-    drift: Sequence[DriftLine],
+    plans: Sequence[_Plan],
+    drift: Sequence[DriftRow],
     has_users: bool,
 ) -> str:
     """What to do next: the plan standing at the end of the week, or that one is needed."""
     if not has_users:
         return f"Nothing to decide yet: nobody had been exposed by the end of {context.week.label}."
-    standing = [p for p in plans if _created(p) < context.week.end]
-    later = [p for p in plans if _created(p) >= context.week.end]
+    standing = [p for p in plans if p.created < context.week.end]
+    later = [p for p in plans if p.created >= context.week.end]
     if standing:
         plan = standing[0]  # newest first
-        return f"Plan {plan.id} ({plan.strategy}): {plan.document.get('reason', '')} " + _progress(
+        return f"Plan {plan.id} ({plan.state.strategy}): {plan.document.reason} " + _progress(
             engine, plan, context.week
         )
     command = (
@@ -516,22 +448,14 @@ def _recommendation(
         text = f"No plan yet: run {command} if the change is to be rolled back."
     if later:
         plan = later[-1]  # the first one made after the week
-        text += f" (Plan {plan.id} was created later, on {_created(plan).date().isoformat()}.)"
+        text += f" (Plan {plan.id} was created later, on {plan.created.date().isoformat()}.)"
     return text
 
 
-def _created(plan: RollbackPlan) -> datetime:
-    """When the plan was made: its document's ``created_at`` (the planner's "now")."""
-    text = plan.document.get("created_at")
-    moment = datetime.fromisoformat(text) if isinstance(text, str) else plan.created_at
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _progress(engine: sa.Engine, plan: RollbackPlan, week: IsoWeek) -> str:
-    assert plan.id is not None
+def _progress(engine: sa.Engine, plan: _Plan, week: IsoWeek) -> str:
     events = [e for e in load_plan_events(engine, plan.id) if e.at < week.end]
     applied = [e.stage for e in events if e.action == "apply" and e.outcome == "ok"]
-    last = len(plan.document.get("stages", [])) - 1
+    last = len(plan.document.stages) - 1
     if not applied:
         return "No stage of it had been applied by the end of the week."
     text = f"By the end of the week it had reached stage {applied[-1]} (of 0 to {last})."

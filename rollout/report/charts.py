@@ -10,8 +10,8 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
-from analytics.analysis.adaptation import LABELS
-from analytics.analysis.user_periods import BUCKETS
+from analytics.documents import LABELS
+from analytics.features.metrics import BUCKETS
 from rollout.report.model import ReportError, WeeklyReport
 from rollout.report.tables import chart_metrics
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from analytics.errors import AftershockError, NotFoundError
+from analytics.inference.results import BucketShift, DriftRow, StyleShiftRow
 
 REPORT_FORMATS = ("html", "md", "csv", "pdf")
 MEDIA_TYPES = {
@@ -86,48 +87,6 @@ def parse_iso_week(text: str) -> IsoWeek:
 
 
 @dataclass(frozen=True)
-class DriftLine:
-    """One row of the behaviour drift table (``analysis.json``'s ``behavior_drift``)."""
-
-    metric: str
-    variation: str
-    control_mean: float | None
-    variation_mean: float | None
-    effect: float | None
-    ci_low: float | None
-    ci_high: float | None
-    q_value: float | None
-    significant: bool
-    drift_began: str | None
-
-
-@dataclass(frozen=True)
-class StyleLine:
-    """One row of the style shift (difference in differences) table."""
-
-    metric: str
-    variation: str
-    did: float | None
-    ci_low: float | None
-    ci_high: float | None
-    q_value: float | None
-    significant: bool
-
-
-@dataclass(frozen=True)
-class DaysLine:
-    """The style shift of one metric in one bucket of days since first exposure."""
-
-    metric: str
-    variation: str
-    bucket: str
-    did: float | None
-    ci_low: float | None
-    ci_high: float | None
-    n_variation: int
-
-
-@dataclass(frozen=True)
 class LabelLine:
     """Treated users carrying an adaptation label at the end of the week and the week before."""
 
@@ -176,9 +135,9 @@ class WeeklyReport:
     srm_p_value: float | None
     srm_ok: bool | None
     half_life_days: float | None
-    behavior_drift: tuple[DriftLine, ...]
-    style_shift: tuple[StyleLine, ...]
-    style_by_days: tuple[DaysLine, ...]
+    behavior_drift: tuple[DriftRow, ...]  # the analysis document's rows, as every surface's
+    style_shift: tuple[StyleShiftRow, ...]
+    style_by_days: tuple[BucketShift, ...]
     labels: tuple[LabelLine, ...]
     new_users: tuple[NewUsersLine, ...]
     stages: tuple[StageLine, ...]

@@ -15,16 +15,24 @@ import pandas as pd
 
 from rollout import browser as headless
 from rollout.report.charts import Figure, build_figures
-from rollout.report.model import (
-    MEDIA_TYPES,
-    REPORT_FORMATS,
-    DaysLine,
-    DriftLine,
-    ReportError,
-    StyleLine,
-    WeeklyReport,
-)
+from rollout.report.model import MEDIA_TYPES, REPORT_FORMATS, ReportError, WeeklyReport
 from rollout.report.tables import Table, build_tables, render_markdown
+
+# The columns of the analysis tables' CSV files (a subset of the rows' fields).
+DRIFT_COLUMNS = (
+    "metric",
+    "variation",
+    "control_mean",
+    "variation_mean",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "q_value",
+    "significant",
+    "drift_began",
+)
+STYLE_COLUMNS = ("metric", "variation", "did", "ci_low", "ci_high", "q_value", "significant")
+DAYS_COLUMNS = ("metric", "variation", "bucket", "did", "ci_low", "ci_high", "n_variation")
 
 # --- HTML -----------------------------------------------------------------------------------
 
@@ -138,9 +146,9 @@ def build_frames(report: WeeklyReport) -> dict[str, pd.DataFrame]:
     ]
     return {
         "summary": pd.DataFrame(summary, columns=["key", "value"]),
-        "behavior_drift": _frame(report.behavior_drift, DriftLine),
-        "style_shift": _frame(report.style_shift, StyleLine),
-        "style_shift_by_days": _frame(report.style_by_days, DaysLine),
+        "behavior_drift": _frame(report.behavior_drift, DRIFT_COLUMNS),
+        "style_shift": _frame(report.style_shift, STYLE_COLUMNS),
+        "style_shift_by_days": _frame(report.style_by_days, DAYS_COLUMNS),
         "adaptation_labels": pd.DataFrame(
             [(x.label, x.this_week, x.previous_week, x.change) for x in report.labels],
             columns=["label", "this_week", "previous_week", "change"],
@@ -168,9 +176,8 @@ def build_frames(report: WeeklyReport) -> dict[str, pd.DataFrame]:
     }
 
 
-def _frame(lines: Sequence[Any], kind: type[Any]) -> pd.DataFrame:
-    columns = list(kind.__dataclass_fields__)
-    return pd.DataFrame([[getattr(x, c) for c in columns] for x in lines], columns=columns)
+def _frame(rows: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame([[getattr(x, c) for c in columns] for x in rows], columns=list(columns))
 
 
 def render_csv_zip(report: WeeklyReport) -> bytes:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC
 
-from analytics.analysis.user_periods import BUCKETS
+from analytics.features.metrics import BUCKETS
 from rollout.report.model import CHART_STYLE_METRICS, WeeklyReport
 
 # --- tables ---------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from rollout.models import PlanEvent
 from rollout.planner import Policy
 from rollout.plans import apply_stage, create_plan, evaluate_plan
 from rollout.report import build_weekly_report, render_markdown
-from tests.test_pipeline import load_demo
+from tests.demo_data import load_demo
 
 EXPERIMENT = "chat-model-upgrade"
 FEATURE = "chat-model"

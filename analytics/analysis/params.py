@@ -1,0 +1,111 @@
+"""The parameters of an analysis: one frozen object, built in one place for every surface.
+
+``build_analysis_params`` is what the CLI, the API and the weekly report call: it takes the
+expected split and the variation names from the experiment as pulled from GrowthBook
+(``aftershock growthbook pull``) when there is one, so every surface checks the sample ratio
+against the same split. ``AnalysisParams.to_json``/``from_json`` store them with a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from analytics.analysis.adaptation import AdaptationParams
+from analytics.analysis.user_periods import PeriodParams
+from analytics.store import load_growthbook_experiment
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    experiment_id: str
+    control: str = "0"
+    weights: tuple[float, ...] | None = None  # the expected split, for the SRM check
+    variation_names: tuple[tuple[str, str], ...] = ()  # (key, name), e.g. from GrowthBook
+    alpha: float = 0.05
+    # Users in the style DiD need this many interactions before and after first exposure
+    # (see analytics.inference.style_shift.compute_style_shift for why).
+    did_min_interactions: int = 2
+    periods: PeriodParams = field(default_factory=PeriodParams)
+    adaptation: AdaptationParams = field(default_factory=AdaptationParams)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe: tuples as lists, ``until`` as ISO 8601."""
+        data = asdict(self)
+        data["weights"] = None if self.weights is None else list(self.weights)
+        data["variation_names"] = [list(pair) for pair in self.variation_names]
+        until = self.periods.until
+        data["periods"]["until"] = None if until is None else until.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AnalysisParams:
+        """The parameters as :meth:`to_json` stored them; fields a version of Aftershock did
+        not store take their defaults."""
+        periods = dict(data.get("periods") or {})
+        until = periods.get("until")
+        known = {f.name for f in fields(AdaptationParams)}
+        adaptation = {k: v for k, v in (data.get("adaptation") or {}).items() if k in known}
+        weights = data.get("weights")
+        return cls(
+            experiment_id=str(data["experiment_id"]),
+            control=str(data.get("control", "0")),
+            weights=None if weights is None else tuple(float(w) for w in weights),
+            variation_names=tuple((str(k), str(n)) for k, n in data.get("variation_names", [])),
+            alpha=float(data.get("alpha", 0.05)),
+            did_min_interactions=int(data.get("did_min_interactions", 2)),
+            periods=PeriodParams(
+                pre_days=periods.get("pre_days", 28.0),
+                until=None if until is None else datetime.fromisoformat(until),
+            ),
+            adaptation=AdaptationParams(**adaptation),
+        )
+
+
+def growthbook_split(
+    definition: Mapping[str, Any], control: str
+) -> tuple[tuple[float, ...] | None, tuple[tuple[str, str], ...]]:
+    """The expected split (the latest phase's traffic split, control first then by key, as
+    the analysis orders variations) and the variation names of a GrowthBook experiment
+    (a REST ``Experiment``); no split when its phases give none."""
+    variations = definition.get("variations", [])
+    key_of = {v["variationId"]: str(v["key"]) for v in variations}
+    names = tuple((str(v["key"]), str(v.get("name", v["key"]))) for v in variations)
+    phases = definition.get("phases") or []
+    split = phases[-1].get("trafficSplit") if phases else None
+    if not split:
+        return None, names
+    weight = {key_of[s["variationId"]]: float(s["weight"]) for s in split}
+    order = sorted(weight, key=lambda k: (k != control, k))
+    return tuple(weight[k] for k in order), names
+
+
+def build_analysis_params(
+    engine: sa.Engine,
+    experiment_id: str,
+    *,
+    control: str = "0",
+    weights: tuple[float, ...] | None = None,
+    periods: PeriodParams | None = None,
+    adaptation: AdaptationParams | None = None,
+) -> AnalysisParams:
+    """The parameters to analyse ``experiment_id`` with: ``weights`` when given, else the
+    split of the experiment as pulled from GrowthBook, else equal weights (None); the
+    variation names from GrowthBook when pulled."""
+    pulled: tuple[float, ...] | None = None
+    names: tuple[tuple[str, str], ...] = ()
+    definition = load_growthbook_experiment(engine, experiment_id)
+    if definition:
+        pulled, names = growthbook_split(definition, control)
+    return AnalysisParams(
+        experiment_id=experiment_id,
+        control=control,
+        weights=weights or pulled,
+        variation_names=names,
+        periods=periods or PeriodParams(),
+        adaptation=adaptation or AdaptationParams(),
+    )

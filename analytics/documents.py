@@ -1,0 +1,165 @@
+"""``analysis.json`` as a typed document: what the pipeline writes and every surface reads.
+
+The JSON shape is the data contract's (docs/DATA_CONTRACT.md): :meth:`AnalysisDocument.to_json`
+writes it and :meth:`AnalysisDocument.from_json` reads it back, so no surface reads the stored
+document by string keys. Rows are the inference procedures' own result types.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+from analytics.inference.results import BucketShift, DriftRow, HalfLifeResult, StyleShiftRow
+
+USERS_CSV_COLUMNS = (
+    "user_id",
+    "variation",
+    "first_exposure",
+    "n_pre",
+    "n_post",
+    "adaptation_score",
+    "adaptation_p",
+    "adaptation_label",
+)
+"""The columns of ``users.csv`` (and of a stored run's per-user rows), in order."""
+
+LABELS = ("adapted", "partial", "unadapted", "new", "insufficient_data")
+"""Every adaptation label, most adapted first (``users.csv``'s ``adaptation_label``)."""
+SCORED_LABELS = LABELS[:3]
+"""The labels of users who could be scored (``new`` and ``insufficient_data`` could not)."""
+
+Row = TypeVar("Row")
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null, numpy scalars plain Python."""
+    if hasattr(value, "item") and not isinstance(value, list | dict | str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _row_json(row: Any) -> dict[str, Any]:
+    return {k: clean(v) for k, v in asdict(row).items()}
+
+
+def _row(cls: type[Row], data: Mapping[str, Any]) -> Row:
+    """A result row from its JSON; a field an older document lacks is None (or its default)."""
+    values = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            values[f.name] = data[f.name]
+        elif f.default is f.default_factory:  # no default (both MISSING)
+            values[f.name] = None
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class Srm:
+    """The sample-ratio-mismatch check of the exposures."""
+
+    p_value: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class AdaptationSummary:
+    """How many users carry each adaptation label, and how fast the style shift builds up."""
+
+    half_life_days: float | None
+    labels: dict[str, int]  # of the treated users
+    half_life: HalfLifeResult | None
+    labels_by_variation: dict[str, dict[str, int]]
+
+    @property
+    def scored_users(self) -> int:
+        """Treated users who could be scored (the denominator of the adapted share)."""
+        return sum(self.labels.get(label, 0) for label in SCORED_LABELS)
+
+
+@dataclass(frozen=True)
+class AnalysisDocument:
+    """One analysis of one experiment (``analysis.json``)."""
+
+    experiment_id: str
+    control: str
+    variations: list[str]
+    analysed_at: str  # ISO 8601, UTC
+    users: dict[str, int]  # analysed users per variation
+    multiple_exposures: int
+    srm: Srm
+    behavior_drift: list[DriftRow]
+    style_shift: list[StyleShiftRow]
+    adaptation: AdaptationSummary
+    style_shift_by_days: list[BucketShift]
+    variation_names: dict[str, str]
+    code_version: str
+
+    @property
+    def treatments(self) -> list[str]:
+        return [v for v in self.variations if v != self.control]
+
+    def name_of(self, variation: str) -> str:
+        """The variation's name as GrowthBook calls it, else its key."""
+        return self.variation_names.get(variation, variation)
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's keys, then Aftershock's additions."""
+        adaptation = self.adaptation
+        return {
+            "experiment_id": self.experiment_id,
+            "control": self.control,
+            "variations": list(self.variations),
+            "analysed_at": self.analysed_at,
+            "users": dict(self.users),
+            "multiple_exposures": self.multiple_exposures,
+            "srm": {"p_value": self.srm.p_value, "ok": self.srm.ok},
+            "behavior_drift": [_row_json(r) for r in self.behavior_drift],
+            "style_shift": [_row_json(r) for r in self.style_shift],
+            "adaptation": {
+                "half_life_days": clean(adaptation.half_life_days),
+                "labels": dict(adaptation.labels),
+                "half_life": None
+                if adaptation.half_life is None
+                else _row_json(adaptation.half_life),
+                "labels_by_variation": {
+                    v: dict(counts) for v, counts in adaptation.labels_by_variation.items()
+                },
+            },
+            "style_shift_by_days": [_row_json(r) for r in self.style_shift_by_days],
+            "variation_names": dict(self.variation_names),
+            "code_version": self.code_version,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AnalysisDocument:
+        """A document as :meth:`to_json` wrote it (or an older version of it)."""
+        adaptation = data.get("adaptation") or {}
+        half_life = adaptation.get("half_life")
+        by_variation = adaptation.get("labels_by_variation") or {}
+        names = data.get("variation_names") or {}
+        srm = data.get("srm") or {}
+        return cls(
+            experiment_id=str(data["experiment_id"]),
+            control=str(data["control"]),
+            variations=[str(v) for v in data.get("variations", [])],
+            analysed_at=str(data.get("analysed_at", "")),
+            users={str(k): int(v) for k, v in (data.get("users") or {}).items()},
+            multiple_exposures=int(data.get("multiple_exposures", 0)),
+            srm=Srm(p_value=float(srm.get("p_value", 1.0)), ok=bool(srm.get("ok", True))),
+            behavior_drift=[_row(DriftRow, r) for r in data.get("behavior_drift", [])],
+            style_shift=[_row(StyleShiftRow, r) for r in data.get("style_shift", [])],
+            adaptation=AdaptationSummary(
+                half_life_days=adaptation.get("half_life_days"),
+                labels=dict(adaptation.get("labels") or {}),
+                half_life=None if half_life is None else _row(HalfLifeResult, half_life),
+                labels_by_variation={str(v): dict(c) for v, c in by_variation.items()},
+            ),
+            style_shift_by_days=[_row(BucketShift, r) for r in data.get("style_shift_by_days", [])],
+            variation_names={str(k): str(v) for k, v in names.items()},
+            code_version=str(data.get("code_version", "")),
+        )
