@@ -171,25 +171,6 @@ def list_exposed_experiments(engine: sa.Engine) -> list[str]:
         return sorted(session.exec(select(Exposure.experiment_id).distinct()).all())
 
 
-def count_exposed_users(engine: sa.Engine) -> dict[str, dict[str, int]]:
-    """Per experiment (sorted) and variation, the users with a stored exposure."""
-    exposures = Exposure.__table__  # type: ignore[attr-defined]
-    query = (
-        sa.select(
-            exposures.c.experiment_id,
-            exposures.c.variation_id,
-            sa.func.count(sa.distinct(exposures.c.user_id)),
-        )
-        .group_by(exposures.c.experiment_id, exposures.c.variation_id)
-        .order_by(exposures.c.experiment_id, exposures.c.variation_id)
-    )
-    users: dict[str, dict[str, int]] = {}
-    with engine.connect() as connection:
-        for experiment_id, variation, count in connection.execute(query):
-            users.setdefault(str(experiment_id), {})[str(variation)] = int(count)
-    return users
-
-
 def load_exposure_span(engine: sa.Engine, experiment_id: str) -> tuple[datetime, datetime] | None:
     """The first and last stored exposure of an experiment (aware UTC), or None."""
     exposures = Exposure.__table__  # type: ignore[attr-defined]
@@ -324,44 +305,3 @@ def load_growthbook_experiment(engine: sa.Engine, tracking_key: str) -> dict[str
             .order_by(col(ExperimentSnapshot.fetched_at).desc(), col(ExperimentSnapshot.id).desc())
         ).first()
         return None if row is None else dict(row.definition)
-
-
-@dataclass(frozen=True)
-class DatabaseSummary:
-    """What the database holds (``aftershock status``): rows per table, users per experiment
-    and variation, and the latest ingest runs, newest first."""
-
-    row_counts: dict[str, int]
-    experiments: tuple[tuple[str, str, int], ...]  # experiment_id, variation_id, users
-    # id, kind, file_name, status, rows_inserted, rows_duplicate, rows_rejected
-    last_ingests: tuple[tuple[int, str, str, str, int, int, int], ...]
-
-
-def load_database_summary(engine: sa.Engine, *, last_ingests: int = 5) -> DatabaseSummary:
-    """Row counts, the experiments with exposures and their users, the last ingest runs."""
-    ensure_schema(engine)
-    tables = ("exposures", "interactions", "ingest_runs", "ingest_rejects")
-    with engine.connect() as connection:
-        counts = {
-            name: int(connection.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one())
-            for name in tables
-        }
-        runs = connection.execute(
-            sa.text(
-                "SELECT id, kind, file_name, status, rows_inserted, rows_duplicate, rows_rejected "
-                "FROM ingest_runs ORDER BY id DESC LIMIT :n"
-            ),
-            {"n": last_ingests},
-        ).all()
-    return DatabaseSummary(
-        row_counts=counts,
-        experiments=tuple(
-            (experiment, variation, users)
-            for experiment, counts in count_exposed_users(engine).items()
-            for variation, users in counts.items()
-        ),
-        last_ingests=tuple(
-            (int(i), str(kind), str(name), str(status), int(ins), int(dup), int(rej))
-            for i, kind, name, status, ins, dup, rej in runs
-        ),
-    )

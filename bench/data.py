@@ -38,7 +38,8 @@ def demo_csvs(rows: int, seed: int = 11) -> tuple[Path, Path]:
 def load_planned_rollback(url: str, interactions: Path, exposures: Path) -> int:
     """Into the empty database at ``url``: the logs, an analysis of the demo experiment, and
     its adaptation-aware rollback plan with two stages applied; return the plan's id."""
-    from analytics.analysis.pipeline import AnalysisParams, run_analysis
+    from analytics.analysis.params import AnalysisParams
+    from analytics.analysis.pipeline import run_analysis
     from analytics.db import ensure_schema, get_engine
     from analytics.ingest.runner import ingest_file
     from analytics.models import IngestKind

@@ -135,7 +135,8 @@ def run_ceiling(url: str, path: Path) -> dict[str, float]:
 
 def run_analyze(url: str, interactions: Path, exposures: Path) -> dict[str, float]:
     """Load both files (not timed), then time a full analysis of the demo experiment."""
-    from analytics.analysis.pipeline import AnalysisParams, run_analysis
+    from analytics.analysis.params import AnalysisParams
+    from analytics.analysis.pipeline import run_analysis
     from analytics.store import save_analysis
 
     engine = get_engine(url)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analytics.analysis.pipeline import AnalysisParams, run_analysis
+from analytics.analysis.params import AnalysisParams
+from analytics.analysis.pipeline import run_analysis
 from analytics.db import get_engine
 from analytics.demo import DemoConfig, generate_demo, write_demo
 from analytics.ingest.runner import ingest_file

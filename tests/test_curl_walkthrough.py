@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from analytics.analysis.pipeline import AnalysisParams, run_analysis
+from analytics.analysis.params import AnalysisParams
+from analytics.analysis.pipeline import run_analysis
 from analytics.demo import DemoConfig
 from analytics.store import save_analysis
 from rollout.api.app import create_app

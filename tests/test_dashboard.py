@@ -21,7 +21,8 @@ import streamlit as st
 from sqlmodel import Session, col, select
 from streamlit.testing.v1 import AppTest
 
-from analytics.analysis.pipeline import AnalysisParams, run_analysis
+from analytics.analysis.params import AnalysisParams
+from analytics.analysis.pipeline import run_analysis
 from analytics.db import get_engine
 from analytics.demo import DemoConfig
 from analytics.models import Interaction

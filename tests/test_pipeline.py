@@ -11,16 +11,11 @@ import pytest
 import sqlalchemy as sa
 from scipy.stats import mannwhitneyu
 
-from analytics.analysis.pipeline import (
-    USERS_CSV_COLUMNS,
-    AnalysisParams,
-    AnalysisResult,
-    analysis_document,
-    run_analysis,
-    users_table,
-)
+from analytics.analysis.params import AnalysisParams
+from analytics.analysis.pipeline import AnalysisResult, analysis_document, run_analysis, users_table
 from analytics.analysis.user_periods import PeriodParams
 from analytics.demo import DemoConfig
+from analytics.documents import USERS_CSV_COLUMNS
 from analytics.models import Interaction
 from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
 from tests.demo_data import load_demo

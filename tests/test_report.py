@@ -22,7 +22,8 @@ import sqlalchemy as sa
 import typer
 from typer.testing import CliRunner
 
-from analytics.analysis.pipeline import AnalysisParams, analysis_document, run_analysis
+from analytics.analysis.params import AnalysisParams
+from analytics.analysis.pipeline import analysis_document, run_analysis
 from analytics.analysis.user_periods import PeriodParams
 from analytics.demo import DemoConfig
 from analytics.settings import get_settings

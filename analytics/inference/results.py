@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from analytics.inference.sufficient import SampleStats
+if TYPE_CHECKING:
+    from analytics.inference.sufficient import SampleStats
 
 Distribution = Literal["t", "normal"]
 

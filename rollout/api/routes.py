@@ -19,11 +19,11 @@ from analytics.analysis.params import build_analysis_params
 from analytics.analysis.pipeline import run_analysis
 from analytics.store import (
     check_database,
-    count_exposed_users,
     load_analysis_users,
     load_latest_analysis,
     save_analysis,
 )
+from analytics.summary import count_exposed_users
 from rollout.api import schemas
 from rollout.api.deps import (
     STATE_TTL_SECONDS,

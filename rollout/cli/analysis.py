@@ -127,7 +127,7 @@ def _print_analysis(document: AnalysisDocument, run_id: int, out_dir: Path | Non
 def status() -> None:
     """What the database holds: rows per table, experiments, the last ingests."""
     from analytics.db import get_engine
-    from analytics.store import load_database_summary
+    from analytics.summary import load_database_summary
 
     engine = get_engine()
     summary = load_database_summary(engine)

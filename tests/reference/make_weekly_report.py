@@ -25,7 +25,8 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from analytics.analysis.pipeline import AnalysisParams, run_analysis
+from analytics.analysis.params import AnalysisParams
+from analytics.analysis.pipeline import run_analysis
 from analytics.db import ensure_schema, get_engine
 from analytics.demo import DemoConfig
 from analytics.store import save_analysis
