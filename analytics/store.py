@@ -111,16 +111,23 @@ def _stored(run: AnalysisRun) -> StoredAnalysis:
     )
 
 
-def load_latest_analysis(engine: sa.Engine, experiment_id: str) -> StoredAnalysis | None:
-    """The most recent stored run of ``experiment_id``."""
+def load_latest_analysis(
+    engine: sa.Engine, experiment_id: str, *, full_only: bool = False
+) -> StoredAnalysis | None:
+    """The most recent stored run of ``experiment_id``; with ``full_only``, the most recent
+    that analysed all the data (not a snapshot as of a past moment, ``analyze --as-of``)."""
     ensure_schema(engine)
     with Session(engine) as session:
-        run = session.exec(
-            select(AnalysisRun)
+        runs = session.exec(
+            select(AnalysisRun.id, AnalysisRun.parameters)
             .where(AnalysisRun.experiment_id == experiment_id)
             .order_by(col(AnalysisRun.id).desc())
-        ).first()
-        return None if run is None else _stored(run)
+        )
+        for run_id, parameters in runs:
+            if not full_only or (parameters.get("periods") or {}).get("until") is None:
+                run = session.get(AnalysisRun, run_id)
+                return None if run is None else _stored(run)
+    return None
 
 
 def load_analysis(engine: sa.Engine, run_id: int) -> StoredAnalysis | None:

@@ -16,8 +16,13 @@ import pandas as pd
 import sqlalchemy as sa
 
 from analytics.analysis.outcomes import compute_user_metrics, load_user_outcomes
-from analytics.errors import AftershockError
-from analytics.store import load_analysis_users, load_latest_analysis
+from analytics.errors import AftershockError, NotFoundError
+from analytics.store import (
+    StoredAnalysis,
+    load_analysis,
+    load_analysis_users,
+    load_latest_analysis,
+)
 from rollout.documents import PlanDocument
 from rollout.growthbook.rules import EVERYONE
 from rollout.guardrails import (
@@ -44,6 +49,10 @@ ACTIVITY_WINDOW_DAYS = 14  # recent activity the holds are sized on
 
 class PlanError(AftershockError):
     """A plan cannot be made, found or moved as asked."""
+
+
+class AnalysisNotFoundError(PlanError, NotFoundError):
+    """The analysis a plan was asked to be made from does not exist."""
 
 
 class RuleWriter(Protocol):
@@ -74,17 +83,44 @@ def load_data_end(engine: sa.Engine) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def load_plan_users(
-    engine: sa.Engine, experiment_id: str, guardrails: tuple[Guardrail, ...]
-) -> tuple[pd.DataFrame, int, datetime, float | None]:
-    """The treated users of the latest analysis with their risk and recent activity, the
-    analysis run id, the data's end, and the adaptation half-life."""
-    run = load_latest_analysis(engine, experiment_id)
-    if run is None:
+def load_plan_analysis(
+    engine: sa.Engine, experiment_id: str, analysis_run_id: int | None = None
+) -> StoredAnalysis:
+    """The analysis a plan is made from: run ``analysis_run_id`` when given, else the latest
+    that analysed all the data (an ``--as-of`` snapshot would freeze users as they were).
+    Never one whose control arm has no users: nothing would say who adapted."""
+    if analysis_run_id is not None:
+        run = load_analysis(engine, analysis_run_id)
+        if run is None or run.document.experiment_id != experiment_id:
+            raise AnalysisNotFoundError(
+                f"experiment {experiment_id!r} has no analysis {analysis_run_id}"
+            )
+    else:
+        run = load_latest_analysis(engine, experiment_id, full_only=True)
+        if run is None:
+            raise PlanError(
+                f"experiment {experiment_id!r} has no stored analysis of all its data: run "
+                f"`aftershock analyze --experiment {experiment_id}` first"
+            )
+    control = run.document.control
+    if run.document.users.get(control, 0) == 0:
+        seen = ", ".join(f"{v} ({n:,} users)" for v, n in run.document.users.items())
         raise PlanError(
-            f"experiment {experiment_id!r} has no stored analysis: run "
-            f"`aftershock analyze --experiment {experiment_id}` first"
+            f"analysis {run.id} of {experiment_id!r} has no users in its control arm "
+            f"{control!r} (variations: {seen}): analyse with the right `--control`"
         )
+    return run
+
+
+def load_plan_users(
+    engine: sa.Engine,
+    experiment_id: str,
+    guardrails: tuple[Guardrail, ...],
+    analysis_run_id: int | None = None,
+) -> tuple[pd.DataFrame, int, datetime, float | None]:
+    """The treated users of the plan's analysis (:func:`load_plan_analysis`) with their risk
+    and recent activity, the analysis run id, the data's end, and the adaptation half-life."""
+    run = load_plan_analysis(engine, experiment_id, analysis_run_id)
     users = load_analysis_users(engine, run.id)
     control = run.document.control
     treated = users[users["variation"].astype(str) != control].reset_index(drop=True)
@@ -115,10 +151,13 @@ def create_plan(
     environments: tuple[str, ...] = ("production",),
     now: datetime | None = None,
     actor: str = "cli",
+    analysis_run_id: int | None = None,
 ) -> tuple[int, dict[str, Any], Plan]:
-    """Plan the rollback of ``feature_key`` from the latest analysis, store it, and return
-    its id, plan.json and the plan."""
-    users, run_id, as_of, half_life = load_plan_users(engine, experiment_id, policy.guardrails)
+    """Plan the rollback of ``feature_key`` from the latest full analysis (or run
+    ``analysis_run_id``), store it, and return its id, plan.json and the plan."""
+    users, run_id, as_of, half_life = load_plan_users(
+        engine, experiment_id, policy.guardrails, analysis_run_id
+    )
     plan = plan_rollback(
         users,
         experiment_id=experiment_id,

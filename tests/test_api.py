@@ -108,6 +108,8 @@ def test_analysis_and_plans_from_the_api(api: Api, tmp_path: Path) -> None:
     assert "body.experiment_id" in missing["detail"]
     unknown = api.post(f"/v1/features/{FEATURE}/plans", {**body, "experiment_id": "nope"})
     assert "no stored analysis" in problem(unknown, 409)["detail"]
+    named = api.post(f"/v1/features/{FEATURE}/plans", {**body, "analysis_id": 999})
+    assert "has no analysis 999" in problem(named, 404)["detail"]
 
     one = api.get(f"/v1/plans/{plan['id']}")
     assert one.headers["ETag"] == '"1"' and one.json()["stages"] == plan["stages"]

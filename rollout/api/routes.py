@@ -246,6 +246,7 @@ def post_plan(
             strategy=body.strategy,
             environments=tuple(state.environments),
             actor=principal.name,
+            analysis_run_id=body.analysis_id,
         )
         plan = _require_plan(state, plan_id)
         return 201, _plan_out(plan, _document(state, plan))

@@ -41,6 +41,12 @@ class PlanRequest(Strict):
     current_value: FeatureValue = Field(description="What the feature serves now.")
     bridge_value: FeatureValue | None = None
     strategy: Strategy | None = Field(default=None, description="Default: the recommended one.")
+    analysis_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2_147_483_647,
+        description="The analysis to plan from (default: the latest of all the data).",
+    )
     guardrails: list[GuardrailIn] | None = Field(default=None, min_length=1, max_length=4)
     alpha: float = _policy_field("alpha")
     power: float = _policy_field("power")

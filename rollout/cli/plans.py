@@ -89,8 +89,17 @@ def plan(
     deadline_days: Annotated[float | None, _policy_option("deadline_days")] = policy_default(
         "deadline_days"
     ),
+    analysis: Annotated[
+        int | None,
+        typer.Option(
+            "--analysis",
+            min=1,
+            help="Plan from this analysis run (default: the latest of all the data, not an "
+            "--as-of snapshot).",
+        ),
+    ] = None,
 ) -> None:
-    """Plan a staged, adaptation-aware rollback from the latest analysis."""
+    """Plan a staged, adaptation-aware rollback from the latest analysis of all the data."""
     from analytics.db import ensure_schema, get_engine
     from analytics.settings import get_settings
     from rollout.planner import Policy
@@ -120,6 +129,7 @@ def plan(
         current_value=_parse_value(current_value),
         strategy=strategy,
         environments=tuple(get_settings().environments()),
+        analysis_run_id=analysis,
     )
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
