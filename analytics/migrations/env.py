@@ -4,6 +4,9 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
+# One history owns the whole database, so autogenerate must see every table: the analytics
+# tables and the rollback's. This is the one import from analytics into rollout, on purpose
+# (moving the history out of the installed package would lose it at run time).
 import analytics.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 import rollout.models  # noqa: F401
 
