@@ -103,10 +103,6 @@ class AnalysisDocument:
     def treatments(self) -> list[str]:
         return [v for v in self.variations if v != self.control]
 
-    def name_of(self, variation: str) -> str:
-        """The variation's name as GrowthBook calls it, else its key."""
-        return self.variation_names.get(variation, variation)
-
     def to_json(self) -> dict[str, Any]:
         """The contract's keys, then Aftershock's additions."""
         adaptation = self.adaptation

@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -188,7 +188,7 @@ def load_exposure_span(engine: sa.Engine, experiment_id: str) -> tuple[datetime,
         ).one()
     if first is None or last is None:
         return None
-    return _utc(first), _utc(last)
+    return first, last
 
 
 def load_exposed_feature(engine: sa.Engine, experiment_id: str) -> str | None:
@@ -235,10 +235,6 @@ def load_prompt_examples(
 
     names = ["side", "timestamp", "prompt_length", "hedge", "pushback", "constraint"]
     return pd.DataFrame(rows, columns=[*names, "prompt"] if with_text else names)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _sha256(definition: dict[str, Any]) -> str:

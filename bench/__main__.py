@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -65,14 +66,20 @@ def database(backend: str, postgres_url: str | None) -> Iterator[str]:
         admin.dispose()
 
 
+def run_module(module: str, *args: str) -> Any:
+    """Run ``python -m bench.MODULE ARGS`` in a fresh process and return the JSON of the last
+    line it prints; a failure raises with the end of its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args], capture_output=True, text=True
+    )
+    if done.returncode:
+        raise RuntimeError(f"bench.{module} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def measure(mode: str, url: str, path: Path, *extra: str) -> dict[str, float]:
-    output = subprocess.run(
-        [sys.executable, "-m", "bench.ingest", mode, url, str(path), *extra],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, float] = run_module("ingest", mode, url, str(path), *extra)
+    return result
 
 
 def bench_ingest(
@@ -154,14 +161,7 @@ def bench_api(backends: list[str], postgres_url: str | None) -> list[Row]:
     for backend in backends:
         for workers in (1, 2):
             with database(backend, postgres_url) as url:
-                done = subprocess.run(
-                    [sys.executable, "-m", "bench.api", url, str(workers)],
-                    capture_output=True,
-                    text=True,
-                )
-            if done.returncode:
-                raise RuntimeError(f"bench.api failed on {backend}:\n{done.stderr[-3000:]}")
-            result = json.loads(done.stdout.strip().splitlines()[-1])
+                result = run_module("api", url, str(workers))
             ok = result["p99_ms"] <= 50 and result["errors"] == 0
             out.append(
                 Row(
@@ -183,13 +183,7 @@ def bench_dashboard(rows: int) -> list[Row]:
     """Each dashboard page's first render, caches cold, on SQLite (bench.dashboard)."""
     interactions, exposures = demo_csvs(rows)
     with database("sqlite", None) as url:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.dashboard", url, str(interactions), str(exposures)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    times = json.loads(done.stdout.strip().splitlines()[-1])
+        times = run_module("dashboard", url, str(interactions), str(exposures))
     return [
         Row(
             "dashboard",
@@ -208,14 +202,7 @@ def bench_dashboard(rows: int) -> list[Row]:
 def bench_cli(runs: int = 7) -> list[Row]:
     """Start-up of ``aftershock --help`` and ``aftershock status`` on SQLite (bench.cli)."""
     with database("sqlite", None) as url:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.cli", url, str(runs)],
-            capture_output=True,
-            text=True,
-        )
-    if done.returncode:
-        raise RuntimeError(f"bench.cli failed:\n{done.stderr[-3000:]}")
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+        results = run_module("cli", url, str(runs))
     return [
         Row(
             "cli",

@@ -66,10 +66,9 @@ from rollout.growthbook.rules import (
     saved_group_id,
 )
 from rollout.guardrails import Guardrail
-from rollout.policy import POLICY_LIMITS, check_policy_value, policy_default
+from rollout.policy import POLICY_LIMITS, STRATEGIES, check_policy_value, policy_default
 from rollout.risk import DEFAULT_HALF_LIFE_DAYS
 
-STRATEGIES = ("immediate", "uniform_ramp", "adaptation_aware")
 # Rollback cohorts, least adapted first, and the adaptation labels (rollout.risk cohorts of
 # ``new`` users split by tenure) each holds.
 COHORT_ORDER = ("least_adapted", "partial", "adapted")

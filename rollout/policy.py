@@ -1,4 +1,4 @@
-"""The rollback policy's limits, declared once.
+"""The rollback policy's limits and strategies, declared once.
 
 Every surface that takes a policy derives its bounds from :data:`POLICY_LIMITS`: the CLI's
 options (``typer.Option(min=..., max=...)``), the API's request fields (``ge``/``le``), the
@@ -28,6 +28,9 @@ class Limit:
     def describe(self) -> str:
         return f"{self.low:g} to {self.high:g}"
 
+
+STRATEGIES = ("immediate", "uniform_ramp", "adaptation_aware")
+"""The rollback strategies the planner compares (rollout.planner builds each)."""
 
 POLICY_LIMITS: dict[str, Limit] = {
     "alpha": Limit(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -131,10 +131,8 @@ def list_plan_states(
                 status=str(plan.status),
                 current_stage=plan.current_stage,
                 pending_stage=plan.pending_stage,
-                stage_applied_at=None
-                if plan.stage_applied_at is None
-                else _utc(plan.stage_applied_at),
-                created_at=_utc(plan.created_at),
+                stage_applied_at=plan.stage_applied_at,
+                created_at=plan.created_at,
                 version=plan.version,
             )
             for plan in session.exec(query).all()
@@ -177,10 +175,6 @@ def list_events(engine: sa.Engine, *, plan_id: int | None = None, limit: int) ->
         query = query.where(PlanEvent.plan_id == plan_id)
     with Session(engine) as session:
         return list(session.exec(query).all())
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def load_plan_members(engine: sa.Engine, plan_id: int, cohort: str | None = None) -> list[str]:
@@ -246,12 +240,6 @@ def save_token(engine: sa.Engine, token: ApiToken) -> ApiToken:
         session.commit()
         session.refresh(token)
     return token
-
-
-def load_token(engine: sa.Engine, token_id: int) -> ApiToken | None:
-    ensure_schema(engine)
-    with Session(engine) as session:
-        return session.get(ApiToken, token_id)
 
 
 def mark_token_revoked(engine: sa.Engine, token_id: int, at: datetime) -> ApiToken | None:

@@ -59,7 +59,8 @@ def test_help_exits_0(args: list[str], shows: str) -> None:
 
 
 def test_restated_choices_agree_with_their_sources() -> None:
-    """The CLI restates two tuples its help text needs, so as not to import their modules."""
+    """The CLI restates the token scopes its help text needs (so as not to import the token
+    store) and reads the strategies from rollout.policy, as the planner does."""
     from rollout.cli import api, plans
     from rollout.planner import STRATEGIES
     from rollout.tokens import SCOPES

@@ -32,7 +32,7 @@ def test_analysis_document_reads_by_attribute() -> None:
     assert drift["agreement_rate"].significant and drift["agreement_rate"].effect > 0
     assert document.adaptation.labels["adapted"] == 270
     assert document.adaptation.half_life is not None
-    assert document.name_of("1") == "1"  # no GrowthBook names pulled for the demo
+    assert document.variation_names == {}  # no GrowthBook names pulled for the demo
 
 
 def test_an_older_analysis_without_newer_fields_still_reads() -> None:

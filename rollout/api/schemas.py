@@ -8,8 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.analysis.outcomes import GUARDRAIL_METRICS
-from rollout.planner import STRATEGIES
-from rollout.policy import POLICY_LIMITS
+from rollout.policy import POLICY_LIMITS, STRATEGIES
 
 Metric = Literal["complaint_rate", "retry_rate", "feedback_score", "pushback_rate"]
 assert set(Metric.__args__) == set(GUARDRAIL_METRICS)  # type: ignore[attr-defined]

@@ -12,15 +12,11 @@ from rich.table import Table
 
 from rollout.cli.console import err, fail, out, reports_errors
 from rollout.documents import PlanDocument
-from rollout.policy import POLICY_LIMITS, policy_default
+from rollout.policy import POLICY_LIMITS, STRATEGIES, policy_default
 
 if TYPE_CHECKING:
     from analytics.settings import Settings
     from rollout.guardrails import Guardrail
-
-# rollout.planner.STRATEGIES, restated so that --help does not import the planner (numpy,
-# pandas, statsmodels); tests/test_cli_startup.py checks that the two agree.
-STRATEGIES = ("immediate", "uniform_ramp", "adaptation_aware")
 
 
 def _guardrails(specs: list[str] | None) -> tuple[Guardrail, ...]:

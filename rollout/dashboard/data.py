@@ -197,10 +197,6 @@ def feature_of(experiment_id: str) -> str | None:
     return find_feature_key(engine(), experiment_id)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 # --- stored plans ---------------------------------------------------------------------------
 
 
@@ -229,7 +225,7 @@ def plan_events(plan_id: int) -> list[dict[str, Any]]:
     return [
         {
             "id": event.id,
-            "at": _utc(event.at),
+            "at": event.at,
             "action": event.action,
             "stage": event.stage,
             "actor": event.actor,

@@ -9,8 +9,8 @@ import streamlit as st
 
 from analytics.errors import AftershockError
 from rollout.dashboard import data, ui
-from rollout.planner import STRATEGIES, Policy
-from rollout.policy import POLICY_LIMITS
+from rollout.planner import Policy
+from rollout.policy import POLICY_LIMITS, STRATEGIES
 
 
 def _policy_input(
