@@ -219,6 +219,24 @@ def bench_cli(runs: int = 7) -> list[Row]:
     ]
 
 
+def bench_planner(users: int = 50_000, runs: int = 5) -> list[Row]:
+    """The planner's search of the plan space on ``users`` treated users (bench.planner)."""
+    r = run_module("planner", str(users), str(runs))
+    return [
+        Row(
+            "planner",
+            "-",
+            f"search and cost {r['options']} options (bridge on), median of {r['runs']} runs",
+            users,
+            r["median_s"],
+            0.0,
+            "<= 5 s",
+            f"median {r['median_s']:.2f} s (min {r['min_s']:.2f}, max {r['max_s']:.2f}): "
+            f"{'yes' if r['median_s'] <= 5 else 'no'}",
+        )
+    ]
+
+
 def render(rows: list[Row]) -> str:
     header = ["stage", "backend", "method", "rows", "seconds", "rows/s", "peak MB", "target", "met"]
     # For analyze, "rows" are the users analysed and rows/s users per second.
@@ -226,7 +244,7 @@ def render(rows: list[Row]) -> str:
     for r in rows:
         lines.append(
             f"| {r.stage} | {r.backend} | {r.method} | {r.rows:,} | {r.seconds:.1f} | "
-            f"{'-' if r.stage in ('dashboard', 'cli') else f'{r.rate:,.0f}'} | "
+            f"{'-' if r.stage in ('dashboard', 'cli', 'planner') else f'{r.rate:,.0f}'} | "
             f"{'-' if not r.peak_mb else f'{r.peak_mb:,.0f}'} | {r.target} | {r.met} |"
         )
     return "\n".join(lines)
@@ -238,7 +256,7 @@ def main() -> None:
     parser.add_argument("--naive-rows", type=int, default=20_000)
     parser.add_argument(
         "--only",
-        choices=["ingest", "analyze", "api", "dashboard", "cli"],
+        choices=["ingest", "analyze", "api", "dashboard", "cli", "planner"],
         action="append",
         help="run only these",
     )
@@ -247,7 +265,7 @@ def main() -> None:
         "AFTERSHOCK_TEST_POSTGRES_URL"
     )
     backends = ["sqlite"] + (["postgres"] if postgres_url else [])
-    only = set(args.only or ["ingest", "analyze", "api", "dashboard", "cli"])
+    only = set(args.only or ["ingest", "analyze", "api", "dashboard", "cli", "planner"])
     results: list[Row] = []
     if "ingest" in only:
         results += bench_ingest(args.rows, args.naive_rows, backends, postgres_url)
@@ -259,6 +277,8 @@ def main() -> None:
         results += bench_dashboard(args.rows)
     if "cli" in only:
         results += bench_cli()
+    if "planner" in only:
+        results += bench_planner()
     table = render(results)
     print(table)
     CACHE.mkdir(parents=True, exist_ok=True)

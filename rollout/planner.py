@@ -1,46 +1,22 @@
-"""Staged rollback plans: from an analysis and a policy to stages, holds and expected harm.
+"""Staged rollback plans: from an analysis and a policy to the rollback to recommend.
 
 Pure: every input comes in as arguments (one row per treated user, already scored by
 rollout.risk and carrying its recent activity), nothing is read or written.
 
-Three strategies are built on the same users and compared:
+The planner searches the plan space (rollout.search: immediate, cohort-blind ramps and
+adaptation-aware schedules, each with its holds and, when the policy has one, the bridge) and
+costs every option on two harms (rollout.harm): the second disruptions of users who adapted,
+when they are moved, and the active user-days everyone spends on the current, misbehaving
+value until they are moved (with the users who keep adapting while they wait). The policy's
+``exposure_day_cost`` is the exchange rate: that many exposed active user-days weigh as much
+as one second disruption. The recommendation is the option with the lowest combined cost that
+moves every user within the deadline (in whole hours); the options on the Pareto front of the
+two harms are marked so a product manager can pick another trade knowingly.
 
-- ``immediate``: everyone back to the old model at once.
-- ``uniform_ramp``: cohort-blind steps like GrowthBook's ramp schedules (1, 5, 10, 25, 50,
-  100% of everybody).
-- ``adaptation_aware``: first stop enrolling users who never saw the new model, then the
-  cohorts from least to most adapted (``COHORT_ORDER``), each through its own steps
-  (``COHORT_STEPS``): few and large for unadapted users, small with long holds for adapted
-  and long-tenure new users, who go through the bridge value first when the policy has one.
-  A cohort starts only once the one before it is fully rolled back, so a more adapted user is
-  never rolled back before a less adapted one.
-
-**Holds.** A partial step splits its cohort at random (GrowthBook's hash) into users rolled
-back and users not yet. Its minimum hold is the time until enough of the rolled-back users
-have been active for a one-sided two-sample z-test at ``alpha / len(guardrails)`` to detect
-each guardrail's largest tolerated regression with ``power`` (statsmodels ``NormalIndPower``),
-given the cohort's observed daily activity: after ``t`` days a share ``1 - (1 - a)^t`` of the
-users has been active, where ``a`` is the mean share of days a user of the cohort was active
-in the analysed window. Effect sizes are the tolerated regression over the standard deviation
-of per-user means in that window. A step to 100% leaves no one to compare with and holds for
-``min_hold_hours``. (The stage guardrails use a confidence sequence, which needs somewhat more
-data than this fixed-horizon calculation: the hold is a minimum, the guardrail decides.)
-
-**Expected disrupted users.** A user rolled back is disrupted with probability equal to their
-second-disruption risk (rollout.risk), and a disrupted user's guardrail metrics regress by the
-tolerated amount, so a partial step whose rolled-back users have mean risk ``r`` shows an
-effect ``r`` times the tolerated one. The guardrail after a step catches that with the
-power of the same test at the step's hold; once caught, the rollback pauses and later stages
-are spared:
-
-.. math::
-
-    E = \\sum_s R_s \\prod_{s' < s} (1 - \\pi_{s'})
-
-with :math:`R_s` the summed risk of the users stage :math:`s` moves and :math:`\\pi_s` its
-detection probability. A move through a bridge value counts half the risk at each of its two
-moves: the plan does not assume the bridge is gentler than it is, only that it gives the
-guardrails an earlier look.
+Every partial step is sized so its guardrail can see the tolerated regressions within the
+longest hold, with the confidence sequence the guardrails actually run (rollout.power); a
+cohort too small for that leaves in one step, and each stage carries, per guardrail, the
+smallest regression it can detect.
 """
 
 from __future__ import annotations
@@ -53,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.power import NormalIndPower
 
 from rollout.growthbook.rules import (
     EVERYONE,
@@ -66,26 +41,29 @@ from rollout.growthbook.rules import (
     saved_group_id,
 )
 from rollout.guardrails import Guardrail
+from rollout.harm import Adaptation
 from rollout.policy import POLICY_LIMITS, STRATEGIES, check_policy_value, policy_default
-from rollout.risk import DEFAULT_HALF_LIFE_DAYS
+from rollout.power import CohortPower, PowerModel
+from rollout.risk import ACTIVITY_HALF, DEFAULT_HALF_LIFE_DAYS
+from rollout.search import (
+    COHORT_ORDER,
+    COHORT_WORDS,
+    UNEXPOSED,
+    Option,
+    Population,
+    Stage,
+    cost_option,
+    enumerate_options,
+    pareto_front,
+)
 
 # Rollback cohorts, least adapted first, and the adaptation labels (rollout.risk cohorts of
 # ``new`` users split by tenure) each holds.
-COHORT_ORDER = ("least_adapted", "partial", "adapted")
 COHORT_LABELS = {
     "least_adapted": ("unadapted", "new_recent"),
     "partial": ("partial", "insufficient_data"),
     "adapted": ("adapted", "new_long"),
 }
-COHORT_STEPS: dict[str, tuple[float, ...]] = {
-    "least_adapted": (0.5, 1.0),
-    "partial": (0.25, 0.5, 1.0),
-    "adapted": (0.05, 0.1, 0.25, 0.5, 1.0),
-}
-BRIDGED = frozenset({"partial", "adapted"})
-HOLD_BACK = 0.5  # share of a cohort moved before the next cohort starts
-UNIFORM_STEPS = (0.01, 0.05, 0.10, 0.25, 0.5, 1.0)
-UNEXPOSED = "unexposed"  # users new to the experiment: the freeze stage
 
 DEFAULT_GUARDRAILS = (
     Guardrail("complaint_rate", 0.02),
@@ -97,13 +75,15 @@ DEFAULT_GUARDRAILS = (
 
 @dataclass(frozen=True)
 class Policy:
-    """What the team will tolerate and how fast they must be done."""
+    """What the team will tolerate, how fast they must be done, and how they weigh the two
+    harms (:data:`rollout.policy.POLICY_LIMITS` says what each field means)."""
 
     guardrails: tuple[Guardrail, ...] = DEFAULT_GUARDRAILS
     alpha: float = policy_default("alpha")
     power: float = policy_default("power")
     max_step_share: float = policy_default("max_step_share")  # of a cohort, in one step
-    deadline_days: float | None = policy_default("deadline_days")
+    deadline_days: float = policy_default("deadline_days")
+    exposure_day_cost: float = policy_default("exposure_day_cost")
     bridge_value: Any = None
     min_hold_hours: float = policy_default("min_hold_hours")  # one daily cycle at least
     max_hold_hours: float = policy_default("max_hold_hours")
@@ -129,38 +109,11 @@ class Policy:
 
 @dataclass(frozen=True)
 class CohortStats:
-    """What the holds and the harm model need to know of a cohort."""
+    """A rollback cohort as plan.json summarises it."""
 
     users: int
     daily_active: float  # mean share of days its users were active
-    metric_sd: Mapping[str, float]  # per guardrail metric: SD of per-user means
     mean_risk: float
-
-
-@dataclass(frozen=True)
-class Stage:
-    index: int
-    cohort: str
-    kind: str  # "freeze" | "rollback" | "bridge"
-    coverage: float  # share of the cohort on ``kind``'s value after the stage
-    users: int  # users this stage moves
-    min_hold_hours: float
-    power: float | None  # to detect the tolerated regression at that hold (None: no test)
-    required_users: int  # active rolled-back users the test needs (0: no test)
-    detect_probability: float  # of catching a disruption among the users moved so far
-    risk_moved: float  # expected disruptions among the users this stage moves
-    underpowered: bool
-    rollback: Mapping[str, float]  # after the stage: cohort -> share on the old model
-    bridge: Mapping[str, float]  # after the stage: cohort -> share on the bridge value
-
-
-@dataclass(frozen=True)
-class StrategyPlan:
-    strategy: str
-    stages: tuple[Stage, ...]
-    duration_days: float  # until the last stage is applied
-    expected_disrupted_users: float
-    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,14 +125,18 @@ class Plan:
     policy: Policy
     rollback_value: Any
     current_value: Any
-    strategy: str  # the recommended one
+    option: str  # the chosen option's name
     reason: str
-    options: tuple[StrategyPlan, ...]
+    options: tuple[Option, ...]
     members: Mapping[str, tuple[str, ...]]  # cohort -> user ids (treated users only)
     cohort_stats: Mapping[str, CohortStats] = field(default_factory=dict)
 
-    def chosen(self) -> StrategyPlan:
-        return next(o for o in self.options if o.strategy == self.strategy)
+    def chosen(self) -> Option:
+        return next(o for o in self.options if o.name == self.option)
+
+    @property
+    def strategy(self) -> str:
+        return self.chosen().strategy
 
 
 def assign_cohorts(users: pd.DataFrame, policy: Policy, half_life_days: float) -> pd.Series:
@@ -195,275 +152,211 @@ def assign_cohorts(users: pd.DataFrame, policy: Policy, half_life_days: float) -
     return pd.Series([cohort_of[lab] for lab in label], index=users.index, name="cohort")
 
 
-def summarise_cohort(users: pd.DataFrame, guardrails: Sequence[Guardrail]) -> CohortStats:
-    """Size, activity, metric spread and mean risk of a set of users."""
-    sd = {}
-    for g in guardrails:
-        values = users[g.metric].dropna()
-        sd[g.metric] = float(values.std(ddof=1)) if len(values) >= 2 else math.nan
-    return CohortStats(
-        users=len(users),
-        daily_active=float(users["daily_active"].mean()) if len(users) else 0.0,
-        metric_sd=sd,
-        mean_risk=float(users["risk"].mean()) if len(users) else 0.0,
-    )
+REQUIRED_COLUMNS = (
+    "user_id",
+    "adaptation_label",
+    "days_exposed",
+    "evidence",
+    "n_post",
+    "daily_active",
+)
 
 
-def _effect_sizes(stats: CohortStats, fallback: CohortStats, policy: Policy) -> list[float]:
-    sizes = []
-    for g in policy.guardrails:
-        sd = stats.metric_sd.get(g.metric, math.nan)
-        if not (math.isfinite(sd) and sd > 0):
-            sd = fallback.metric_sd.get(g.metric, math.nan)
-        if math.isfinite(sd) and sd > 0:
-            sizes.append(g.max_regression / sd)
-    return sizes
-
-
-def _active_share(daily_active: float, days: float) -> float:
-    return float(1.0 - (1.0 - min(max(daily_active, 0.0), 1.0)) ** days)
-
-
-def _days_until_active(daily_active: float, share: float) -> float:
-    if share <= 0:
-        return 0.0
-    if share >= 1 or daily_active <= 0:
-        return math.inf
-    if daily_active >= 1:
-        return 1.0
-    return math.log(1.0 - share) / math.log(1.0 - daily_active)
-
-
-def plan_hold(
-    stats: CohortStats, fallback: CohortStats, coverage: float, policy: Policy
-) -> tuple[float, float | None, bool, int]:
-    """Minimum hold (hours), the power reached there, whether the target power was out of
-    reach within ``max_hold_hours``, and the active rolled-back users the test needs, for a
-    step to ``coverage`` of a cohort."""
-    if coverage >= 1.0:
-        return policy.min_hold_hours, None, False, 0
-    sizes = _effect_sizes(stats, fallback, policy)
-    arm = stats.users * coverage
-    if not sizes or arm < 2:
-        return policy.max_hold_hours, 0.0, True, 0
-    alpha = policy.alpha / len(policy.guardrails)
-    ratio = (1.0 - coverage) / coverage
-    analysis = NormalIndPower()
-    needed = max(
-        float(
-            analysis.solve_power(
-                effect_size=d, alpha=alpha, power=policy.power, ratio=ratio, alternative="larger"
-            )
-        )
-        for d in sizes
-    )
-    days = _days_until_active(stats.daily_active, needed / arm)
-    hours = min(max(days * 24.0, policy.min_hold_hours), policy.max_hold_hours)
-    reached = _power(stats, arm, coverage, min(sizes), hours, policy)
-    # What the guardrail waits for: the planned sample, or as much as the hold can bring.
-    expected = arm * _active_share(stats.daily_active, hours / 24.0)
-    required = math.ceil(min(needed, 0.9 * expected))
-    return hours, reached, reached < policy.power - 1e-3, required
-
-
-def _power(
-    stats: CohortStats, arm: float, coverage: float, effect: float, hours: float, policy: Policy
-) -> float:
-    active = arm * _active_share(stats.daily_active, hours / 24.0)
-    if active < 2 or coverage >= 1.0 or effect <= 0:
-        return 0.0
-    return float(
-        NormalIndPower().power(
-            effect_size=effect,
-            nobs1=active,
-            alpha=policy.alpha / len(policy.guardrails),
-            ratio=(1.0 - coverage) / coverage,
-            alternative="larger",
-        )
-    )
-
-
-@dataclass(frozen=True)
-class _Step:
-    cohort: str
-    kind: str
-    coverage: float
-    previous: float
-
-
-def _cohort_steps(cohort: str, policy: Policy) -> tuple[float, ...]:
-    """The cohort's schedule with no step larger than ``max_step_share``."""
-    steps: list[float] = []
-    last = 0.0
-    for target in COHORT_STEPS[cohort]:
-        while target - last > policy.max_step_share + 1e-12:
-            last = round(last + policy.max_step_share, 6)
-            steps.append(last)
-        steps.append(target)
-        last = target
-    return tuple(steps)
-
-
-def _build_stages(
-    steps: Sequence[_Step],
-    users: pd.DataFrame,
-    stats: Mapping[str, CohortStats],
-    fallback: CohortStats,
+def _population(
+    frame: pd.DataFrame,
     policy: Policy,
-    hold_scale: float = 1.0,
-) -> tuple[Stage, ...]:
-    stages = []
-    rollback: dict[str, float] = {}
-    bridge: dict[str, float] = {}
-    for index, step in enumerate(steps):
-        if step.kind == "freeze":
-            stages.append(
-                Stage(index, step.cohort, "freeze", 1.0, 0, 0.0, None, 0, 0.0, 0.0, False, {}, {})
-            )
-            continue
-        members = users[users["cohort"] == step.cohort] if step.cohort != EVERYONE else users
-        bucket = members["bucket"]
-        moved = members[
-            (bucket >= step.previous) & ((bucket < step.coverage) | (step.coverage >= 1))
-        ]
-        share = 0.5 if step.cohort in bridge else 1.0  # a bridged cohort moves twice
-        if step.kind == "bridge":
-            share = 0.5
-            bridge[step.cohort] = step.coverage
-        else:
-            rollback[step.cohort] = step.coverage
-        cohort_stats = stats[step.cohort]
-        hours, power, under, needed = plan_hold(cohort_stats, fallback, step.coverage, policy)
-        hours *= hold_scale
-        sizes = _effect_sizes(cohort_stats, fallback, policy)
-        detect = 0.0
-        if sizes and step.coverage < 1.0:
-            effect = share * cohort_stats.mean_risk * max(sizes)
-            arm = cohort_stats.users * step.coverage
-            detect = _power(cohort_stats, arm, step.coverage, effect, hours, policy)
-            if hold_scale != 1.0:
-                power = _power(cohort_stats, arm, step.coverage, min(sizes), hours, policy)
-                under = power < policy.power - 1e-3
-        stages.append(
-            Stage(
-                index=index,
-                cohort=step.cohort,
-                kind=step.kind,
-                coverage=step.coverage,
-                users=len(moved),
-                min_hold_hours=round(hours, 2),
-                power=None if power is None else round(power, 4),
-                required_users=needed,
-                detect_probability=round(detect, 4),
-                risk_moved=float(moved["risk"].sum()) * share,
-                underpowered=under,
-                rollback=dict(rollback),
-                bridge=dict(bridge),
-            )
+    half_life_days: float,
+    start: Mapping[str, Mapping[str, float]] | None,
+) -> Population:
+    metrics = [g.metric for g in policy.guardrails]
+    values = {m: frame[m].to_numpy(dtype=float) for m in metrics}
+    spread = {}
+    for metric, column in values.items():
+        present = column[~np.isnan(column)]
+        spread[metric] = float(np.std(present, ddof=1)) if len(present) >= 2 else math.nan
+    cohort = frame["cohort"].to_numpy(dtype=object)
+    daily = frame["daily_active"].to_numpy(dtype=float)
+
+    def model(mask: np.ndarray) -> PowerModel:
+        return PowerModel(
+            CohortPower.of(daily[mask], {m: v[mask] for m, v in values.items()}, spread),
+            policy.guardrails,
+            alpha=policy.alpha,
+            power=policy.power,
+            min_hold_hours=policy.min_hold_hours,
+            max_hold_hours=policy.max_hold_hours,
         )
-    return tuple(stages)
 
-
-def expected_disrupted(stages: Sequence[Stage]) -> float:
-    """Expected users disrupted when a guardrail stops the rollback at its first catch."""
-    total, undetected = 0.0, 1.0
-    for stage in stages:
-        total += undetected * stage.risk_moved
-        undetected *= 1.0 - stage.detect_probability
-    return total
-
-
-def _strategy(
-    name: str,
-    steps: Sequence[_Step],
-    users: pd.DataFrame,
-    stats: Mapping[str, CohortStats],
-    fallback: CohortStats,
-    policy: Policy,
-) -> StrategyPlan:
-    stages = _build_stages(steps, users, stats, fallback, policy)
-    duration = sum(s.min_hold_hours for s in stages[:-1]) / 24.0
-    warnings: list[str] = []
-    if policy.deadline_days is not None and duration > policy.deadline_days:
-        scale = policy.deadline_days / duration
-        stages = _build_stages(steps, users, stats, fallback, policy, hold_scale=scale)
-        duration = sum(s.min_hold_hours for s in stages[:-1]) / 24.0
-        warnings.append(
-            f"holds shortened to {scale:.0%} of what the power target needs, to meet the "
-            f"{policy.deadline_days:g}-day deadline"
-        )
-    under = [s.index for s in stages if s.underpowered]
-    if under:
-        warnings.append(
-            f"stages {under} cannot reach {policy.power:.0%} power within their hold: "
-            "their guardrails may miss the tolerated regression"
-        )
-    return StrategyPlan(
-        name, stages, round(duration, 3), expected_disrupted(stages), tuple(warnings)
+    power = {c: model(cohort == c) for c in COHORT_ORDER}
+    power[EVERYONE] = model(np.ones(len(frame), dtype=bool))
+    n_post = frame["n_post"].to_numpy(dtype=float).clip(min=0.0)
+    bucket = frame["bucket"].to_numpy(dtype=float)
+    moved = np.zeros(len(frame), dtype=bool)
+    rolled = np.zeros(len(frame), dtype=bool)
+    for kind, shares in (start or {}).items():
+        for name, share in shares.items():
+            inside = (cohort == name) | (name == EVERYONE)
+            hit = inside & ((bucket < share) | (share >= 1.0))
+            moved |= hit
+            if kind == "rollback":
+                rolled |= hit
+    scale = (
+        frame["risk_scale"].to_numpy(dtype=float) if "risk_scale" in frame else np.ones(len(frame))
+    )
+    return Population(
+        cohort=cohort,
+        bucket=bucket,
+        adaptation=Adaptation(
+            evidence=frame["evidence"].to_numpy(dtype=float).clip(0.0, 1.0),
+            days_exposed=frame["days_exposed"].to_numpy(dtype=float).clip(min=0.0),
+            activity_factor=0.5 + 0.5 * n_post / (n_post + ACTIVITY_HALF),
+            daily_active=daily.clip(0.0, 1.0),
+            half_life_days=half_life_days,
+            scale=scale,
+        ),
+        moved=moved,
+        rolled=rolled,
+        power=power,
     )
 
 
-def _aware_steps(users: pd.DataFrame, policy: Policy) -> list[_Step]:
-    """Freeze, then the least adapted cohort all the way, then the others in two rounds:
-    each up to ``HOLD_BACK`` of it, less adapted first, then each to the end.
-
-    The riskiest half of each cohort moves only after the most adapted cohort's own small
-    steps have been watched by the guardrails. Shares never exceed those of a less adapted
-    cohort, and all cohorts share one hash seed, so a more adapted user is never rolled
-    back before a less adapted one with the same bucket. Bridged cohorts go through the
-    bridge value (both rounds) before their rollback steps.
-    """
-    steps = [_Step(UNEXPOSED, "freeze", 1.0, 0.0)]
-    present = [c for c in COHORT_ORDER if c in set(users["cohort"])]
-    bridged = [c for c in present if policy.bridge_value is not None and c in BRIDGED]
-    schedule = {c: _cohort_steps(c, policy) for c in present}
-
-    def round_of(cohort: str, kind: str, first: bool) -> list[_Step]:
-        previous, out = 0.0, []
-        for coverage in schedule[cohort]:
-            if (coverage <= HOLD_BACK or cohort == COHORT_ORDER[0]) == first:
-                out.append(_Step(cohort, kind, coverage, previous))
-            previous = coverage
-        return out
-
-    for kind, cohorts in (("bridge", bridged), ("rollback", present)):
-        for first in (True, False):
-            for cohort in cohorts:
-                steps.extend(round_of(cohort, kind, first))
-    return steps
-
-
-def recommend(options: Sequence[StrategyPlan], policy: Policy) -> tuple[str, str]:
-    """The strategy to use and why, in a sentence a product manager understands."""
-    fits = [
-        o
-        for o in options
-        if policy.deadline_days is None or o.duration_days <= policy.deadline_days + 1e-9
+def search_options(
+    population: Population,
+    policy: Policy,
+    *,
+    horizon_days: float,
+    start: Mapping[str, Mapping[str, float]] | None = None,
+) -> list[Option]:
+    """Every option of the plan space, costed, with its Pareto flag."""
+    metrics = [g.metric for g in policy.guardrails]
+    options = [
+        cost_option(
+            spec,
+            population,
+            metrics=metrics,
+            horizon_days=horizon_days,
+            exposure_day_cost=policy.exposure_day_cost,
+            start=start,
+        )
+        for spec in enumerate_options(
+            population,
+            max_step_share=policy.max_step_share,
+            bridge=policy.bridge_value is not None,
+            start=start,
+        )
     ]
-    pool = fits or list(options)
-    best = min(pool, key=lambda o: (round(o.expected_disrupted_users), o.duration_days))
-    others = "; ".join(
-        f"{_label(o.strategy)}: about {o.expected_disrupted_users:,.0f} in "
-        f"{o.duration_days:.1f} days"
-        for o in options
-        if o is not best
-    )
-    reason = (
-        f"{_label(best.strategy).capitalize()} is expected to disrupt about "
-        f"{best.expected_disrupted_users:,.0f} users and takes {best.duration_days:.1f} days "
-        f"({others})."
-    )
-    if not fits:
-        reason += f" No strategy meets the {policy.deadline_days:g}-day deadline."
-    return best.strategy, reason
+    distinct, seen = [], set()
+    for option in options:  # holds that come out the same (at the longest) are one option
+        key = tuple((s.cohort, s.kind, s.coverage, s.min_hold_hours) for s in option.stages)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(option)
+    front = pareto_front(distinct)
+    out = [replace(o, pareto=o.name in front) for o in distinct]
+    if policy.max_step_share < 1.0:  # everyone at once stays as the reference, not a choice
+        note = (
+            f"moves every user in one step, above the largest step share of "
+            f"{policy.max_step_share:.0%}: shown for comparison only"
+        )
+        out = [
+            replace(o, warnings=(*o.warnings, note)) if o.strategy == "immediate" else o
+            for o in out
+        ]
+    return out
 
 
-def _label(strategy: str) -> str:
-    return {
-        "immediate": "rolling everyone back at once",
-        "uniform_ramp": "a uniform ramp",
-        "adaptation_aware": "rolling back by adaptation, least adapted first",
-    }[strategy]
+def recommend(
+    options: Sequence[Option], policy: Policy, pool: Sequence[Option] | None = None
+) -> tuple[Option, str]:
+    """The option to use (lowest combined cost among those within the deadline, from
+    ``pool`` when given) and why, in a sentence a product manager understands."""
+    candidates = list(pool if pool is not None else options)
+    if policy.max_step_share < 1.0 and pool is None:
+        candidates = [o for o in candidates if o.strategy != "immediate"] or candidates
+    fits = [o for o in candidates if o.fits_deadline] or candidates
+    best = min(fits, key=lambda o: (round(o.combined_cost, 6), o.duration_days, o.name))
+    return best, explain(best, options, policy)
+
+
+def _count(value: float, noun: str) -> str:
+    """``value`` rounded, with ``noun`` in the plural unless it is one."""
+    return f"{value:,.0f} {noun}{'' if round(value) == 1 else 's'}"
+
+
+def _days(value: float) -> str:
+    days = max(value, 0.0)
+    if days < 1.0 - 1e-9:
+        return f"{round(days * 24):.0f} hours"
+    return f"{days:.0f} day" if round(days) == 1 else f"{days:.0f} days"
+
+
+def _when(timing: Any) -> str:
+    first, last = round(timing.first_day * 24), round(timing.last_day * 24)
+    if last == 0:
+        return "at once"
+    if first == 0:
+        return f"within {_days(timing.last_day)}"
+    if first == last:
+        return f"on day {timing.first_day:.0f}"
+    return f"from day {timing.first_day:.0f} to day {timing.last_day:.0f}"
+
+
+def _likely_pause(option: Option, policy: Policy) -> str:
+    """Where the guardrails are expected to see a disruption and pause, if anywhere."""
+    reach = 1.0
+    for stage in option.stages:
+        if stage.detect_probability >= 0.5:
+            moved = {s.cohort: s.cumulative_users for s in option.stages[: stage.index + 1]}
+            waiting = sum(t.users for t in option.timing.values()) - sum(moved.values())
+            caught = reach * stage.detect_probability
+            return (
+                f" Its guardrails are expected to see a disruption at stage {stage.index} "
+                f"({COHORT_WORDS.get(stage.cohort, stage.cohort)}, {stage.coverage:.0%}; "
+                f"chance {caught:.0%}): the rollout then pauses, and the {waiting:,} users not "
+                f"yet moved stay on the current model until the {policy.deadline_days:g}-day "
+                "deadline unless it is re-planned."
+            )
+        reach *= 1.0 - stage.detect_probability
+    return ""
+
+
+def explain(best: Option, options: Sequence[Option], policy: Policy) -> str:
+    """What the recommended option does and what it trades against rolling everyone back
+    at once, with the exchange rate."""
+    immediate = next((o for o in options if o.strategy == "immediate"), None)
+    rate = f"{policy.exposure_day_cost:g} exposed user-days count as one second disruption"
+    if best.strategy == "immediate" or immediate is None:
+        staged = [o for o in options if o.strategy != "immediate" and o.fits_deadline]
+        text = (
+            f"Roll everyone back at once: about {best.harms.second_disruptions:,.0f} second "
+            "disruptions and no more days on the current model."
+        )
+        if staged:
+            gentlest = min(staged, key=lambda o: o.combined_cost)
+            fewer = best.harms.second_disruptions - gentlest.harms.second_disruptions
+            if fewer > 0.5:
+                text += (
+                    f" The best staged option ({gentlest.spec.label}) would expect {fewer:,.0f} "
+                    f"fewer second disruptions for {gentlest.harms.exposed_user_days:,.0f} "
+                    f"exposed user-days, which costs more at {rate}."
+                )
+        return text + f" ({rate}.)" if "costs more" not in text else text
+    parts = [f"the {t.users:,} {COHORT_WORDS[c]} {_when(t)}" for c, t in best.timing.items()]
+    moves = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    fewer = immediate.harms.second_disruptions - best.harms.second_disruptions
+    more = best.harms.exposed_user_days - immediate.harms.exposed_user_days
+    trade = (
+        f"to expect {fewer:,.0f} fewer second disruptions than rolling everyone back at once "
+        f"for {more:,.0f} more exposed user-days"
+        if fewer >= 0.5
+        else f"with {_count(-fewer, 'more second disruption')} and {more:,.0f} more exposed "
+        "user-days than rolling everyone back at once"
+    )
+    return (
+        f"Moves {moves} ({_days(best.duration_days)} in all), {trade}: at {rate}, a combined "
+        f"cost of {best.combined_cost:,.0f} against {immediate.combined_cost:,.0f}."
+        + _likely_pause(best, policy)
+    )
 
 
 def plan_rollback(
@@ -477,43 +370,53 @@ def plan_rollback(
     as_of: datetime,
     created_at: datetime,
     half_life_days: float | None = None,
+    start: Mapping[str, Mapping[str, float]] | None = None,
+    horizon_days: float | None = None,
+    cohorts: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Build and compare the strategies for the treated ``users``.
+    """Search and cost the rollback options for the treated ``users``; recommend one.
 
     ``users``: one row per treated user with ``user_id``, ``adaptation_label``,
-    ``days_exposed``, ``risk`` (rollout.risk.score_users), ``daily_active`` and one column per
-    guardrail metric (the user's mean in the recent window; NaN without data).
+    ``days_exposed``, ``evidence`` and ``n_post`` (rollout.risk.score_users),
+    ``daily_active`` and one column per guardrail metric (the user's mean in the recent
+    window; NaN without data); optionally ``risk_scale`` (observed over planned disruption,
+    from a replan). ``start``: what a replanned rollback already serves
+    (``{"rollback": {cohort: share}, "bridge": {...}}``); ``horizon_days``: the days left
+    until the deadline (default: the policy's deadline); ``cohorts``: each user's cohort
+    when it is already fixed (a replan keeps the plan's saved groups), users outside it left
+    out.
     """
     if users.empty:
         raise ValueError(f"experiment {experiment_id!r} has no treated users to roll back")
+    missing = [c for c in REQUIRED_COLUMNS if c not in users]
+    if missing:
+        raise ValueError(f"users lack the columns {missing}")
     if users["user_id"].duplicated().any():
         raise ValueError("users must hold each user once")
-    frame = users.copy()
-    frame["cohort"] = assign_cohorts(frame, policy, half_life_days or DEFAULT_HALF_LIFE_DAYS)
-    frame["bucket"] = [hash_bucket(feature_key, u) for u in frame["user_id"]]
-    fallback = summarise_cohort(frame, policy.guardrails)
+    half_life = half_life_days or DEFAULT_HALF_LIFE_DAYS
+    frame = users.reset_index(drop=True).copy()
+    if cohorts is None:
+        frame["cohort"] = assign_cohorts(frame, policy, half_life)
+    else:
+        frame["cohort"] = frame["user_id"].astype(str).map(cohorts)
+        frame = frame[frame["cohort"].notna()].reset_index(drop=True)
+        if frame.empty:
+            raise ValueError("none of the users is in the plan's cohorts")
+    frame["bucket"] = [hash_bucket(feature_key, str(u)) for u in frame["user_id"]]
+    population = _population(frame, policy, half_life, start)
+    horizon = policy.deadline_days if horizon_days is None else horizon_days
+    options = search_options(population, policy, horizon_days=horizon, start=start)
+    best, reason = recommend(options, policy)
+    options = [replace(o, recommended=o.name == best.name) for o in options]
+    risk = population.adaptation.risk(0.0)
     stats = {
-        str(c): summarise_cohort(rows, policy.guardrails) for c, rows in frame.groupby("cohort")
+        str(c): CohortStats(
+            users=len(rows),
+            daily_active=float(rows["daily_active"].mean()),
+            mean_risk=float(risk[rows.index].mean()),
+        )
+        for c, rows in frame.groupby("cohort")
     }
-    stats[EVERYONE] = fallback
-    options = (
-        _strategy(
-            "immediate", [_Step(EVERYONE, "rollback", 1.0, 0.0)], frame, stats, fallback, policy
-        ),
-        _strategy(
-            "uniform_ramp",
-            [
-                _Step(EVERYONE, "rollback", c, p)
-                for p, c in zip((0.0, *UNIFORM_STEPS), UNIFORM_STEPS, strict=False)
-            ],
-            frame,
-            stats,
-            fallback,
-            policy,
-        ),
-        _strategy("adaptation_aware", _aware_steps(frame, policy), frame, stats, fallback, policy),
-    )
-    strategy, reason = recommend(options, policy)
     members = {
         str(c): tuple(sorted(rows["user_id"].astype(str))) for c, rows in frame.groupby("cohort")
     }
@@ -525,26 +428,30 @@ def plan_rollback(
         policy=policy,
         rollback_value=rollback_value,
         current_value=current_value,
-        strategy=strategy,
+        option=best.name,
         reason=reason,
-        options=options,
+        options=tuple(options),
         members=members,
         cohort_stats=stats,
     )
 
 
 def choose(plan: Plan, strategy: str) -> Plan:
-    """The same plan with another strategy chosen (the comparison stays)."""
+    """The same plan with the best option of another strategy chosen (the comparison stays,
+    the recommendation is still marked)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    return replace(plan, strategy=strategy, reason=f"{_label(strategy).capitalize()}, as asked.")
+    pool = [o for o in plan.options if o.strategy == strategy]
+    best, reason = recommend(plan.options, plan.policy, pool)
+    return replace(plan, option=best.name, reason=f"Chosen by hand ({strategy}): {reason}")
 
 
-def stage_rules(plan: Plan, stage: Stage) -> list[RuleSpec]:
-    """The force rules that are live after ``stage``, first match first."""
+def stage_rules(plan: Plan, stage: Stage, froze: bool = False) -> list[RuleSpec]:
+    """The force rules that are live after ``stage``, first match first (``froze``: an
+    earlier stage, of a plan this one re-plans, froze users new to the experiment)."""
     rules: list[RuleSpec] = []
     chosen = plan.chosen()
-    froze = any(s.kind == "freeze" and s.index <= stage.index for s in chosen.stages)
+    froze = froze or any(s.kind == "freeze" and s.index <= stage.index for s in chosen.stages)
     for cohort, share in stage.rollback.items():
         rules.append(RuleSpec(cohort, plan.rollback_value, share, note="rollback"))
     for cohort, share in stage.bridge.items():
@@ -568,16 +475,21 @@ def stage_groups(plan: Plan) -> dict[str, list[str]]:
     return {saved_group_id(plan.feature_key, c): list(m) for c, m in plan.members.items()}
 
 
-def plan_document(
-    plan: Plan, *, environments: Sequence[str] = ("production",), hash_attribute: str = "id"
-) -> dict[str, Any]:
-    """plan.json: the data contract's shape, plus each stage's REST request bodies, the
-    comparison's figures and the reason for the recommendation."""
+def stage_documents(
+    plan: Plan,
+    *,
+    environments: Sequence[str] = ("production",),
+    hash_attribute: str = "id",
+    first_index: int = 0,
+    froze: bool = False,
+) -> list[dict[str, Any]]:
+    """The chosen option's stages as plan.json holds them, numbered from ``first_index``,
+    each with its GrowthBook payload and REST request bodies."""
     groups = stage_groups(plan)
-    chosen = plan.chosen()
-    stages = []
-    for stage in chosen.stages:
-        rules = stage_rules(plan, stage)
+    out = []
+    for stage in plan.chosen().stages:
+        index = first_index + stage.index
+        rules = stage_rules(plan, stage, froze)
         payload = build_stage_payload(
             plan.feature_key,
             default_value=plan.current_value,
@@ -585,22 +497,30 @@ def plan_document(
             groups=groups,
             hash_attribute=hash_attribute,
         )
-        stages.append(
+        partial = stage.kind != "freeze" and stage.coverage < 1.0
+        out.append(
             {
-                "index": stage.index,
+                "index": index,
                 "cohort": stage.cohort,
                 "kind": stage.kind,
                 "coverage": stage.coverage,
+                "cumulative_coverage": round(stage.cumulative_coverage, 6),
                 "users": stage.users,
+                "cumulative_users": stage.cumulative_users,
+                "start_day": round(stage.start_day, 4),
                 "min_hold_hours": stage.min_hold_hours,
-                "power": stage.power,
+                "power": _rounded(stage.power, 4),
                 "required_users": stage.required_users,
-                "detect_probability": stage.detect_probability,
-                "expected_disrupted_users": round(stage.risk_moved, 3),
-                "underpowered": stage.underpowered,
+                "detect_probability": round(stage.detect_probability, 4),
+                "expected_disrupted_users": round(stage.expected_disruptions, 3),
+                "underpowered": partial and not stage.can_see,
                 "serving": {"rollback": dict(stage.rollback), "bridge": dict(stage.bridge)},
                 "guardrails": [
-                    {"metric": g.metric, "max_regression": g.max_regression}
+                    {
+                        "metric": g.metric,
+                        "max_regression": g.max_regression,
+                        "min_detectable_regression": _rounded(stage.min_detectable.get(g.metric)),
+                    }
                     for g in plan.policy.guardrails
                 ],
                 "growthbook": payload,
@@ -614,7 +534,7 @@ def plan_document(
                             plan.feature_key,
                             rule,
                             environments=environments,
-                            description=f"stage {stage.index}, {rule.cohort} {rule.note}",
+                            description=f"stage {index}, {rule.cohort} {rule.note}",
                             hash_attribute=hash_attribute,
                         )
                         for rule in rules
@@ -623,26 +543,67 @@ def plan_document(
                 },
             }
         )
+    return out
+
+
+def _rounded(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def option_document(option: Option) -> dict[str, Any]:
+    """An option as plan.json lists it."""
+    harms = option.harms
+    return {
+        "strategy": option.strategy,
+        "name": option.name,
+        "label": option.spec.label,
+        "stages": len(option.stages),
+        "duration_days": round(option.duration_days, 4),
+        "expected_second_disruptions": round(harms.second_disruptions, 2),
+        "expected_disrupted_users": round(harms.second_disruptions, 2),
+        "exposed_user_days": round(harms.exposed_user_days, 1),
+        "expected_new_adapters": round(harms.new_adapters, 2),
+        "combined_cost": round(option.combined_cost, 2),
+        "recommended": option.recommended,
+        "pareto": option.pareto,
+        "fits_deadline": option.fits_deadline,
+        "timing": {
+            c: {
+                "users": t.users,
+                "first_day": round(t.first_day, 4),
+                "last_day": round(t.last_day, 4),
+            }
+            for c, t in option.timing.items()
+        },
+        "warnings": list(option.warnings),
+    }
+
+
+def plan_document(
+    plan: Plan,
+    *,
+    environments: Sequence[str] = ("production",),
+    hash_attribute: str = "id",
+    mode: str = "live",
+) -> dict[str, Any]:
+    """plan.json: the data contract's shape, plus each stage's REST request bodies, every
+    option costed and the reason for the recommendation."""
+    if mode not in ("live", "record_only"):
+        raise ValueError(f"mode must be live or record_only, got {mode!r}")
     return {
         "experiment_id": plan.experiment_id,
         "feature_key": plan.feature_key,
         "created_at": plan.created_at.isoformat(),
         "as_of": plan.as_of.isoformat(),
         "strategy": plan.strategy,
+        "option": plan.option,
         "reason": plan.reason,
+        "mode": mode,
+        "revision": 1,
         "rollback_value": plan.rollback_value,
         "current_value": plan.current_value,
         "policy": policy_document(plan.policy),
-        "options": [
-            {
-                "strategy": o.strategy,
-                "stages": len(o.stages),
-                "duration_days": o.duration_days,
-                "expected_disrupted_users": round(o.expected_disrupted_users, 2),
-                "warnings": list(o.warnings),
-            }
-            for o in plan.options
-        ],
+        "options": [option_document(o) for o in plan.options],
         "cohorts": {
             c: {
                 "users": s.users,
@@ -650,9 +611,8 @@ def plan_document(
                 "daily_active": round(s.daily_active, 4),
             }
             for c, s in plan.cohort_stats.items()
-            if c != EVERYONE
         },
-        "stages": stages,
+        "stages": stage_documents(plan, environments=environments, hash_attribute=hash_attribute),
     }
 
 
@@ -665,6 +625,7 @@ def policy_document(policy: Policy) -> dict[str, Any]:
         "power": policy.power,
         "max_step_share": policy.max_step_share,
         "deadline_days": policy.deadline_days,
+        "exposure_day_cost": policy.exposure_day_cost,
         "bridge_value": policy.bridge_value,
         "min_hold_hours": policy.min_hold_hours,
         "max_hold_hours": policy.max_hold_hours,

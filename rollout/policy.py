@@ -37,8 +37,21 @@ POLICY_LIMITS: dict[str, Limit] = {
         0.0001, 0.5, 0.05, "Significance level of each stage's guardrail test (all metrics)."
     ),
     "power": Limit(0.5, 0.99, 0.8, "Power each stage's hold is sized for."),
-    "max_step_share": Limit(0.01, 1.0, 0.5, "Largest share of a cohort moved in one step."),
-    "deadline_days": Limit(0.1, 365.0, None, "Finish within this many days."),
+    "max_step_share": Limit(0.01, 1.0, 1.0, "Largest share of a cohort moved in one step."),
+    "deadline_days": Limit(
+        1.0,
+        365.0,
+        28.0,
+        "Every treated user must be off the current value within this many days (whole hours "
+        "count); a paused rollback leaves the users it has not moved on it until then.",
+    ),
+    "exposure_day_cost": Limit(
+        1.0,
+        1000.0,
+        25.0,
+        "How many active user-days on the current (misbehaving) value weigh as much as one "
+        "second disruption.",
+    ),
     "min_hold_hours": Limit(0.0, 24.0 * 30, 24.0, "Shortest hold of a stage, in hours."),
     "max_hold_hours": Limit(1.0, 24.0 * 90, 7 * 24.0, "Longest hold of a stage, in hours."),
     "long_tenure_days": Limit(

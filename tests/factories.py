@@ -110,12 +110,15 @@ def make_users(n: int = 3000, seed: int = 1, labels: list[str] | None = None) ->
     n = len(labels)
     days = rng.uniform(0, 28, n)
     evidence = np.array([LABEL_EVIDENCE[label] for label in labels])
-    risk = second_disruption_risk(evidence, days, rng.integers(1, 60, n), RiskParams(2.6))
+    n_post = rng.integers(1, 60, n)
+    risk = second_disruption_risk(evidence, days, n_post, RiskParams(2.6))
     return pd.DataFrame(
         {
             "user_id": [f"u{i:05d}" for i in range(n)],
             "adaptation_label": labels,
             "days_exposed": days,
+            "evidence": evidence,
+            "n_post": n_post,
             "risk": risk,
             "daily_active": rng.uniform(0.2, 0.8, n),
             "complaint_rate": rng.beta(1, 20, n),

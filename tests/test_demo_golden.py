@@ -36,9 +36,11 @@ def _without_moments(value: Any) -> Any:
 
 
 def _assert_same(actual: Any, expected: Any, where: str = "$") -> None:
-    """Equal JSON, floats to 1e-9 relative (the last bits of a float may differ by platform)."""
+    """Equal JSON, floats to 1e-7 relative: the last bits of a float differ by platform and
+    library build, and fitted figures (the adaptation half-life) by the fit's own tolerance
+    (seen: 2e-8 between two installs of the same pinned versions)."""
     if isinstance(expected, float) and isinstance(actual, int | float):
-        assert math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-12), where
+        assert math.isclose(actual, expected, rel_tol=1e-7, abs_tol=1e-12), where
     elif isinstance(expected, dict):
         assert isinstance(actual, dict) and actual.keys() == expected.keys(), where
         for key in expected:
@@ -73,7 +75,7 @@ def test_analysis_json_is_unchanged(outputs: dict[str, Path]) -> None:
 def test_users_csv_is_unchanged(outputs: dict[str, Path]) -> None:
     actual = pd.read_csv(outputs["users.csv"])
     expected = pd.read_csv(io.BytesIO(gzip.decompress((GOLDEN / "users.csv.gz").read_bytes())))
-    pd.testing.assert_frame_equal(actual, expected, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(actual, expected, rtol=1e-7, atol=1e-12)
 
 
 def test_plan_json_is_unchanged(outputs: dict[str, Path]) -> None:

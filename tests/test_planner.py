@@ -3,7 +3,6 @@ evaluated by the official SDK."""
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 
 import numpy as np
@@ -12,21 +11,10 @@ import pytest
 from growthbook import GrowthBook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy.stats import norm
 
 from rollout.growthbook.rules import is_rolled_back
-from rollout.planner import (
-    COHORT_ORDER,
-    CohortStats,
-    Plan,
-    Policy,
-    Stage,
-    choose,
-    expected_disrupted,
-    plan_document,
-    plan_hold,
-    plan_rollback,
-)
+from rollout.planner import Plan, Policy, choose, plan_document, plan_rollback
+from rollout.search import Stage
 from tests.factories import make_users
 
 FEATURE = "chat-model"
@@ -78,107 +66,180 @@ def planned_value(plan: Plan, stage: Stage, cohort_of: dict[str, str], user: str
     return "new"
 
 
-def test_the_three_strategies_cover_every_treated_user() -> None:
+def test_every_option_covers_every_treated_user_in_whole_users_and_days_that_add_up() -> None:
     users = make_users()
     plan = make_plan(users)
-    options = {o.strategy: o for o in plan.options}
-    assert set(options) == {"immediate", "uniform_ramp", "adaptation_aware"}
-    immediate = options["immediate"]
-    assert len(immediate.stages) == 1 and immediate.duration_days == 0
-    assert immediate.expected_disrupted_users == pytest.approx(users["risk"].sum())
-    ramp = options["uniform_ramp"]
-    assert [s.coverage for s in ramp.stages] == [0.01, 0.05, 0.10, 0.25, 0.5, 1.0]
-    aware = options["adaptation_aware"]
-    assert aware.stages[0].kind == "freeze" and aware.stages[0].users == 0
-    for option in options.values():
-        assert sum(s.users for s in option.stages) == len(users)
-    # Cohorts in order, least adapted first, each finished before the next starts.
-    # Cohorts start least adapted first; a cohort's share never passes a less adapted one's.
-    order = [s.cohort for s in aware.stages[1:]]
-    starts = list(dict.fromkeys(order))
-    assert starts == [c for c in COHORT_ORDER if c in starts]
-    for stage in aware.stages:
-        shares = [stage.rollback.get(c, 0.0) for c in COHORT_ORDER]
-        assert shares == sorted(shares, reverse=True)
-    assert all(aware.stages[-1].rollback[c] == 1.0 for c in starts)
-    # Adapted users go in small steps.
-    assert next(s.coverage for s in aware.stages if s.cohort == "adapted") <= 0.05
-    assert all(
-        b.coverage - a.coverage <= 0.5 + 1e-9
-        for a, b in zip(aware.stages[1:], aware.stages[2:], strict=False)
-        if a.cohort == b.cohort
-    )
-
-
-def test_the_recommendation_expects_the_fewest_disruptions_and_says_why() -> None:
-    plan = make_plan(make_users())
-    best = min(plan.options, key=lambda o: o.expected_disrupted_users)
-    assert plan.strategy == best.strategy
-    expected = {o.strategy: o.expected_disrupted_users for o in plan.options}
-    assert max(expected.values()) == expected["immediate"]
+    strategies = {o.strategy for o in plan.options}
+    assert strategies == {"immediate", "uniform_ramp", "adaptation_aware"}
+    assert len(plan.options) > 10
+    assert sum(o.recommended for o in plan.options) == 1
     for option in plan.options:
-        assert f"{option.expected_disrupted_users:,.0f}" in plan.reason
-        assert f"{option.duration_days:.1f} days" in plan.reason
+        moves = [s for s in option.stages if s.kind != "freeze"]
+        # Every user leaves the current value exactly once (bridge moves are a second move).
+        exits = {}
+        for stage in moves:
+            exits[stage.cohort] = stage.cumulative_users
+        assert sum(exits.values()) == len(users), option.name
+        for a, b in zip(option.stages, option.stages[1:], strict=False):
+            assert b.start_day == pytest.approx(a.start_day + a.min_hold_hours / 24.0)
+            assert isinstance(a.min_hold_hours, int)
+        assert option.duration_days == pytest.approx(option.stages[-1].start_day)
+        for stage in moves:
+            if stage.cohort == "all":
+                assert stage.cumulative_coverage == stage.coverage
+    immediate = next(o for o in plan.options if o.strategy == "immediate")
+    risk = immediate.harms.second_disruptions
+    assert risk == pytest.approx(_brute_force(plan, immediate, users)[0])
 
 
-def test_hold_matches_the_closed_form_sample_size() -> None:
-    # One-sided z-test, unequal arms: n1 = (z_{1-a} + z_{power})^2 (1 + 1/k) / d^2, k = n2/n1.
-    stats = CohortStats(
-        users=4000,
-        daily_active=0.3,
-        metric_sd={"complaint_rate": 0.1},
-        mean_risk=0.5,
+def _brute_force(plan: Plan, option, users: pd.DataFrame) -> tuple[float, float]:
+    """Expected second disruptions and exposed user-days by the harm model's definition,
+    user by user and stage by stage (rollout.harm's docstring)."""
+    policy = plan.policy
+    cohort_of = {u: c for c, members in plan.members.items() for u in members}
+    row = dict(zip(users["user_id"], users.itertuples(), strict=True))
+    half_life = 3.0
+    reach, left, disruptions, exposure = 1.0, {}, 0.0, 0.0
+    for stage in option.stages:
+        if stage.kind == "freeze":
+            continue
+        for user, cohort in cohort_of.items():
+            if stage.cohort not in ("all", cohort) or user in left:
+                continue
+            if not is_rolled_back(FEATURE, user, stage.coverage):
+                continue
+            r = row[user]
+            saturation = 1 - 2 ** (-(r.days_exposed + stage.start_day) / half_life)
+            factor = 0.5 + 0.5 * r.n_post / (r.n_post + 10.0)
+            risk = min(1.0, r.evidence * saturation * factor)
+            share = 0.5 if stage.kind == "bridge" else 1.0
+            disruptions += reach * share * risk
+            exposure += r.daily_active * (
+                reach * stage.start_day + (1 - reach) * max(policy.deadline_days, stage.start_day)
+            )
+            left[user] = stage.start_day
+        reach *= 1 - stage.detect_probability
+    return disruptions, exposure
+
+
+@pytest.mark.parametrize("strategy", ["uniform_ramp", "adaptation_aware"])
+def test_expected_harms_match_a_user_by_user_brute_force(strategy: str) -> None:
+    users = make_users(n=600, seed=4)
+    plan = choose(make_plan(users), strategy)
+    option = plan.chosen()
+    disruptions, exposure = _brute_force(plan, option, users)
+    assert option.harms.second_disruptions == pytest.approx(disruptions, rel=1e-6)
+    assert option.harms.exposed_user_days == pytest.approx(exposure, rel=1e-6)
+    assert option.combined_cost == pytest.approx(
+        disruptions + exposure / plan.policy.exposure_day_cost, rel=1e-6
     )
-    policy = Policy(guardrails=(Policy().guardrails[0],), min_hold_hours=0)
-    coverage = 0.2
-    hours, power, under, required = plan_hold(stats, stats, coverage, policy)
-    d = 0.02 / 0.1
-    k = (1 - coverage) / coverage
-    n1 = (norm.ppf(1 - policy.alpha) + norm.ppf(policy.power)) ** 2 * (1 + 1 / k) / d**2
-    days = math.log(1 - n1 / (4000 * coverage)) / math.log(1 - 0.3)
-    assert hours == pytest.approx(days * 24, rel=0.01)
-    assert power == pytest.approx(policy.power, abs=0.01) and not under
-    # The guardrail waits for the planned sample, less a tenth for the randomness of who shows up.
-    assert required == pytest.approx(0.9 * n1, abs=2)
 
 
-def test_a_cohort_too_small_for_the_power_target_holds_longest_and_says_so() -> None:
-    stats = CohortStats(
-        users=40, daily_active=0.3, metric_sd={"complaint_rate": 0.1}, mean_risk=0.5
-    )
-    policy = Policy(guardrails=(Policy().guardrails[0],))
-    hours, power, under, required = plan_hold(stats, stats, 0.1, policy)
-    assert hours == policy.max_hold_hours and under and power is not None and power < 0.8
-    assert required <= 40 * 0.1  # waits for what the hold can bring, not for the impossible
-    assert plan_hold(stats, stats, 1.0, policy) == (policy.min_hold_hours, None, False, 0)
+@pytest.mark.parametrize("exposure_day_cost", [25.0, 400.0])
+def test_the_recommendation_is_the_lowest_combined_cost_on_the_pareto_front_and_says_why(
+    exposure_day_cost: float,
+) -> None:
+    plan = make_plan(make_users(), Policy(exposure_day_cost=exposure_day_cost))
+    fits = [o for o in plan.options if o.fits_deadline]
+    best = plan.chosen()
+    assert best.recommended and best.combined_cost == min(o.combined_cost for o in fits)
+    # The front: no option is lower on both harms; every other option is beaten by one on it.
+    front = [o for o in plan.options if o.pareto]
+    assert best in front
+    for option in plan.options:
+        d, x = option.harms.second_disruptions, option.harms.exposed_user_days
+        beaten = [
+            o
+            for o in plan.options
+            if o.harms.second_disruptions <= d
+            and o.harms.exposed_user_days <= x
+            and (o.harms.second_disruptions, o.harms.exposed_user_days) != (d, x)
+        ]
+        assert option.pareto == (not beaten), option.name
+    immediate = next(o for o in plan.options if o.strategy == "immediate")
+    fewer = immediate.harms.second_disruptions - best.harms.second_disruptions
+    if exposure_day_cost > 100:  # exposure cheap: a staged rollback, and what it trades
+        assert best.strategy != "immediate"
+        more = best.harms.exposed_user_days - immediate.harms.exposed_user_days
+        assert f"{fewer:,.0f} fewer second disruptions" in plan.reason
+        assert f"{more:,.0f} more exposed user-days" in plan.reason
+    else:
+        assert plan.reason.startswith("Roll everyone back at once")
+    assert f"{exposure_day_cost:g} exposed user-days count as one second disruption" in plan.reason
 
 
-def test_expected_disruptions_spare_the_stages_after_a_catch() -> None:
-    def stage(risk: float, detect: float) -> Stage:
-        return Stage(0, "c", "rollback", 0.5, 10, 24, 0.8, 5, detect, risk, False, {}, {})
-
-    stages = [stage(2.0, 0.5), stage(10.0, 0.9), stage(30.0, 0.0)]
-    # 2 + (1 - .5) * 10 + (1 - .5)(1 - .9) * 30
-    assert expected_disrupted(stages) == pytest.approx(2 + 5 + 1.5)
-
-
-def test_a_deadline_shortens_holds_and_warns() -> None:
+def test_a_higher_exchange_rate_never_moves_users_faster() -> None:
     users = make_users()
-    relaxed = {o.strategy: o for o in make_plan(users).options}
-    rushed = {o.strategy: o for o in make_plan(users, Policy(deadline_days=3)).options}
-    assert rushed["adaptation_aware"].duration_days <= 3 + 1e-6
-    assert relaxed["adaptation_aware"].duration_days > 3
-    assert any("deadline" in w for w in rushed["adaptation_aware"].warnings)
-    # Less time to look means more harm gets through before a guardrail can see it.
-    assert (
-        rushed["adaptation_aware"].expected_disrupted_users
-        >= relaxed["adaptation_aware"].expected_disrupted_users
+    costs = [make_plan(users, Policy(exposure_day_cost=k)).chosen() for k in (1, 25, 1000)]
+    exposure = [o.harms.exposed_user_days for o in costs]
+    assert exposure == sorted(exposure)
+    assert costs[0].strategy == "immediate"  # exposure dear: everyone at once
+
+
+def test_the_deadline_is_compared_in_whole_hours() -> None:
+    users = make_users()
+    plan = make_plan(users)
+    staged = next(o for o in plan.options if o.duration_days > 2 and o.strategy != "immediate")
+    days = staged.duration_days
+    # A deadline a few seconds short of the duration still admits it; an hour short does not.
+    near = make_plan(users, Policy(deadline_days=days - 10 / 86400))
+    assert next(o for o in near.options if o.name == staged.name).fits_deadline
+    short = make_plan(users, Policy(deadline_days=days - 1 / 24))
+    assert not next(o for o in short.options if o.name == staged.name).fits_deadline
+    assert all(o.fits_deadline or not o.recommended for o in short.options)
+
+
+def test_stage_documents_carry_cumulative_coverage_and_detectable_regressions() -> None:
+    users = make_users(n=20_000, seed=3)
+    plan = choose(make_plan(users), "adaptation_aware")
+    document = plan_document(plan)
+    stages = document["stages"]
+    assert all(
+        isinstance(s["users"], int) and isinstance(s["cumulative_users"], int) for s in stages
     )
+    by_cohort: dict[str, list[dict]] = {}
+    for stage in stages:
+        by_cohort.setdefault(stage["cohort"], []).append(stage)
+    for cohort, rows in by_cohort.items():
+        covered = [r["cumulative_coverage"] for r in rows]
+        assert covered == sorted(covered)
+        if cohort != "unexposed":
+            assert rows[-1]["cumulative_users"] == len(plan.members[cohort])
+    partial = [s for s in stages if s["kind"] != "freeze" and s["coverage"] < 1]
+    assert partial, "20,000 users leave room for guarded steps"
+    for stage in partial:
+        for guardrail in stage["guardrails"]:
+            mdr = guardrail["min_detectable_regression"]
+            assert mdr is not None and mdr > 0
+            assert (mdr <= guardrail["max_regression"] * (1 + 1e-6)) == (
+                not stage["underpowered"]
+            ) or (stage["underpowered"])
+    full = [s for s in stages if s["coverage"] >= 1]
+    assert all(g["min_detectable_regression"] is None for s in full for g in s["guardrails"])
+    option = next(o for o in document["options"] if o["name"] == document["option"])
+    for key in (
+        "expected_second_disruptions",
+        "expected_disrupted_users",
+        "exposed_user_days",
+        "expected_new_adapters",
+        "combined_cost",
+        "duration_days",
+        "recommended",
+    ):
+        assert key in option
+    assert option["expected_disrupted_users"] == option["expected_second_disruptions"]
+    assert document["policy"]["exposure_day_cost"] == 25.0
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("alpha", 0.0), ("power", 1.0), ("max_step_share", 0.0), ("deadline_days", -1.0)],
+    [
+        ("alpha", 0.0),
+        ("power", 1.0),
+        ("max_step_share", 0.0),
+        ("deadline_days", -1.0),
+        ("exposure_day_cost", 0.0),
+    ],
 )
 def test_policy_rejects_values_out_of_range(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
@@ -258,3 +319,20 @@ def test_steps_are_nested_and_end_with_everyone_rolled_back(seed: int, share: fl
         cohorts = {"all"} if option.strategy != "adaptation_aware" else set(plan.members)
         assert all(last.rollback.get(c) == 1.0 for c in cohorts)
         assert sum(s.users for s in option.stages) == 300
+
+
+def test_a_step_share_cap_leaves_everyone_at_once_as_a_reference_only() -> None:
+    plan = make_plan(make_users(n=1500, seed=6), Policy(max_step_share=0.5, exposure_day_cost=1))
+    immediate = next(o for o in plan.options if o.strategy == "immediate")
+    assert any("shown for comparison only" in w for w in immediate.warnings)
+    assert not immediate.recommended
+    for option in plan.options:
+        if option.strategy == "immediate":
+            continue
+        last: dict[tuple[str, str], float] = {}
+        for stage in option.stages:
+            if stage.kind == "freeze":
+                continue
+            key = (stage.cohort, stage.kind)
+            assert stage.coverage - last.get(key, 0.0) <= 0.5 + 1e-9, option.name
+            last[key] = stage.coverage

@@ -19,10 +19,12 @@ import sqlalchemy as sa
 
 from analytics.ingest.runner import ingest_file
 from analytics.models import IngestKind
+from rollout.documents import PlanDocument
 from rollout.growthbook.rules import is_rolled_back
 from rollout.planner import Policy, choose, plan_document, plan_rollback
-from rollout.plans import apply_stage, evaluate_plan
-from rollout.store import save_plan
+from rollout.ramp import apply_stage, evaluate_plan
+from rollout.replans import replan_plan
+from rollout.store import load_plan, load_plan_events, save_plan
 
 FEATURE = "chat-model"
 START = datetime(2026, 11, 16, tzinfo=UTC)
@@ -92,16 +94,20 @@ class Population:
                         )
 
 
-def run_rollout(engine: sa.Engine, folder: Path, *, planted: bool, seed: int) -> list[tuple]:
-    """Apply every stage in turn, simulating the logs in between; return (stage, cohort,
-    action) for each decision, stopping at the first pause."""
+def run_rollout(
+    engine: sa.Engine, folder: Path, *, planted: bool, seed: int, stop_at: str | None = None
+) -> tuple[int, list[tuple], pd.DataFrame]:
+    """Apply every stage in turn, simulating the logs in between; return the plan's id and
+    (stage, cohort, action, reasons) for each decision, stopping at the first pause (or after
+    the first partial stage of the cohort ``stop_at``)."""
     population = Population(6000, seed)
     users = pd.DataFrame(
         {
             "user_id": population.ids,
             "adaptation_label": population.labels,
             "days_exposed": 20.0,
-            "risk": np.where(population.labels == "adapted", 0.8, 0.1),
+            "evidence": np.where(population.labels == "adapted", 0.45, 0.05),
+            "n_post": 40,
         }
     ).join(population.baseline())
     plan = choose(
@@ -109,7 +115,7 @@ def run_rollout(engine: sa.Engine, folder: Path, *, planted: bool, seed: int) ->
             users,
             experiment_id="exp",
             feature_key=FEATURE,
-            policy=Policy(max_hold_hours=96.0),
+            policy=Policy(max_hold_hours=96.0, exposure_day_cost=500.0),  # staged: exposure cheap
             rollback_value="old",
             current_value="new",
             as_of=START,
@@ -142,16 +148,16 @@ def run_rollout(engine: sa.Engine, folder: Path, *, planted: bool, seed: int) ->
                 break
             days = 1
         decisions.append((stage.index, stage.cohort, decision.action, decision.reasons))
-        if decision.action != "advance":
+        if decision.action != "advance" or (stop_at == stage.cohort and stage.coverage < 1):
             break
-    return decisions
+    return plan_id, decisions, users
 
 
 @pytest.mark.slow
 def test_a_planted_second_disruption_pauses_at_the_first_adapted_stage(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
-    decisions = run_rollout(engine, tmp_path, planted=True, seed=11)
+    _, decisions, _ = run_rollout(engine, tmp_path, planted=True, seed=11)
     *before, (_, cohort, action, reasons) = decisions
     assert action == "pause", decisions
     assert cohort == "adapted"
@@ -161,6 +167,48 @@ def test_a_planted_second_disruption_pauses_at_the_first_adapted_stage(
 
 @pytest.mark.slow
 def test_without_a_disruption_every_stage_advances(engine: sa.Engine, tmp_path: Path) -> None:
-    decisions = run_rollout(engine, tmp_path, planted=False, seed=12)
+    _, decisions, _ = run_rollout(engine, tmp_path, planted=False, seed=12)
     assert [a for _, _, a, _ in decisions] == ["advance"] * len(decisions), decisions
     assert decisions[-1][1] == "adapted"  # it went all the way
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("planted", [True, False])
+def test_a_replan_learns_the_disruption_a_stage_saw(
+    engine: sa.Engine, tmp_path: Path, planted: bool
+) -> None:
+    """After the first adapted stage, the replan estimates the disruption among its moved
+    users, keeps the stages applied, plans the rest again and audits it."""
+    plan_id, decisions, users = run_rollout(
+        engine, tmp_path, planted=planted, seed=13, stop_at="adapted"
+    )
+    stage, cohort, _, _ = decisions[-1]
+    assert cohort == "adapted"
+    plan = load_plan(engine, plan_id)
+    assert plan is not None
+    before = PlanDocument.from_json(plan.document)
+    applied_at = plan.stage_applied_at
+    assert applied_at is not None
+    replan = replan_plan(
+        engine,
+        plan_id,
+        expected_version=plan.version,
+        actor="test",
+        now=applied_at + timedelta(days=4),
+        users=users,
+    )
+    seen = replan.observation
+    assert seen.stage == stage and seen.observed_share is not None
+    if planted:  # every adapted user moved is disrupted: far more than the risk planned
+        assert seen.ci_low > seen.planned_share and seen.risk_scale > 1
+    else:
+        assert seen.ci_low <= 0 <= seen.ci_high
+    after = PlanDocument.from_json(replan.document)
+    assert after.revision == before.revision + 1
+    assert [s.index for s in after.stages] == list(range(len(after.stages)))
+    assert after.stages[: stage + 1] == before.stages[: stage + 1]
+    assert after.stages[-1].serving["rollback"].get("adapted") == 1.0
+    assert after.stages[stage + 1].start_day >= before.stages[stage].start_day
+    [event] = [e for e in load_plan_events(engine, plan_id) if e.action == "replan"]
+    assert event.details["to_revision"] == 2 and event.details["observed"]["stage"] == stage
+    assert load_plan(engine, plan_id).document["revision"] == 2  # type: ignore[union-attr]

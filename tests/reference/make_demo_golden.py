@@ -39,6 +39,7 @@ COMMANDS = (
         "previous-model",
         "--current-value",
         "new-model",
+        "--record-only",
         "--out",
         "plan.json",
     ),
