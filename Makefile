@@ -27,7 +27,7 @@ run: install
 	$(BIN)/aftershock analyze --experiment chat-model-upgrade --out data/analysis
 	test -f data/plan.json || $(BIN)/aftershock plan --experiment chat-model-upgrade \
 		--feature chat-model --rollback-value previous-model --current-value new-model \
-		--out data/plan.json
+		--record-only --out data/plan.json
 	@echo "An admin token for the API (shown once; revoke with aftershock tokens revoke ID):"
 	@$(BIN)/aftershock tokens create --name make-run --scope admin
 	@echo "API: http://localhost:$(API_PORT)/docs   dashboard: http://localhost:$(DASHBOARD_PORT)"

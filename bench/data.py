@@ -45,7 +45,8 @@ def load_planned_rollback(url: str, interactions: Path, exposures: Path) -> int:
     from analytics.models import IngestKind
     from analytics.store import save_analysis
     from rollout.planner import Policy
-    from rollout.plans import apply_stage, create_plan
+    from rollout.plans import create_plan
+    from rollout.ramp import apply_stage
 
     engine = get_engine(url)
     ensure_schema(engine)

@@ -23,6 +23,21 @@ class PlanStatus(StrEnum):
     aborted = "aborted"
 
 
+# A plan is in progress from its first stage on until it completes or is aborted; at most one
+# plan per feature may be, since every plan of a feature writes the same (owned) rules. A
+# paused plan that never applied a stage (a paused draft) has not started and does not count.
+IN_PROGRESS_STATUSES = (PlanStatus.active, PlanStatus.reconciling, PlanStatus.paused)
+IN_PROGRESS_WHERE = (
+    "status IN ('active', 'reconciling') OR (status = 'paused' AND current_stage >= 0)"
+)
+IN_PROGRESS_INDEX = "uq_rollback_plans_feature_in_progress"
+
+
+class PlanMode(StrEnum):
+    live = "live"  # each stage is written to GrowthBook; refused when it is not configured
+    record_only = "record_only"  # stages are recorded, GrowthBook is never written
+
+
 class RollbackPlanBase(SQLModel):
     experiment_id: str = Field(sa_type=Identifier, index=True)
     feature_key: str = Field(sa_type=Identifier, index=True)
@@ -34,12 +49,24 @@ class RollbackPlanBase(SQLModel):
     stage_applied_at: datetime | None = Field(default=None, sa_type=UtcTimestamp)
     version: int = 1  # bumped by every change of state, so writers can detect a race
     pending_stage: int | None = None  # the stage being written while ``reconciling``
+    mode: PlanMode = Field(  # chosen when the plan is made
+        default=PlanMode.live, sa_type=sa.String(16), sa_column_kwargs={"server_default": "live"}
+    )
 
 
 class RollbackPlan(RollbackPlanBase, table=True):
     """A staged rollback plan (plan.json in ``document``) and where its rollout stands."""
 
     __tablename__ = "rollback_plans"
+    __table_args__ = (
+        sa.Index(
+            IN_PROGRESS_INDEX,
+            "feature_key",
+            unique=True,
+            sqlite_where=sa.text(IN_PROGRESS_WHERE),
+            postgresql_where=sa.text(IN_PROGRESS_WHERE),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     document: dict[str, Any] = Field(sa_type=JsonDocument)

@@ -14,9 +14,19 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from analytics.db import ensure_schema
+from analytics.models import FeatureSnapshot
 from analytics.store import load_exposed_feature
 from rollout.documents import PlanDocument
-from rollout.models import ApiToken, IdempotencyRecord, PlanEvent, PlanUser, RollbackPlan
+from rollout.models import (
+    IN_PROGRESS_STATUSES,
+    ApiToken,
+    IdempotencyRecord,
+    PlanEvent,
+    PlanMode,
+    PlanStatus,
+    PlanUser,
+    RollbackPlan,
+)
 
 
 def save_plan(
@@ -36,6 +46,7 @@ def save_plan(
             feature_key=document["feature_key"],
             analysis_run_id=analysis_run_id,
             strategy=document["strategy"],
+            mode=PlanMode(document.get("mode", PlanMode.live)),
             document=document,
         )
         session.add(plan)
@@ -104,6 +115,7 @@ class PlanState:
     stage_applied_at: datetime | None
     created_at: datetime
     version: int
+    mode: str = PlanMode.live  # live | record_only
 
 
 def list_plan_states(
@@ -134,6 +146,7 @@ def list_plan_states(
                 stage_applied_at=plan.stage_applied_at,
                 created_at=plan.created_at,
                 version=plan.version,
+                mode=str(plan.mode),
             )
             for plan in session.exec(query).all()
         ]
@@ -186,6 +199,49 @@ def load_plan_members(engine: sa.Engine, plan_id: int, cohort: str | None = None
         return sorted(session.exec(query).all())
 
 
+@dataclass(frozen=True)
+class PlanUpdate:
+    """A compare-and-set of one plan's columns and the event that records it."""
+
+    plan_id: int
+    expected_version: int
+    event: PlanEvent
+    changes: Mapping[str, Any]
+
+
+def update_plan_states(
+    engine: sa.Engine, updates: Sequence[PlanUpdate]
+) -> list[RollbackPlan] | None:
+    """Apply every update (``changes`` to a plan's columns, its version up by one, its event
+    recorded) in one transaction, in order, only if every plan is still at its
+    ``expected_version``; return the updated plans, or None (nothing changed) when another
+    writer got to one first. The partial unique index on plans in progress raises
+    ``sqlalchemy.exc.IntegrityError`` (nothing changed) when an update would start a second
+    plan of a feature."""
+    with Session(engine) as session:
+        for update in updates:
+            values: dict[str, Any] = {"version": RollbackPlan.version + 1, **update.changes}
+            changed = session.execute(
+                sa.update(RollbackPlan)
+                .where(
+                    col(RollbackPlan.id) == update.plan_id,
+                    col(RollbackPlan.version) == update.expected_version,
+                )
+                .values(**values)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                return None
+            update.event.plan_id = update.plan_id
+            session.add(update.event)
+        session.commit()
+        return [
+            plan
+            for update in updates
+            if (plan := session.get(RollbackPlan, update.plan_id)) is not None
+        ]
+
+
 def update_plan_state(
     engine: sa.Engine,
     plan_id: int,
@@ -197,20 +253,90 @@ def update_plan_state(
     """Apply ``changes`` to a plan's columns and record the event, atomically, only if the
     plan is still at ``expected_version`` (compare-and-set; the version goes up by one);
     return the updated plan, or None when another writer got there first."""
-    values: dict[str, Any] = {"version": RollbackPlan.version + 1, **changes}
-    with Session(engine) as session:
-        changed = session.execute(
-            sa.update(RollbackPlan)
-            .where(col(RollbackPlan.id) == plan_id, col(RollbackPlan.version) == expected_version)
-            .values(**values)
+    updated = update_plan_states(engine, [PlanUpdate(plan_id, expected_version, event, changes)])
+    return None if updated is None else updated[0]
+
+
+def list_plans_in_progress(
+    engine: sa.Engine, feature_key: str, *, exclude: int | None = None
+) -> list[RollbackPlan]:
+    """The feature's plans in progress (started, neither completed nor aborted; at most one
+    once the schema's index holds), without their documents."""
+    query = (
+        select(RollbackPlan)
+        .where(
+            RollbackPlan.feature_key == feature_key,
+            col(RollbackPlan.status).in_([str(s) for s in IN_PROGRESS_STATUSES]),
+            sa.or_(
+                col(RollbackPlan.status) != PlanStatus.paused,
+                col(RollbackPlan.current_stage) >= 0,
+            ),
         )
-        if changed.rowcount != 1:  # type: ignore[attr-defined]
-            session.rollback()
-            return None
-        event.plan_id = plan_id
-        session.add(event)
-        session.commit()
-        return session.get(RollbackPlan, plan_id)
+        .order_by(col(RollbackPlan.id))
+        .options(defer(RollbackPlan.document))  # type: ignore[arg-type]
+    )
+    if exclude is not None:
+        query = query.where(RollbackPlan.id != exclude)
+    with Session(engine) as session:
+        return list(session.exec(query).all())
+
+
+@dataclass(frozen=True)
+class ForcedAdvance:
+    """A stage applied over the guardrails' decision: who forced it, when and why."""
+
+    plan_id: int
+    stage: int | None
+    at: datetime
+    actor: str  # the token name (or ``cli``) that forced it
+    reason: str | None
+    guardrails_action: str | None  # what the guardrails said then (hold or pause)
+    event_id: int
+
+
+def list_forced_advances(
+    engine: sa.Engine, plan_id: int, *, limit: int | None = None
+) -> list[ForcedAdvance]:
+    """The plan's forced advances (stages applied with ``details.forced``), newest first."""
+    query = (
+        select(PlanEvent)
+        .where(PlanEvent.plan_id == plan_id, PlanEvent.action == "apply", PlanEvent.outcome == "ok")
+        .order_by(col(PlanEvent.id).desc())
+    )
+    with Session(engine) as session:
+        found = []
+        for event in session.exec(query):
+            details = event.details or {}
+            if not details.get("forced"):
+                continue
+            guardrails = details.get("guardrails") or {}
+            found.append(
+                ForcedAdvance(
+                    plan_id=plan_id,
+                    stage=event.stage,
+                    at=event.at,
+                    actor=str(details.get("forced_by") or event.actor),
+                    reason=details.get("reason"),
+                    guardrails_action=guardrails.get("action"),
+                    event_id=int(event.id or 0),
+                )
+            )
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+
+def load_growthbook_feature(engine: sa.Engine, feature_key: str) -> dict[str, Any] | None:
+    """The latest fetched definition of a GrowthBook feature (``aftershock growthbook pull``),
+    as the REST API returned it, or None when it was never pulled."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        row = session.exec(
+            select(FeatureSnapshot)
+            .where(FeatureSnapshot.feature_key == feature_key, FeatureSnapshot.environment == "")
+            .order_by(col(FeatureSnapshot.fetched_at).desc(), col(FeatureSnapshot.id).desc())
+        ).first()
+        return None if row is None else dict(row.definition)
 
 
 def record_plan_event(engine: sa.Engine, event: PlanEvent) -> None:

@@ -56,7 +56,8 @@ def _make_run(engine: sa.Engine, folder: Path) -> dict[str, Any]:
 
 def _dashboard(engine: sa.Engine, folder: Path) -> dict[str, Any]:
     from rollout.planner import Policy
-    from rollout.plans import apply_stage, create_plan
+    from rollout.plans import create_plan
+    from rollout.ramp import apply_stage
     from rollout.store import load_plan
 
     load_demo(engine, folder, DemoConfig(n_users=600, seed=31))
@@ -93,5 +94,6 @@ MAKE_RUN_DEMO = DemoRecipe("make_run", _make_run)
 # returned it), "plan_id" and "plan" (plan.json as stored).
 DASHBOARD_DEMO = DemoRecipe("dashboard", _dashboard)
 # The golden weekly report's data (tests/reference/make_weekly_report.py): the demo of 600
-# users (seed 21), analysed, a plan and two stages in 2026-W44. Facts: "plan_id".
+# users (seed 21), analysed, a record-only plan and three stages in 2026-W44, the third
+# forced past the guardrails. Facts: "plan_id".
 WEEKLY_REPORT_DEMO = DemoRecipe("weekly_report", _weekly_report)

@@ -18,12 +18,13 @@ import sqlalchemy as sa
 from analytics.demo import DemoConfig
 from rollout.api.app import create_app
 from rollout.growthbook.client import GrowthBookClient
-from rollout.store import load_plan, load_plan_events
+from rollout.store import load_plan, load_plan_events, load_plan_members
 from rollout.tokens import create_token, revoke_token
 from tests.apps import SETTINGS, Api
 from tests.demo_data import load_demo
 from tests.factories import stored_plan
 from tests.fake_growthbook import API_KEY, FakeGrowthBook, Fault
+from tests.test_ramp_safety import make_plan
 
 FEATURE = "chat-model"
 
@@ -115,7 +116,7 @@ def test_analysis_and_plans_from_the_api(api: Api, tmp_path: Path) -> None:
     assert one.headers["ETag"] == '"1"' and one.json()["stages"] == plan["stages"]
     document = api.get(f"/v1/plans/{plan['id']}/document").json()
     assert document["stages"][0]["growthbook"]["features"][FEATURE]
-    user = next(iter(document["stages"][-1]["growthbook"]["savedGroups"].values()))[0]
+    user = load_plan_members(api.engine, plan["id"])[0]
     cohort = api.get(f"/v1/users/{user}/cohort").json()
     assert cohort["plan_id"] == plan["id"] and cohort["rolled_back"] is False
     assert cohort["adaptation_label"] in (
@@ -128,7 +129,7 @@ def test_analysis_and_plans_from_the_api(api: Api, tmp_path: Path) -> None:
 
 
 def test_advance_follows_the_hold_and_guardrails_and_every_change_is_audited(api: Api) -> None:
-    plan_id = stored_plan(api.engine)
+    plan_id = make_plan(api.engine, mode="record_only", n=1200)
     path = f"/v1/plans/{plan_id}"
     problem(api.post(f"{path}/advance"), 428)
     problem(api.post(f"{path}/advance", version=7), 409)
@@ -140,7 +141,8 @@ def test_advance_follows_the_hold_and_guardrails_and_every_change_is_audited(api
     assert first.json()["current_stage"] == 1
     version = first.json()["version"]
     ramp = api.get(f"{path}/ramp").json()
-    assert ramp["serving"]["rollback"] == {"least_adapted": 0.5}
+    stage_1 = api.get(f"{path}/document").json()["stages"][1]
+    assert ramp["serving"] == stage_1["serving"] and ramp["forced_advances"] == []
     assert ramp["guardrails"]["action"] == "hold" and ramp["next_advance_at"] is not None
     # Too early: refused, with the figures, and audited.
     refused = problem(api.post(f"{path}/advance", version=version), 409)
@@ -187,7 +189,7 @@ def test_advance_follows_the_hold_and_guardrails_and_every_change_is_audited(api
 
 
 def test_idempotent_replay_changes_nothing_again(api: Api) -> None:
-    plan_id = stored_plan(api.engine)
+    plan_id = make_plan(api.engine, mode="record_only", n=1200)
     first = api.post(f"/v1/plans/{plan_id}/advance", key="advance-once", version=1)
     again = api.post(f"/v1/plans/{plan_id}/advance", key="advance-once", version=1)
     assert first.status_code == again.status_code == 200
@@ -230,7 +232,7 @@ def test_a_growthbook_failure_answers_502_and_a_retry_completes(
 
 @pytest.mark.parametrize("same_key", [False, True], ids=["distinct-keys", "one-key"])
 def test_fifty_concurrent_advances_make_exactly_one_transition(api: Api, same_key: bool) -> None:
-    plan_id = stored_plan(api.engine, n=300)
+    plan_id = make_plan(api.engine, mode="record_only")
     barrier = threading.Barrier(50)
 
     def advance(i: int) -> httpx.Response:
@@ -267,17 +269,20 @@ def test_fifty_concurrent_advances_make_exactly_one_transition(api: Api, same_ke
 
 
 def test_ramp_and_cohort_lookups_are_consistent(api: Api) -> None:
-    plan_id = stored_plan(api.engine)
+    plan_id = make_plan(api.engine, mode="record_only", n=1200)
     version = 1
     for _ in range(2):
         version = api.post(f"/v1/plans/{plan_id}/advance", version=version).json()["version"]
     document = api.get(f"/v1/plans/{plan_id}/document").json()
     ramp = api.get(f"/v1/plans/{plan_id}/ramp").json()
-    members = document["stages"][1]["growthbook"]["savedGroups"][
-        "aftershock-chat-model-least-adapted"
-    ]
-    served = [api.get(f"/v1/users/{u}/cohort").json()["rolled_back"] for u in members[:200]]
-    assert 0.3 < sum(served) / len(served) < 0.7  # 50% of the least adapted at stage 1
+    # Each cohort's users are served as the ramp says: its share of them rolled back.
+    assert ramp["serving"]["rollback"]
+    for cohort, share in ramp["serving"]["rollback"].items():
+        members = load_plan_members(api.engine, plan_id, cohort)[:200]
+        served = [api.get(f"/v1/users/{u}/cohort").json() for u in members]
+        assert {s["cohort"] for s in served} == {cohort}
+        rolled = sum(s["rolled_back"] for s in served) / len(served)
+        assert abs(rolled - share) < 0.15, (cohort, share, rolled)
     assert ramp["current_stage"] == 1 and ramp["stages"] == len(document["stages"])
     problem(api.get("/v1/users/nobody/cohort"), 404)
     problem(api.get("/v1/plans/999999"), 404)

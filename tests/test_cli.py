@@ -1,4 +1,5 @@
-"""The aftershock CLI: exit codes, one-line errors, summaries, and a real SIGKILL mid-ingest."""
+"""The aftershock CLI: exit codes, one-line errors, summaries, a real SIGKILL mid-ingest, and
+plans: flag values given or pulled, live and record-only plans, one plan per feature."""
 
 from __future__ import annotations
 
@@ -17,10 +18,18 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from analytics.analysis.params import AnalysisParams
+from analytics.analysis.pipeline import run_analysis
 from analytics.db import get_engine, head_revision
+from analytics.demo import DemoConfig
 from analytics.settings import get_settings
+from analytics.store import save_analysis
 from rollout.cli.app import app
+from rollout.store import list_plans, load_plan
+from tests.demo_data import load_demo
 from tests.factories import INTERACTION_COLUMNS, exposure, interaction, write_rows
+from tests.fake_growthbook import API_KEY, FakeGrowthBook
+from tests.test_ramp_safety import make_plan
 
 
 @pytest.fixture
@@ -170,3 +179,141 @@ def test_sigkill_mid_ingest_then_rerun_finishes_exactly(cli_env: str, tmp_path: 
         ).all()
     assert tuple(stored) == (n, n)
     assert [tuple(r) for r in runs] == [("completed", n, 0)]
+
+
+# ---------------------------------------------------------------- plans and the ramp
+
+
+@pytest.fixture
+def no_growthbook(cli_env: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.delenv("AFTERSHOCK_GROWTHBOOK_URL", raising=False)
+    monkeypatch.delenv("AFTERSHOCK_GROWTHBOOK_API_KEY", raising=False)
+    get_settings.cache_clear()
+    return cli_env
+
+
+def test_plan_takes_flag_values_given_or_pulled_and_a_mode(
+    no_growthbook: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_growthbook: FakeGrowthBook,
+) -> None:
+    engine = get_engine(no_growthbook)
+    load_demo(engine, tmp_path, DemoConfig(n_users=400, seed=12))
+    save_analysis(engine, run_analysis(engine, AnalysisParams("chat-model-upgrade")))
+    args = ("plan", "--experiment", "chat-model-upgrade", "--feature", "chat-model")
+
+    code, _, err = run(*args)
+    assert code == 1
+    message = " ".join(err.split())
+    assert "--rollback-value" in message and "--current-value" in message
+    assert "aftershock growthbook pull" in message
+    assert list_plans(engine) == []
+
+    out_path = tmp_path / "plan.json"
+    code, out, err = run(
+        *args,
+        "--rollback-value",
+        "previous-model",
+        "--current-value",
+        "new-model",
+        "--record-only",
+        "--exposure-day-cost",
+        "60",
+        "--out",
+        str(out_path),
+    )
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "record-only" in text and "recommended" in text
+    for column in ("disruptions", "user-days", "combined", "coverage", "off"):
+        assert column in text
+    document = json.loads(out_path.read_text())
+    assert document["mode"] == "record_only" and document["policy"]["exposure_day_cost"] == 60
+    chosen = next(o for o in document["options"] if o["name"] == document["option"])
+    assert f"{chosen['expected_second_disruptions']:,.0f}" in text
+    assert f"{document['stages'][-1]['cumulative_users']:,}" in text
+
+    # Pulled from GrowthBook, the values need not be given; the plan is live by default.
+    experiment = fake_growthbook.add_experiment(
+        "chat-model-upgrade", variations=["previous", "new"], weights=[0.5, 0.5]
+    )
+    rule = fake_growthbook.experiment_rule(
+        experiment["id"], ["previous-model", "new-model"], environments=("production",)
+    )
+    fake_growthbook.add_feature("chat-model", rules=[rule])
+    monkeypatch.setenv("AFTERSHOCK_GROWTHBOOK_URL", fake_growthbook.url)
+    monkeypatch.setenv("AFTERSHOCK_GROWTHBOOK_API_KEY", API_KEY)
+    get_settings.cache_clear()
+    assert run("growthbook", "pull")[0] == 0
+    code, out, err = run(*args, "--out", str(out_path))
+    assert code == 0, err
+    document = json.loads(out_path.read_text())
+    assert (document["rollback_value"], document["current_value"], document["mode"]) == (
+        "previous-model",
+        "new-model",
+        "live",
+    )
+    assert "live" in out
+
+
+def test_growthbook_apply_refuses_a_live_plan_without_growthbook_and_can_supersede(
+    no_growthbook: str,
+) -> None:
+    engine = get_engine(no_growthbook)
+    live = make_plan(engine)
+    code, _, err = run("growthbook", "apply", "--plan", str(live), "--stage", "0")
+    assert code == 1
+    assert "AFTERSHOCK_GROWTHBOOK_URL" in err and "AFTERSHOCK_GROWTHBOOK_API_KEY" in err
+    plan = load_plan(engine, live)
+    assert plan is not None and (plan.status, plan.current_stage) == ("draft", -1)
+    code, out, _ = run("growthbook", "apply", "--plan", str(live), "--stage", "0", "--record-only")
+    assert code == 0 and "recorded (GrowthBook untouched)" in out
+
+    newer = make_plan(engine, mode="record_only")
+    code, _, err = run("growthbook", "apply", "--plan", str(newer), "--stage", "0")
+    assert code == 1
+    err = " ".join(err.split())
+    assert f"plan {live} of feature 'chat-model' is in progress" in err and "--supersede" in err
+    code, out, err = run("growthbook", "apply", "--plan", str(newer), "--stage", "0", "--supersede")
+    assert code == 0, err
+    assert f"plan {live} aborted: superseded by plan {newer}" in out
+    assert "recorded (record-only plan: GrowthBook untouched)" in out
+    superseded = load_plan(engine, live)
+    assert superseded is not None and superseded.status == "aborted"
+    code, out, _ = run("guardrails", "--plan", str(newer))
+    assert code == 0 and f"plan {newer} (record-only), stage 0" in out
+
+
+def test_plan_replan_plans_a_started_plan_again(no_growthbook: str, tmp_path: Path) -> None:
+    engine = get_engine(no_growthbook)
+    load_demo(engine, tmp_path, DemoConfig(n_users=400, seed=12))
+    save_analysis(engine, run_analysis(engine, AnalysisParams("chat-model-upgrade")))
+    code, _, err = run(
+        "plan",
+        "--experiment",
+        "chat-model-upgrade",
+        "--feature",
+        "chat-model",
+        "--rollback-value",
+        "old",
+        "--current-value",
+        "new",
+        "--strategy",
+        "uniform_ramp",
+    )
+    assert code == 0, err
+    code, _, err = run("plan", "replan", "1")
+    assert code == 1 and "can be re-planned" in err
+    assert run("growthbook", "apply", "--plan", "1", "--stage", "0", "--record-only")[0] == 0
+    code, _, err = run("plan", "replan", "1", "--expected-version", "1")
+    assert code == 1 and "not 1" in err
+    code, out, err = run("plan", "replan", "1")
+    assert code == 0, err
+    assert "plan 1: revision 2" in out
+    plan = load_plan(engine, 1)
+    assert plan is not None and plan.document["revision"] == 2
+    code, _, err = run("plan", "--alpha", "0.1", "replan", "1")
+    assert code == 1 and "--alpha" in err
+    code, _, err = run("plan")
+    assert code == 1 and "--experiment" in err and "--feature" in err

@@ -14,8 +14,9 @@ from analytics.analysis.pipeline import run_analysis
 from analytics.analysis.user_periods import PeriodParams
 from analytics.demo import DemoConfig
 from analytics.store import save_analysis
+from rollout.errors import AnalysisNotFoundError, PlanError
 from rollout.planner import Policy
-from rollout.plans import AnalysisNotFoundError, PlanError, create_plan, load_plan_analysis
+from rollout.plans import create_plan, load_plan_analysis
 from rollout.store import load_plan
 from tests.demo_data import load_demo
 

@@ -17,6 +17,17 @@ from tests.apps import run
 from tests.databases import DemoDatabases
 from tests.demo_data import MAKE_RUN_DEMO
 
+PLAN_ARGS = (
+    "--experiment",
+    "chat-model-upgrade",
+    "--feature",
+    "chat-model",
+    "--rollback-value",
+    "previous-model",
+    "--current-value",
+    "new-model",
+)
+
 
 @pytest.fixture
 def demo(engine: sa.Engine, demo_databases: DemoDatabases) -> pd.DataFrame:
@@ -35,21 +46,25 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
-def test_the_recommended_plan_spares_adapted_users_on_the_demo(
+def test_on_the_demo_users_who_did_not_adapt_leave_within_days_and_adapted_ones_later(
     demo: pd.DataFrame, cli: None, engine: sa.Engine, tmp_path: Path
 ) -> None:
     out = tmp_path / "plan.json"
-    code, stdout, stderr = run(
-        "plan", "--experiment", "chat-model-upgrade", "--feature", "chat-model", "--out", str(out)
-    )
+    code, stdout, stderr = run("plan", *PLAN_ARGS, "--out", str(out))
     assert code == 0, stderr
     plan = json.loads(out.read_text())
-    expected = {o["strategy"]: o["expected_disrupted_users"] for o in plan["options"]}
-    print("expected disrupted users on the demo:", expected)
-    assert plan["strategy"] == "adaptation_aware"
-    assert expected["adaptation_aware"] < expected["uniform_ramp"] < expected["immediate"]
-    for figure in expected.values():
-        assert f"{figure:,.0f}" in " ".join(stdout.split())  # the figures are shown
+    [chosen] = [o for o in plan["options"] if o["recommended"]]
+    print("the demo's recommendation:", plan["reason"])
+    assert plan["strategy"] == "adaptation_aware" and chosen["name"] == plan["option"]
+    timing = chosen["timing"]
+    assert timing["least_adapted"]["last_day"] <= 2
+    assert timing["adapted"]["first_day"] >= timing["least_adapted"]["last_day"]
+    assert timing["adapted"]["last_day"] > timing["least_adapted"]["last_day"] + 3
+    immediate = next(o for o in plan["options"] if o["strategy"] == "immediate")
+    assert chosen["combined_cost"] < immediate["combined_cost"]
+    assert chosen["expected_second_disruptions"] < immediate["expected_second_disruptions"]
+    shown = " ".join(stdout.split())
+    assert f"{chosen['combined_cost']:,.0f}" in shown and "exposed user-days" in shown
 
     # The first stage moves nobody who has used the new model: it stops new enrolments.
     first = plan["stages"][0]
@@ -72,7 +87,7 @@ def test_the_recommended_plan_spares_adapted_users_on_the_demo(
 def test_stages_are_applied_in_order_and_judged(
     demo: pd.DataFrame, cli: None, engine: sa.Engine
 ) -> None:
-    code, _, stderr = run("plan", "--experiment", "chat-model-upgrade", "--feature", "chat-model")
+    code, _, stderr = run("plan", *PLAN_ARGS)
     assert code == 0, stderr
     code, _, stderr = run("guardrails", "--plan", "1")
     assert code == 1 and "no stage applied yet" in stderr
@@ -81,7 +96,11 @@ def test_stages_are_applied_in_order_and_judged(
     # Without GrowthBook configured, a dry run prints the request bodies it would send.
     code, stdout, stderr = run("growthbook", "apply", "--plan", "1", "--stage", "1", "--dry-run")
     assert code == 0 and "not configured" in stderr
-    assert json.loads(stdout)["rules"][0]["type"] == "rollout"
+    stage_one = json.loads(stdout)["rules"][0]
+    assert (
+        stage_one["type"] == "force"
+        and "stage 1, least_adapted rollback" in stage_one["description"]
+    )
     code, _, stderr = run("growthbook", "apply", "--plan", "1", "--stage", "0")
     assert code == 1 and "AFTERSHOCK_GROWTHBOOK_URL" in stderr
     for stage in (0, 1):
@@ -97,6 +116,7 @@ def test_stages_are_applied_in_order_and_judged(
     actions = [(e.action, e.stage, e.outcome) for e in load_plan_events(engine, 1)]
     assert actions == [
         ("create", None, "ok"),
+        ("apply", -1, "refused"),  # a live plan, and GrowthBook is not configured
         ("apply", 0, "started"),
         ("apply", 0, "ok"),
         ("apply", 1, "started"),

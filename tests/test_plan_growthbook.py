@@ -18,7 +18,7 @@ from analytics.demo import DemoConfig
 from analytics.settings import get_settings
 from rollout.growthbook.client import GrowthBookClient, GrowthBookError
 from rollout.planner import Policy, choose, plan_document, plan_rollback
-from rollout.plans import apply_stage
+from rollout.ramp import apply_stage
 from rollout.store import load_plan, load_plan_events, save_plan
 from tests.apps import run
 from tests.demo_data import load_demo

@@ -17,6 +17,7 @@ API_FIELDS = (
     "power",
     "max_step_share",
     "deadline_days",
+    "exposure_day_cost",
     "min_hold_hours",
     "max_hold_hours",
 )
@@ -25,6 +26,7 @@ CLI_OPTIONS = {
     "power": "power",
     "max_step_share": "max_step_share",
     "deadline_days": "deadline_days",
+    "exposure_day_cost": "exposure_day_cost",
 }
 
 
@@ -64,3 +66,12 @@ def test_the_cli_bounds_each_option_as_declared(name: str, option: str) -> None:
     [param] = [p for p in command.params if p.name == option]
     assert (param.min, param.max) == (limit.low, limit.high)
     assert param.default == limit.default
+
+
+def test_the_api_and_the_cli_expose_every_policy_field_but_the_planners_own() -> None:
+    planners_own = {"long_tenure_days"}
+    assert set(API_FIELDS) == set(POLICY_LIMITS) - planners_own
+    assert set(CLI_OPTIONS) <= set(API_FIELDS)
+    command = typer.main.get_command(app).commands["plan"]  # type: ignore[attr-defined]
+    [cost] = [p for p in command.params if p.name == "exposure_day_cost"]
+    assert "--exposure-day-cost" in cost.opts

@@ -19,8 +19,16 @@ from analytics.settings import Settings, get_settings
 from rollout.api.deps import ApiState
 from rollout.api.problems import ProblemError
 from rollout.api.routes import router
+from rollout.errors import (
+    FlagValuesError,
+    GrowthBookNotConfiguredError,
+    PlanInProgressError,
+    PlanNotFoundError,
+    PlanRefusedError,
+    VersionConflictError,
+)
 from rollout.growthbook.client import GrowthBookError
-from rollout.plans import PlanNotFoundError, PlanRefusedError, VersionConflictError
+from rollout.ramp import missing_growthbook_settings
 
 log = logging.getLogger("aftershock.api")
 
@@ -51,6 +59,20 @@ def _problem_for(exc: AftershockError) -> ProblemError:
         return ProblemError(404, "Not found", str(exc))
     if isinstance(exc, VersionConflictError):
         return ProblemError(409, "Version conflict", str(exc))
+    if isinstance(exc, PlanInProgressError):
+        return ProblemError(
+            409, "Plan in progress", str(exc), in_progress_plan_id=exc.in_progress_plan_id
+        )
+    if isinstance(exc, GrowthBookNotConfiguredError):
+        return ProblemError(
+            409, "GrowthBook not configured", str(exc), missing_settings=exc.missing_settings
+        )
+    if isinstance(exc, FlagValuesError):
+        errors = [
+            {"field": f"body.{name}", "message": str(exc), "type": "missing"}
+            for name in exc.missing
+        ]
+        return ProblemError(422, "Flag values required", str(exc), errors=errors)
     if isinstance(exc, PlanRefusedError):
         extra = {} if exc.decision is None else {"guardrails": exc.decision.to_dict()}
         return ProblemError(409, "Refused", str(exc), **extra)
@@ -94,6 +116,7 @@ def create_app(
         engine=engine,
         client_factory=client_factory or growthbook_factory(settings),
         environments=settings.environments(),
+        growthbook_missing=missing_growthbook_settings(settings),
     )
     app.include_router(router)
 

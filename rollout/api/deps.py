@@ -32,12 +32,17 @@ class ApiState:
     engine: sa.Engine
     client_factory: Callable[[], Any | None]  # a context manager giving a RuleWriter, or None
     environments: list[str]
-    documents: dict[int, PlanDocument] = field(default_factory=dict)  # plan id -> plan.json
+    # The settings GrowthBook writes lack (named in the refusal of a live plan's advance).
+    growthbook_missing: list[str] = field(default_factory=list)
+    # plan id -> (the plan version it was read at, plan.json)
+    documents: dict[int, tuple[int, PlanDocument]] = field(default_factory=dict)
     labels: dict[int, dict[str, str]] = field(default_factory=dict)  # run id -> user -> label
     decisions: dict[int, tuple[float, int, dict[str, Any] | None]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     principals: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
     states: dict[int, tuple[float, Any]] = field(default_factory=dict)
+    # plan id -> (version, its forced advances as the ramp shows them)
+    forced: dict[int, tuple[int, list[dict[str, Any]]]] = field(default_factory=dict)
     refreshing: set[int] = field(default_factory=set)
 
     def principal(self, token: str) -> Principal | None:
@@ -67,6 +72,7 @@ class ApiState:
         """Drop what this worker remembers of a plan's state (after changing it)."""
         self.states.pop(plan_id, None)
         self.decisions.pop(plan_id, None)
+        self.forced.pop(plan_id, None)
 
     def cached_decision(self, plan_id: int, version: int) -> dict[str, Any] | bool | None:
         """The decision computed for this plan version within the TTL; False if none."""
@@ -168,11 +174,6 @@ def plan_version(
 
 
 Version = Annotated[int, Depends(plan_version)]
-
-
-def writer(state: ApiState, dry_run: bool) -> Any | None:
-    """The GrowthBook client context for a write, or None to record only."""
-    return None if dry_run else state.client_factory()
 
 
 __all__ = ["ApiState", "IdempotencyKey", "Ramper", "Reader", "StateDep", "Version"]

@@ -32,19 +32,21 @@ from rollout.api.deps import (
     Reader,
     StateDep,
     Version,
-    writer,
 )
 from rollout.api.idempotency import run_idempotent
 from rollout.api.problems import ProblemError
 from rollout.documents import PlanDocument
 from rollout.growthbook.rules import is_rolled_back
 from rollout.guardrails import Guardrail
-from rollout.models import RollbackPlan
+from rollout.models import PlanMode, RollbackPlan
 from rollout.planner import DEFAULT_GUARDRAILS, Policy
-from rollout.plans import advance_plan, change_status, create_plan, evaluate_plan, refuse
+from rollout.plans import create_plan
+from rollout.ramp import advance_plan, change_status, evaluate_plan, open_writer, refuse
+from rollout.replans import replan_plan
 from rollout.store import (
     find_user_cohort,
     list_events,
+    list_forced_advances,
     list_plans,
     load_plan,
     load_plan_document,
@@ -55,6 +57,7 @@ router = APIRouter(prefix="/v1")
 PlanId = Annotated[int, Path(ge=1, le=2_147_483_647, description="The plan's id.")]
 ExperimentId = Annotated[str, Path(min_length=1, max_length=255)]
 FeatureKey = Annotated[str, Path(min_length=1, max_length=255)]
+FORCED_ADVANCES_SHOWN = 10  # on the ramp; the audit trail has every one
 
 
 def _require_plan(state: StateDep, plan_id: int) -> RollbackPlan:
@@ -66,24 +69,28 @@ def _require_plan(state: StateDep, plan_id: int) -> RollbackPlan:
 
 
 def _document(state: StateDep, plan: RollbackPlan) -> PlanDocument:
-    """A plan's document: immutable once stored, so read and parsed once per process."""
+    """A plan's document, read and parsed once per plan version and process: only a replan
+    changes it, and a replan moves the version (as every change of state does)."""
     assert plan.id is not None
-    document = state.documents.get(plan.id)
-    if document is None:
-        document = load_plan_document(state.engine, plan.id)
-        assert document is not None
-        state.documents[plan.id] = document
-        # Cached documents live as long as the process: keep the collector from re-scanning
-        # their (many) objects, which showed as tail latency under load.
-        gc.freeze()
+    entry = state.documents.get(plan.id)
+    if entry is not None and entry[0] == plan.version:
+        return entry[1]
+    document = load_plan_document(state.engine, plan.id)
+    assert document is not None
+    state.documents[plan.id] = (plan.version, document)
+    # Cached documents live long: keep the collector from re-scanning their (many) objects,
+    # which showed as tail latency under load.
+    gc.freeze()
     return document
 
 
 def _plan_out(plan: RollbackPlan, document: PlanDocument) -> dict[str, Any]:
     assert plan.id is not None
+    nested = {"saved_groups", "guardrails"}
     stages = [
         schemas.StageOut(
-            **{k: getattr(stage, k) for k in schemas.StageOut.model_fields if k != "saved_groups"},
+            **{k: getattr(stage, k) for k in schemas.StageOut.model_fields if k not in nested},
+            guardrails=[schemas.StageGuardrailOut(**asdict(g)) for g in stage.guardrails],
             saved_groups=stage.saved_group_sizes,
         )
         for stage in document.stages
@@ -92,8 +99,13 @@ def _plan_out(plan: RollbackPlan, document: PlanDocument) -> dict[str, Any]:
         **_plan_state(plan),
         pending_stage=plan.pending_stage,
         stage_applied_at=plan.stage_applied_at,
+        option=document.option,
+        revision=document.revision,
         reason=document.reason,
-        options=[schemas.OptionOut(**asdict(o)) for o in document.options],
+        options=[
+            schemas.OptionOut(**asdict(o), expected_disrupted_users=o.expected_disrupted_users)
+            for o in document.options
+        ],
         stages=stages,
     ).model_dump(mode="json")
 
@@ -101,7 +113,8 @@ def _plan_out(plan: RollbackPlan, document: PlanDocument) -> dict[str, Any]:
 def _plan_state(plan: RollbackPlan) -> dict[str, Any]:
     """The fields of ``schemas.PlanState`` from a stored plan."""
     return {name: getattr(plan, name) for name in schemas.PlanState.model_fields} | {
-        "status": str(plan.status)
+        "status": str(plan.status),
+        "mode": str(plan.mode),
     }
 
 
@@ -215,7 +228,11 @@ def post_plan(
     principal: Ramper,
     key: IdempotencyKey,
 ) -> Any:
-    """Plan a rollback of the feature from the experiment's latest analysis and store it."""
+    """Plan a rollback of the feature from the experiment's latest analysis and store it.
+
+    The flag values default to the feature's experiment rule as pulled from GrowthBook
+    (control: rollback value; treatment: current value); 422 when neither given nor pulled.
+    ``record_only`` makes a plan whose stages are recorded and never written to GrowthBook."""
 
     def work() -> tuple[int, dict[str, Any]]:
         guardrails = (
@@ -230,6 +247,7 @@ def post_plan(
                 power=body.power,
                 max_step_share=body.max_step_share,
                 deadline_days=body.deadline_days,
+                exposure_day_cost=body.exposure_day_cost,
                 bridge_value=body.bridge_value,
                 min_hold_hours=body.min_hold_hours,
                 max_hold_hours=body.max_hold_hours,
@@ -247,6 +265,7 @@ def post_plan(
             environments=tuple(state.environments),
             actor=principal.name,
             analysis_run_id=body.analysis_id,
+            mode=PlanMode.record_only if body.record_only else PlanMode.live,
         )
         plan = _require_plan(state, plan_id)
         return 201, _plan_out(plan, _document(state, plan))
@@ -303,6 +322,29 @@ def _decision(state: StateDep, plan: RollbackPlan, refresh: bool) -> dict[str, A
     return decision
 
 
+def _forced(state: StateDep, plan: RollbackPlan, refresh: bool) -> list[dict[str, Any]]:
+    """The plan's last forced advances (they change only with its version)."""
+    assert plan.id is not None
+    entry = state.forced.get(plan.id)
+    if entry is not None and entry[0] == plan.version:
+        return entry[1]
+    if not refresh:
+        return [] if entry is None else entry[1]
+    forced = [
+        schemas.ForcedAdvanceOut(
+            stage=f.stage,
+            at=f.at,
+            actor=f.actor,
+            reason=f.reason,
+            guardrails_action=f.guardrails_action,
+            event_id=f.event_id,
+        ).model_dump(mode="json")
+        for f in list_forced_advances(state.engine, plan.id, limit=FORCED_ADVANCES_SHOWN)
+    ]
+    state.forced[plan.id] = (plan.version, forced)
+    return forced
+
+
 def _ramp_body(state: StateDep, plan_id: int, refresh: bool) -> tuple[dict[str, Any], int] | None:
     """The ramp document of a plan and its version, or None when there is no such plan;
     ``refresh`` reads the plan's state from the database, else the remembered one."""
@@ -323,6 +365,7 @@ def _ramp_body(state: StateDep, plan_id: int, refresh: bool) -> tuple[dict[str, 
         plan_id=plan_id,
         feature_key=plan.feature_key,
         status=str(plan.status),
+        mode=str(plan.mode),
         version=plan.version,
         current_stage=plan.current_stage,
         stages=len(document.stages),
@@ -331,6 +374,7 @@ def _ramp_body(state: StateDep, plan_id: int, refresh: bool) -> tuple[dict[str, 
         serving=stage.serving if stage else {"rollback": {}, "bridge": {}},
         guardrails=_decision(state, plan, refresh),
         next_advance_at=next_at,
+        forced_advances=_forced(state, plan, refresh),
     ).model_dump(mode="json")
     return body, plan.version
 
@@ -338,7 +382,8 @@ def _ramp_body(state: StateDep, plan_id: int, refresh: bool) -> tuple[dict[str, 
 @router.get("/plans/{plan_id}/ramp", response_model=schemas.RampOut, tags=["ramp"])
 async def get_ramp(plan_id: PlanId, state: StateDep, _: Reader) -> Response:
     """The current stage, what GrowthBook should serve per cohort, the guardrail decision
-    with its figures, and when the next advance is allowed.
+    with its figures, when the next advance is allowed, the plan's mode and its last forced
+    advances (who forced them, when and why).
 
     This is what bots poll, so each worker serves it from memory: one request at a time
     refreshes a plan's state (older than a second) and its guardrail decision (older than 30
@@ -366,6 +411,7 @@ def _transition_out(plan: RollbackPlan, **extra: Any) -> dict[str, Any]:
     return schemas.TransitionOut(
         plan_id=plan.id,
         status=str(plan.status),
+        mode=str(plan.mode),
         current_stage=plan.current_stage,
         version=plan.version,
         **extra,
@@ -384,8 +430,11 @@ def post_advance(
 ) -> Any:
     """Apply the next stage, if the hold has passed and the guardrails say ``advance``.
 
-    ``force`` (admin scope, with a reason) overrides the guardrails and is audited. Without
-    GrowthBook configured, or with ``dry_run``, the stage is recorded only."""
+    ``force`` (admin scope, with a reason) overrides the guardrails and is audited. A live
+    plan's stage is written to GrowthBook, and refused (409) while GrowthBook is not
+    configured; a record-only plan's is recorded only, as is any with ``dry_run``. The first
+    stage starts the plan: refused (409, naming it) while another plan of the feature is in
+    progress, unless ``supersede``, which aborts that plan (audited on both)."""
     plan = _require_plan(state, plan_id)
     if body.force and not principal.allows("admin"):
         refuse(state.engine, plan, "advance", principal.name, "a forced advance needs admin")
@@ -395,7 +444,15 @@ def post_advance(
 
     def work() -> tuple[int, dict[str, Any]]:
         state.forget(plan_id)
-        client = writer(state, body.dry_run)
+        client = open_writer(
+            state.engine,
+            _require_plan(state, plan_id),
+            state.client_factory,
+            missing_settings=state.growthbook_missing,
+            actor=principal.name,
+            action="advance",
+            record=body.dry_run,
+        )
         with client if client is not None else nullcontext() as gb:
             applied, decision = advance_plan(
                 state.engine,
@@ -406,14 +463,61 @@ def post_advance(
                 actor=principal.name,
                 force=body.force,
                 reason=body.reason,
+                supersede=body.supersede,
             )
         state.forget(plan_id)
+        for superseded in applied.superseded:
+            state.forget(superseded)
         plan = _require_plan(state, plan_id)
         return 200, _transition_out(
             plan,
             recorded_only=applied.recorded_only,
+            forced=body.force and decision is not None and decision.action != "advance",
+            superseded_plan_ids=list(applied.superseded),
             guardrails=None if decision is None else decision.to_dict(),
         )
+
+    return run_idempotent(
+        state.engine, principal, key, "POST", request.url.path, body.model_dump(mode="json"), work
+    )
+
+
+@router.post("/plans/{plan_id}/replan", response_model=schemas.ReplanOut, tags=["ramp"])
+def post_replan(
+    plan_id: PlanId,
+    body: schemas.ReplanRequest,
+    request: Request,
+    state: StateDep,
+    principal: Ramper,
+    key: IdempotencyKey,
+    version: Version,
+) -> Any:
+    """Plan the remaining stages again from what the current stage saw (the disruption among
+    its moved users against the plan's expectation) and the days left until the deadline.
+
+    Applied stages stay as they were; the document's ``revision`` goes up by one and the
+    replan is audited with the estimate. The plan must have a stage applied and stages left."""
+    _require_plan(state, plan_id)
+
+    def work() -> tuple[int, dict[str, Any]]:
+        state.forget(plan_id)
+        replanned = replan_plan(
+            state.engine,
+            plan_id,
+            expected_version=version,
+            actor=principal.name,
+            environments=state.environments,
+        )
+        state.forget(plan_id)
+        plan = _require_plan(state, plan_id)
+        document = _document(state, plan)
+        return 200, schemas.ReplanOut(
+            **_transition_out(plan),
+            revision=replanned.revision,
+            observed=replanned.observation.to_json(),
+            reason=document.reason,
+            stages=len(document.stages),
+        ).model_dump(mode="json")
 
     return run_idempotent(
         state.engine, principal, key, "POST", request.url.path, body.model_dump(mode="json"), work
@@ -590,6 +694,7 @@ def get_audit(
             stage=e.stage,
             actor=e.actor,
             outcome=e.outcome,
+            forced=bool((e.details or {}).get("forced")),
             details=e.details,
         )
         for e in rows

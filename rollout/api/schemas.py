@@ -36,9 +36,24 @@ class PlanRequest(Strict):
     """A rollback plan from the experiment's latest analysis and a policy."""
 
     experiment_id: str = Field(min_length=1, max_length=255)
-    rollback_value: FeatureValue = Field(description="What users are rolled back to.")
-    current_value: FeatureValue = Field(description="What the feature serves now.")
+    rollback_value: FeatureValue | None = Field(
+        default=None,
+        description="What users are rolled back to (the control's value). Required unless "
+        "the feature was pulled from GrowthBook (aftershock growthbook pull): then its "
+        "experiment rule's control value.",
+    )
+    current_value: FeatureValue | None = Field(
+        default=None,
+        description="What the feature serves now (the treatment's value). Required unless "
+        "the feature was pulled from GrowthBook: then its experiment rule's treatment value.",
+    )
     bridge_value: FeatureValue | None = None
+    record_only: bool = Field(
+        default=False,
+        description="Record the plan's stages without ever writing GrowthBook (mode "
+        "record_only). Default: live, each stage written to GrowthBook, and refused while "
+        "GrowthBook is not configured.",
+    )
     strategy: Strategy | None = Field(default=None, description="Default: the recommended one.")
     analysis_id: int | None = Field(
         default=None,
@@ -50,7 +65,8 @@ class PlanRequest(Strict):
     alpha: float = _policy_field("alpha")
     power: float = _policy_field("power")
     max_step_share: float = _policy_field("max_step_share")
-    deadline_days: float | None = _policy_field("deadline_days")
+    deadline_days: float = _policy_field("deadline_days")
+    exposure_day_cost: float = _policy_field("exposure_day_cost")
     min_hold_hours: float = _policy_field("min_hold_hours")
     max_hold_hours: float = _policy_field("max_hold_hours")
 
@@ -64,15 +80,49 @@ class AdvanceRequest(Strict):
         default=False, description="Advance despite the guardrails (admin scope, needs a reason)."
     )
     reason: str | None = Field(default=None, max_length=1000)
-    dry_run: bool = Field(default=False, description="Record the stage without GrowthBook.")
+    dry_run: bool = Field(
+        default=False,
+        description="Record the stage without writing GrowthBook (explicit, audited); a "
+        "record-only plan never writes it anyway.",
+    )
+    supersede: bool = Field(
+        default=False,
+        description="When this advance starts the plan (its first stage) while another plan "
+        "of the feature is in progress: abort that one (audited on both) instead of being "
+        "refused.",
+    )
+
+
+class CohortTimingOut(BaseModel):
+    users: int
+    first_day: float
+    last_day: float
 
 
 class OptionOut(BaseModel):
+    """A rollback the planner costed, with its two harms."""
+
     strategy: str
+    name: str
+    label: str
     stages: int
     duration_days: float
-    expected_disrupted_users: float
+    expected_second_disruptions: float
+    expected_disrupted_users: float  # the former name of expected_second_disruptions
+    exposed_user_days: float
+    expected_new_adapters: float
+    combined_cost: float
+    recommended: bool
+    pareto: bool
+    fits_deadline: bool
+    timing: dict[str, CohortTimingOut]
     warnings: list[str] = []
+
+
+class StageGuardrailOut(BaseModel):
+    metric: str
+    max_regression: float
+    min_detectable_regression: float | None
 
 
 class StageOut(BaseModel):
@@ -80,13 +130,20 @@ class StageOut(BaseModel):
     cohort: str
     kind: str
     coverage: float
+    cumulative_coverage: float
     users: int
+    cumulative_users: int
+    start_day: float
     min_hold_hours: float
     power: float | None
     required_users: int
     expected_disrupted_users: float
     serving: dict[str, dict[str, float]]
+    guardrails: list[StageGuardrailOut]
     saved_groups: dict[str, int]  # saved group -> members (the lists are in the document)
+
+
+PlanMode = Literal["live", "record_only"]
 
 
 class PlanState(BaseModel):
@@ -100,11 +157,16 @@ class PlanState(BaseModel):
     status: str
     current_stage: int
     version: int
+    mode: PlanMode = Field(
+        description="live: stages are written to GrowthBook; record_only: recorded only."
+    )
 
 
 class PlanOut(PlanState):
     pending_stage: int | None
     stage_applied_at: datetime | None
+    option: str
+    revision: int
     reason: str
     options: list[OptionOut]
     stages: list[StageOut]
@@ -119,12 +181,24 @@ class PlanList(BaseModel):
     count: int
 
 
+class ForcedAdvanceOut(BaseModel):
+    """A stage applied over the guardrails (admin scope, with a reason)."""
+
+    stage: int | None
+    at: datetime
+    actor: str = Field(description="The name of the token that forced it.")
+    reason: str | None
+    guardrails_action: str | None = Field(description="What the guardrails said then.")
+    event_id: int = Field(description="Its event in the audit trail.")
+
+
 class RampOut(BaseModel):
     """Where a rollback stands and what GrowthBook should serve."""
 
     plan_id: int
     feature_key: str
     status: str
+    mode: PlanMode
     version: int
     current_stage: int
     stages: int
@@ -133,15 +207,38 @@ class RampOut(BaseModel):
     serving: dict[str, dict[str, float]]
     guardrails: dict[str, Any] | None
     next_advance_at: datetime | None
+    forced_advances: list[ForcedAdvanceOut] = Field(
+        description="The plan's forced advances, newest first (at most "
+        "10; the audit trail has them all)."
+    )
 
 
 class TransitionOut(BaseModel):
     plan_id: int
     status: str
+    mode: PlanMode
     current_stage: int
     version: int
     recorded_only: bool | None = None
+    forced: bool = False
+    superseded_plan_ids: list[int] = Field(
+        default=[], description="Plans of the feature this advance aborted (supersede)."
+    )
     guardrails: dict[str, Any] | None = None
+
+
+class ReplanRequest(Strict):
+    """No fields: the replan is made from what the current stage saw."""
+
+
+class ReplanOut(TransitionOut):
+    revision: int = Field(description="The plan document's revision after the replan.")
+    observed: dict[str, Any] = Field(
+        description="What the current stage saw: planned and observed disrupted share, its "
+        "interval, users compared, and the factor the remaining users' risks were scaled by."
+    )
+    reason: str
+    stages: int
 
 
 class ExperimentOut(BaseModel):
@@ -174,6 +271,9 @@ class AuditEvent(BaseModel):
     stage: int | None
     actor: str
     outcome: str
+    forced: bool = Field(
+        default=False, description="A stage applied over the guardrails (details.reason says why)."
+    )
     details: dict[str, Any]
 
 

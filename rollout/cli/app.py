@@ -22,13 +22,20 @@ app = typer.Typer(
 )
 
 # Commands, then groups, each in the order --help lists them.
-app.command("plan")(plans.plan)
 app.command("guardrails")(plans.guardrails)
 app.command("serve")(api.serve)
 app.command("report")(report.report)
 app.command("analyze")(analysis.analyze)
 app.command("status")(analysis.status)
 app.command("config")(config.show_config)
+
+plan_app = typer.Typer(
+    help="Plan a rollback (options below), or re-plan one (replan).",
+    invoke_without_command=True,
+)
+plan_app.callback()(plans.plan)
+plan_app.command("replan")(plans.replan)
+app.add_typer(plan_app, name="plan")
 
 ingest_app = typer.Typer(
     help="Load GrowthBook exposures and interaction logs.", no_args_is_help=True
