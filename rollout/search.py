@@ -39,6 +39,7 @@ COHORT_WORDS = {
 }
 AWARE_STEPS = {"least_adapted": (0, 1), "partial": (0, 1, 2, 3), "adapted": (0, 1, 2, 3)}
 UNIFORM_STEPS = (1, 2, 3, 4)
+HOLD_NAMES = {"x1": "", "x2": ", holds x2", "expected": ", holds to the disruption expected"}
 HOLDS = {
     # name: (what the hold is sized to see, multiple), words
     "x1": (
@@ -215,6 +216,17 @@ def enumerate_options(
     def shares(cohort: str) -> tuple[float, float]:
         return rolled.get(cohort, 0.0), bridged_now.get(cohort, 0.0)
 
+    names: set[str] = set()
+
+    def named(name: str) -> str:
+        """``name``, numbered when two different schedules would share it."""
+        out, n = name, 1
+        while out in names:
+            n += 1
+            out = f"{name} (variant {n})"
+        names.add(out)
+        return out
+
     def unique(steps: list[Step], holds: str = "x1") -> bool:
         key = (tuple(steps), holds)
         if key in seen:
@@ -222,10 +234,12 @@ def enumerate_options(
         seen.add(key)
         return True
 
-    present = population.present()
+    present = [c for c in population.present() if shares(c)[0] < 1.0]  # left to move
     immediate = [Step(EVERYONE, "rollback", 1.0, 0.0)]
     if unique(immediate):
-        yield OptionSpec("immediate", "immediate", "everyone back at once", tuple(immediate), "x1")
+        yield OptionSpec(
+            "immediate", "everyone at once", "everyone back at once", tuple(immediate), "x1"
+        )
     for holds, (_, words_of_holds) in HOLDS.items():
         if include_uniform and not rolled and not bridged_now:
             smallest = population.power[EVERYONE].smallest_guardable()
@@ -236,7 +250,7 @@ def enumerate_options(
                 if unique(steps, holds):
                     yield OptionSpec(
                         "uniform_ramp",
-                        f"uniform ramp, {len(steps)} steps, holds {holds}",
+                        named(f"everyone in {len(steps)} steps{HOLD_NAMES[holds]}"),
                         f"everyone together {_describe(len(steps) - 1)}, {words_of_holds}",
                         tuple(steps),
                         holds,
@@ -245,7 +259,7 @@ def enumerate_options(
         for bridge_on in (False, True) if bridge else (False,):
             for counts in _product(choices):
                 steps = [Step(UNEXPOSED, "freeze", 1.0, 0.0)]
-                words = []
+                words, counted = [], []
                 rollbacks: list[Step] = []
                 for cohort, guarded in zip(present, counts, strict=True):
                     smallest = population.power[cohort].smallest_guardable()
@@ -259,17 +273,22 @@ def enumerate_options(
                             done,
                             ladder(done, smallest, guarded, max_step_share),
                         )
-                        words.append(f"{COHORT_WORDS[cohort]} {_describe(guarded)} via the bridge")
+                        words.append(
+                            f"{COHORT_WORDS[cohort]} {_describe(len(coverages) - 1)} via the bridge"
+                        )
                     else:
                         coverages = ladder(done, smallest, guarded, max_step_share)
                         steps += _ladder_steps(cohort, "rollback", done, coverages)
-                        words.append(f"{COHORT_WORDS[cohort]} {_describe(guarded)}")
+                        words.append(f"{COHORT_WORDS[cohort]} {_describe(len(coverages) - 1)}")
+                    counted.append(str(len(coverages)))
                 steps += rollbacks
                 if unique(steps, holds):
-                    name = ", ".join(f"{c} {n}" for c, n in zip(present, counts, strict=True))
+                    bridged = " via the bridge" if bridge_on else ""
                     yield OptionSpec(
                         "adaptation_aware",
-                        f"by adaptation ({name}{', bridge' if bridge_on else ''}), holds {holds}",
+                        named(
+                            f"by adaptation: {', '.join(counted)} steps{bridged}{HOLD_NAMES[holds]}"
+                        ),
                         f"{'; then '.join(words)}; {words_of_holds}",
                         tuple(steps),
                         holds,

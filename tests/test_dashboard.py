@@ -28,7 +28,25 @@ from analytics.demo import DemoConfig
 from analytics.models import Interaction
 from analytics.settings import get_settings
 from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
-from rollout.store import list_plans, load_plan, load_plan_events
+from rollout.dashboard import ui
+from rollout.documents import PlanDocument, PlanStage
+from rollout.models import PlanEvent
+from rollout.planner import Policy
+from rollout.plans import create_plan
+from rollout.ramp import advance_plan, apply_stage, evaluate_plan
+from rollout.report.rollback import (
+    format_detectable,
+    format_regression,
+    metric_words,
+    visibility_advice,
+)
+from rollout.store import (
+    list_forced_advances,
+    list_plans,
+    load_plan,
+    load_plan_events,
+    record_plan_event,
+)
 from tests.databases import DemoDatabases
 from tests.demo_data import DASHBOARD_DEMO, load_demo
 
@@ -242,38 +260,135 @@ def test_style_shows_the_stored_shift_adaptation_and_prompts(dashboard: Demo) ->
     assert "text hidden" in " ".join(c.value for c in app.caption)
 
 
-def test_planner_compares_strategies_as_stored_and_stores_nothing(dashboard: Demo) -> None:
+def _frame_with(frames: list[pd.DataFrame], column: str) -> pd.DataFrame:
+    return next(f for f in frames if column in f.columns)
+
+
+def test_planner_shows_the_choice_as_stored_and_stores_nothing(dashboard: Demo) -> None:
     plans_before = len(list_plans(engine_of(dashboard)))
     app = open_page("planner")
-    stored = dashboard.plan
+    stored = PlanDocument.from_json(dashboard.plan)  # made with the page's default policy
+
+    # The options chart: every option at (exposed user-days, second disruptions), the
+    # recommended one marked, the Pareto front drawn through the options on it.
+    frames = chart_data(app.get("vega_lite_chart")[0])
+    points = max((f for f in frames if "name" in f.columns), key=len).set_index("name")
+    assert set(points.index) == {o.name for o in stored.options}
+    for option in stored.options:
+        shown = points.loc[option.name]
+        assert shown["second_disruptions"] == pytest.approx(option.expected_second_disruptions)
+        assert shown["exposed_user_days"] == pytest.approx(option.exposed_user_days)
+        assert bool(shown["pareto"]) == option.pareto
+        assert bool(shown["recommended"]) == option.recommended
+    [marked] = [f for f in frames if "tag" in f.columns and "recommended" in set(f["tag"])]
+    assert list(marked["name"]) == [stored.option]
+    front = [f for f in frames if "name" in f.columns and len(f) < len(points)]
+    if sum(o.pareto for o in stored.options) > 1:
+        assert any(set(f["name"]) == {o.name for o in stored.options if o.pareto} for f in front)
+
+    # The recommendation, its reason, and the exchange rate in plain words beside it.
+    assert stored.reason in app.success[0].value
+    rate = stored.policy["exposure_day_cost"]
+    said = " ".join(m.value for m in app.markdown)
+    assert f"**Exchange rate:** {rate:,.0f} exposed user-days" in said
+    assert "count as one second disruption" in said
     shown = metrics(app)
-    for option in stored["options"]:
-        label = option["strategy"] + (
-            " (recommended)" if option["strategy"] == stored["strategy"] else ""
-        )
-        value, delta = shown[label]
-        assert value == f"{option['expected_disrupted_users']:,.1f}"
-        assert delta.startswith(f"{option['stages']} stage")
-        assert delta.endswith(f"{option['duration_days']:.1f} days")
-    stages = app.dataframe[0].value
-    assert list(stages["users"]) == [s["users"] for s in stored["stages"]]
-    assert list(stages["coverage"]) == pytest.approx([s["coverage"] for s in stored["stages"]])
-    assert list(stages["expected_disrupted_users"]) == pytest.approx(
-        [s["expected_disrupted_users"] for s in stored["stages"]]
+    label = f"{stored.strategy} (recommended)"
+    chosen = stored.chosen
+    assert chosen is not None
+    assert shown[label] == (
+        f"{chosen.expected_second_disruptions:,.0f}",
+        f"{chosen.exposed_user_days:,.0f} exposed user-days · {chosen.duration_days:.1f} days",
     )
-    # The GrowthBook preview cuts saved-group member lists.
-    payload = app.json[0].value
+
+    # The stages of the chosen option: when each starts, how much of its cohort is back, ...
+    timeline = app.dataframe[0].value
+    assert list(timeline["stage"]) == [s.index for s in stored.stages]
+    assert list(timeline["starts on day"]) == pytest.approx([s.start_day for s in stored.stages])
+    assert list(timeline["users moved so far"]) == [s.cumulative_users for s in stored.stages]
+    assert list(timeline["share moved so far"]) == pytest.approx(
+        [s.cumulative_coverage for s in stored.stages]
+    )
+    assert list(timeline["hold (h)"]) == pytest.approx([s.min_hold_hours for s in stored.stages])
+    # ... and per guardrail, the smallest regression its test can detect.
+    sensitivity = app.dataframe[1].value
+    for spec in stored.stages[0].guardrails:
+        column = (
+            f"{metric_words(spec.metric)} (≤ {format_regression(spec.metric, spec.max_regression)})"
+        )
+        assert list(sensitivity[column]) == [
+            format_detectable(s, spec.metric, tolerance_shown=True, short=True)
+            for s in stored.stages
+        ]
+
+    # The GrowthBook payloads are in an expander, with saved-group member lists cut.
+    [expander] = [e for e in app.expander if "GrowthBook" in e.label]
+    assert expander.json and len(expander.json) == len(app.json)  # none shown inline
+    payload = expander.json[0].value
     preview = json.loads(payload) if isinstance(payload, str) else payload
     for members in preview["savedGroups"].values():
         assert len(members) <= 6
         assert str(members[-1]).endswith("more") or len(members) <= 5
 
-    # A what-if (a smaller step cap) changes the plan and stores nothing.
-    app.number_input(key="max_step_share").set_value(0.25)
+    # A what-if (another exchange rate) costs the options again and stores nothing.
+    app.number_input(key="exposure_day_cost").set_value(100.0)
     app = button(app, "Compute what-if").click().run()
     assert not app.exception
-    assert len(app.dataframe[0].value) > len(stored["stages"])
+    said = " ".join(m.value for m in app.markdown)
+    assert "**Exchange rate:** 100 exposed user-days" in said
+    points = max(
+        (f for f in chart_data(app.get("vega_lite_chart")[0]) if "name" in f.columns), key=len
+    )
+    assert list(points["combined_cost"]) == pytest.approx(
+        list(points["second_disruptions"] + points["exposed_user_days"] / 100.0), abs=0.02
+    )
     assert len(list_plans(engine_of(dashboard))) == plans_before
+
+
+def _stage(index: int, coverage: float, mdr: float | None) -> PlanStage:
+    return PlanStage.from_json(
+        {
+            "index": index,
+            "cohort": "adapted",
+            "kind": "rollback",
+            "coverage": coverage,
+            "cumulative_coverage": coverage,
+            "users": 100,
+            "cumulative_users": int(200 * coverage),
+            "start_day": 2.0 * index,
+            "min_hold_hours": 48.0,
+            "power": None,
+            "guardrails": [
+                {
+                    "metric": "complaint_rate",
+                    "max_regression": 0.02,
+                    "min_detectable_regression": mdr,
+                },
+                {
+                    "metric": "feedback_score",
+                    "max_regression": 0.05,
+                    "min_detectable_regression": mdr,
+                },
+            ],
+        }
+    )
+
+
+def test_stages_whose_guardrails_cannot_see_the_tolerated_regression_are_flagged() -> None:
+    stages = [_stage(0, 0.25, 0.031), _stage(1, 0.5, 0.012), _stage(2, 1.0, None)]
+    table = ui.sensitivity_table(stages).set_index("stage")
+    assert table.loc[0, "complaints (≤ 2.0 pts)"] == "3.1 pts ✗"
+    assert table.loc[0, "feedback score (≤ 0.050)"] == "0.031"  # 0.031 <= 0.05: it sees it
+    assert table.loc[1, "complaints (≤ 2.0 pts)"] == "1.2 pts"
+    assert list(table["sees it"]) == ["no", "yes", "no test"]
+    advice = visibility_advice(stages)
+    assert advice is not None and advice.startswith("Stage 0 is too small or too short")
+    assert "complaints (tolerated 2.0 pts, smallest detectable up to 3.1 pts)" in advice
+    assert "fewer, larger steps" in advice and "longer max hold" in advice
+    assert visibility_advice(stages[1:]) is None
+    timeline = ui.stage_table(stages)
+    assert list(timeline["users moved so far"]) == [50, 100, 200]
+    assert list(timeline["starts on day"]) == [0.0, 2.0, 4.0]
 
 
 def test_save_plan_stores_what_the_cli_would(dashboard: Demo) -> None:
@@ -295,6 +410,9 @@ def test_ramp_shows_the_stage_evaluates_guardrails_and_audits(dashboard: Demo) -
     assert not app.exception
     plan = load_plan(engine_of(dashboard), dashboard.plan_id)
     assert plan is not None
+    assert f"**Mode: live.** Plan {plan.id}: each stage is written to GrowthBook" in (
+        app.info[0].value
+    )
     shown = metrics(app)
     stages = len(dashboard.plan["stages"])
     assert shown["Status"][0] == str(plan.status)
@@ -318,6 +436,100 @@ def test_ramp_shows_the_stage_evaluates_guardrails_and_audits(dashboard: Demo) -
     said = " ".join(m.value for m in (*app.info, *app.success, *app.error))
     assert f"**{decision.details['action'].upper()}** for stage {plan.current_stage}" in said
     assert len(app.dataframe[-1].value) == len(after)
+
+
+@pytest.fixture
+def forced(database: str, demo_databases: DemoDatabases) -> tuple[sa.Engine, int, int, str]:
+    """A copy of the dashboard's demo with a second, record-only plan whose first held stage
+    was forced past the guardrails by ``oncall-alice``, then replanned (revision 2) by
+    ``ci-rollbacks``: (engine, plan id, forced stage, reason)."""
+    engine = get_engine(database)
+    demo_databases.restore(DASHBOARD_DEMO, engine)
+    plan_id, document, _ = create_plan(
+        engine,
+        experiment_id=EXPERIMENT,
+        feature_key="chat-model",
+        policy=Policy(),
+        rollback_value="previous-model",
+        current_value="new-model",
+        strategy="adaptation_aware",
+        mode="record_only",
+    )
+    stages = len(document["stages"])
+    reason = "the launch freeze starts on Friday; the cohort cannot wait for the hold"
+    apply_stage(engine, plan_id, 0, client=None, environments=["production"])
+    for stage in range(1, stages):
+        if evaluate_plan(engine, plan_id, record=False).action != "advance":
+            plan = load_plan(engine, plan_id)
+            assert plan is not None
+            advance_plan(
+                engine,
+                plan_id,
+                expected_version=plan.version,
+                client=None,
+                environments=["production"],
+                actor="oncall-alice",
+                force=True,
+                reason=reason,
+            )
+            break
+        apply_stage(engine, plan_id, stage, client=None, environments=["production"])
+    else:
+        pytest.fail(f"no stage of plan {plan_id} held: nothing to force")
+    # A replan's event, as rollout.replans records it (made by hand: replanning needs logs
+    # after the stage, which this demo does not have).
+    record_plan_event(
+        engine,
+        PlanEvent(
+            plan_id=plan_id,
+            action="replan",
+            stage=stage,
+            actor="ci-rollbacks",
+            details={
+                "from_revision": 1,
+                "to_revision": 2,
+                "reason": "Stage 2 saw 31% of the moved users disrupted where the plan expected "
+                "18%.",
+                "observed": {"stage": stage, "observed_share": 0.31, "planned_share": 0.18},
+            },
+        ),
+    )
+    return engine, plan_id, stage, reason
+
+
+def test_ramp_shows_record_only_forced_advances_and_versions(
+    forced: tuple[sa.Engine, int, int, str],
+) -> None:
+    engine, plan_id, stage, reason = forced
+    app = open_page("ramp")
+    app = app.selectbox(key="ramp_plan").select(plan_id).run()
+    assert not app.exception
+    plans = app.dataframe[0].value.set_index("plan")
+    assert plans.loc[plan_id, "mode"] == "record-only"
+    assert plans.loc[plan_id - 1, "mode"] == "live"
+    # The mode, before anything else: record-only plans never write GrowthBook.
+    assert app.warning[0].value.startswith("**Mode: record-only.**")
+    assert f"Plan {plan_id} never writes GrowthBook" in app.warning[0].value
+
+    # The forced advance: as forced, with who and why (not as an ordinary apply).
+    [advance] = list_forced_advances(engine, plan_id)
+    said = " ".join(e.value for e in app.error)
+    assert f"**Stage {stage} was forced** past the guardrails" in said
+    assert f"the guardrails said **{advance.guardrails_action}**" in said
+    assert "by **oncall-alice**" in said and f"Reason: {reason}" in said
+    trail = app.dataframe[-1].value
+    forced_rows = trail[trail["details"].str.contains("forced past the guardrails")]
+    assert set(forced_rows["actor"]) == {"oncall-alice"}
+    assert set(forced_rows["stage"]) == {stage}
+
+    # The versions: revision 1 as made, then the replan.
+    versions = app.dataframe[-2].value
+    assert list(versions["revision"]) == [2, 1]
+    assert list(versions["by"]) == ["ci-rollbacks", "cli"]
+    assert versions["what"].iloc[0].startswith("Stage 2 saw 31% of the moved users disrupted")
+    assert versions["what"].iloc[1] == "created"
+    replans = trail[trail["action"] == "replan"]
+    assert replans["details"].iloc[0].startswith("revision 1 to 2: Stage 2 saw 31%")
 
 
 def test_weekly_report_previews_and_offers_downloads(dashboard: Demo) -> None:

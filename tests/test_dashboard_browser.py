@@ -67,11 +67,18 @@ def test_overview_and_planner_show_the_stored_figures_in_a_browser(
         overview.screenshot(path=str(tmp_path / "overview.png"))
 
         planner = open_page(browser, f"{base}/planner")
-        for option in plan["options"]:
-            label = option["strategy"] + (
-                " (recommended)" if option["strategy"] == plan["strategy"] else ""
-            )
-            shows(planner, label, f"{option['expected_disrupted_users']:,.1f}")
+        chosen = next(o for o in plan["options"] if o["name"] == plan["option"])
+        shows(
+            planner,
+            f"{plan['strategy']} (recommended)",
+            f"{chosen['expected_second_disruptions']:,.0f}",
+        )
+        expect(planner.locator("body")).to_contain_text(
+            f"{plan['policy']['exposure_day_cost']:,.0f} exposed user-days", timeout=TIMEOUT_MS
+        )
+        expect(planner.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible(
+            timeout=TIMEOUT_MS
+        )
         planner.screenshot(path=str(tmp_path / "planner.png"))
         # Nothing was stored by looking.
         assert load_plan(engine, plan_id + 1) is None

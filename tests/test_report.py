@@ -29,6 +29,7 @@ from analytics.demo import DemoConfig
 from analytics.settings import get_settings
 from analytics.store import save_analysis
 from rollout.cli.report import report
+from rollout.documents import PlanOption, PlanStage
 from rollout.report import (
     IsoWeek,
     ReportError,
@@ -43,11 +44,16 @@ from rollout.report import (
     render_pdf,
     report_bytes,
 )
+from rollout.report.model import PlanView
+from rollout.report.render import OPTION_COLUMNS, STAGE_COLUMNS
+from rollout.store import ForcedAdvance
 from tests.databases import DemoDatabases
 from tests.demo_data import WEEKLY_REPORT_DEMO, load_demo
 from tests.reference.make_weekly_report import (
     DEMO,
     EXPERIMENT,
+    FORCED_BY,
+    FORCED_REASON,
     GOLDEN,
     WEEK,
 )
@@ -136,7 +142,7 @@ def test_html_is_self_contained_and_shows_the_analysis_numbers(
 ) -> None:
     text = render_html(reference)
     page = read_page(text)
-    assert page.tags.count("svg") == 2  # the two charts, inline
+    assert page.tags.count("svg") == 3  # the three charts, inline
     assert not {"script", "link", "img", "iframe", "object", "embed"} & set(page.tags)
     for tag, name, value in page.attributes:
         if name.lower() in URL_ATTRIBUTES:
@@ -177,8 +183,10 @@ def test_html_is_self_contained_and_shows_the_analysis_numbers(
 def test_csv_zip_holds_one_table_per_file(reference: WeeklyReport) -> None:
     archive = zipfile.ZipFile(io.BytesIO(render_csv_zip(reference)))
     tables = {name: pd.read_csv(archive.open(name)) for name in archive.namelist()}
+    plan = reference.plan
+    assert plan is not None
     expected = {
-        "summary.csv": (["key", "value"], 13),
+        "summary.csv": (["key", "value"], 19),
         "behavior_drift.csv": (
             [
                 "metric",
@@ -205,15 +213,38 @@ def test_csv_zip_holds_one_table_per_file(reference: WeeklyReport) -> None:
         "adaptation_labels.csv": (["label", "this_week", "previous_week", "change"], 5),
         "new_users.csv": (["variation", "new_users", "users_by_week_end"], 2),
         "stages.csv": (
-            ["at", "plan_id", "action", "stage", "move", "outcome", "decision", "note"],
-            4,
+            [
+                "at",
+                "plan_id",
+                "action",
+                "stage",
+                "move",
+                "outcome",
+                "decision",
+                "note",
+                "actor",
+                "forced",
+            ],
+            5,
+        ),
+        "rollback_options.csv": (list(OPTION_COLUMNS), len(plan.options)),
+        "plan_stages.csv": (
+            list(STAGE_COLUMNS),
+            sum(len(stage.guardrails) for stage in plan.stages),
         ),
     }
     assert {name: (list(t.columns), len(t)) for name, t in tables.items()} == expected
     drift = tables["behavior_drift.csv"].set_index("metric")
     for line in reference.behavior_drift:
         assert drift.loc[line.metric, "effect"] == pytest.approx(line.effect, rel=1e-12)
-    assert tables["stages.csv"]["decision"].dropna().tolist() == ["advance", "hold"]
+    assert tables["stages.csv"]["decision"].dropna().tolist() == ["advance", "hold", "hold"]
+    assert tables["stages.csv"]["forced"].tolist() == [False, False, False, False, True]
+    options = tables["rollback_options.csv"].set_index("name")
+    assert options["recommended"].sum() == 1 and options.loc[plan.option, "chosen"]
+    for option in plan.options:
+        assert options.loc[option.name, "exposed_user_days"] == pytest.approx(
+            option.exposed_user_days
+        )
     assert render_csv_zip(reference) == render_csv_zip(reference)  # same bytes every time
 
 
@@ -238,7 +269,13 @@ def test_pdf_without_chromium_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    empty = WeeklyReport(
+    with pytest.raises(ReportError, match="Debian's chromium package"):
+        render_pdf(empty_report(), tmp_path / "report.pdf")
+
+
+def empty_report(plan: PlanView | None = None) -> WeeklyReport:
+    """A report of nothing (or only of ``plan``), built by hand."""
+    return WeeklyReport(
         experiment_id="x",
         feature_key=None,
         week=IsoWeek(2026, 44),
@@ -256,9 +293,149 @@ def test_pdf_without_chromium_says_what_to_install(
         stages=(),
         headline="",
         recommendation="",
+        plan=plan,
     )
-    with pytest.raises(ReportError, match="Debian's chromium package"):
-        render_pdf(empty, tmp_path / "report.pdf")
+
+
+@SQLITE_ONLY
+def test_the_plan_mode_and_forced_advances_are_shown_as_such(reference: WeeklyReport) -> None:
+    plan = reference.plan
+    assert plan is not None and plan.mode == "record_only"
+    [advance] = plan.forced
+    assert (advance.actor, advance.reason, advance.guardrails_action) == (
+        FORCED_BY,
+        FORCED_REASON,
+        "hold",
+    )
+    # In the steps of the week: a forced advance, by whom and why, not an ordinary apply.
+    [line] = [s for s in reference.stages if s.forced]
+    assert (line.what, line.actor, line.stage) == ("forced advance", FORCED_BY, advance.stage)
+    assert line.note.startswith(f"forced past the guardrails (they said hold): {FORCED_REASON}")
+    assert all(s.what == s.action for s in reference.stages if not s.forced)
+    markdown = render_markdown(reference)
+    row = next(r for r in markdown.splitlines() if "| forced advance |" in r)
+    assert f"| {FORCED_BY} |" in row and FORCED_REASON in row
+    assert f"forced past the guardrails by {FORCED_BY}" in reference.headline
+    # The mode, in the recommendation, the summary and the plan's paragraph.
+    assert "It runs record-only: stages are recorded, GrowthBook is never written." in (
+        reference.recommendation
+    )
+    assert "| rollback mode | record-only: stages are recorded, GrowthBook is never written |" in (
+        markdown
+    )
+    page = read_page(render_html(reference))
+    steps = page.tables["stages"]
+    head = steps[0]
+    forced_rows = [dict(zip(head, r, strict=True)) for r in steps[1:] if "forced advance" in r]
+    assert [(r["by"], r["stage"]) for r in forced_rows] == [(FORCED_BY, str(advance.stage))]
+    text = render_html(reference)
+    assert html.escape(f"{FORCED_BY} forced stage {advance.stage} of plan") in text
+    # The options chart, with the recommended option marked.
+    chart = text[text.index('<figure id="chart-rollback_options">') :]
+    chart = chart[: chart.index("</figure>")]
+    assert ">recommended<" in chart and ">chosen<" in chart
+
+
+def _option(name: str, second: float, exposed: float, **flags: bool) -> PlanOption:
+    return PlanOption.from_json(
+        {
+            "strategy": "adaptation_aware",
+            "name": name,
+            "label": f"option {name}",
+            "stages": 3,
+            "duration_days": 6.0,
+            "expected_second_disruptions": second,
+            "exposed_user_days": exposed,
+            "combined_cost": second + exposed / 30,
+            **flags,
+        }
+    )
+
+
+def _plan_stage(index: int, cumulative: float, users: int, mdr: float | None) -> PlanStage:
+    return PlanStage.from_json(
+        {
+            "index": index,
+            "cohort": "partial",
+            "kind": "rollback",
+            "coverage": cumulative,
+            "cumulative_coverage": cumulative,
+            "users": users,
+            "cumulative_users": users,
+            "start_day": 1.5 * index,
+            "min_hold_hours": 72.0 if mdr is not None else 24.0,
+            "power": None,
+            "guardrails": [
+                {
+                    "metric": "complaint_rate",
+                    "max_regression": 0.02,
+                    "min_detectable_regression": mdr,
+                },
+                {
+                    "metric": "feedback_score",
+                    "max_regression": 0.05,
+                    "min_detectable_regression": mdr,
+                },
+            ],
+        }
+    )
+
+
+def test_plan_stages_show_coverage_and_what_their_guardrails_can_see() -> None:
+    plan = PlanView(
+        plan_id=7,
+        mode="live",
+        revision=2,
+        option="b",
+        exposure_day_cost=30.0,
+        options=(
+            _option("a", 400.0, 0.0, pareto=True),
+            _option("b", 250.4, 1_210.6, pareto=True, recommended=True),
+            _option("c", 260.0, 1_500.0),
+            _option("d", 180.0, 3_000.0, pareto=True, fits_deadline=False),
+        ),
+        stages=(
+            _plan_stage(0, 0.25, 120, 0.031),
+            _plan_stage(1, 0.5, 240, 0.012),
+            _plan_stage(2, 1.0, 480, None),
+        ),
+        forced=(ForcedAdvance(7, 1, parse_iso_week(WEEK).start, "ci-bot", "deadline", "pause", 3),),
+    )
+    report = empty_report(plan)
+    markdown = render_markdown(report)
+    # Whole users, days, shares; per guardrail the smallest detectable regression.
+    assert (
+        "| 0 | day 0.0 | partial | rollback | 25% | 120 | 3.0 days | 3.1 pts: too coarse | 0.031 "
+        "| no: complaints |"
+    ) in markdown
+    assert (
+        "| 1 | day 1.5 | partial | rollback | 50% | 240 | 3.0 days | 1.2 pts | 0.012 | yes |"
+        in (markdown)
+    )
+    assert (
+        "| 2 | day 3.0 | partial | rollback | 100% | 480 | 24 hours | no test | no test | no test |"
+        in (markdown)
+    )
+    assert "complaints (tolerated 2.0 pts)" in markdown
+    assert "Stage 0 is too small or too short" in markdown and "fewer, larger steps" in markdown
+    # The options on the front (and the recommended one), whole users and user-days.
+    assert "| option b | 250 | 1,211 | 291 | 6.0 | 3 | recommended, chosen |" in markdown
+    assert "| option d | 180 | 3,000 | 280 | 6.0 | 3 | misses the deadline |" in markdown
+    assert "option c" not in markdown  # neither on the front nor chosen
+    assert "30 exposed user-days (active days on the misbehaving model) count as one" in markdown
+    assert "Plan 7 (revision 2) runs live: each stage is written to GrowthBook." in markdown
+    assert "ci-bot forced stage 1 of plan 7 past the guardrails (the guardrails said pause): " in (
+        markdown
+    )
+    page = read_page(render_html(report))
+    assert page.tags.count("svg") == 1  # the options chart alone: no analysis here
+    stages = page.tables["plan_stages"]
+    assert stages[0][-1] == "guardrails can see it"
+    assert [row[4] for row in stages[1:]] == ["25%", "50%", "100%"]
+    archive = zipfile.ZipFile(io.BytesIO(render_csv_zip(report)))
+    rows = pd.read_csv(archive.open("plan_stages.csv"))
+    assert rows["min_detectable_regression"].tolist()[:4] == [0.031, 0.031, 0.012, 0.012]
+    assert rows["can_see"].tolist() == [False, True, True, True, False, False]
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,11 @@ PAGES = {
 }
 VIEWPORT = {"width": 1280, "height": 900}
 # Pages whose screenshot starts at a heading further down (their charts), not at the top.
-FOCUS = {"drift": "Daily series", "style": "Shift by days since exposure"}
+FOCUS = {
+    "drift": "Daily series",
+    "style": "Shift by days since exposure",
+    "planner": "The choice",
+}
 INSTALL_HINT = f"no Chromium found: {headless.INSTALL_HINT}"
 
 

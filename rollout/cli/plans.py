@@ -195,11 +195,23 @@ def print_plan(plan_id: int, document: PlanDocument) -> None:
     from rich import box
     from rich.text import Text
 
-    options = Table(box=box.SIMPLE_HEAD, title="Rollbacks compared (expected harms)")
+    shown = sorted(
+        (o for o in document.options if o.pareto or o.recommended or o.name == document.option),
+        key=lambda o: o.combined_cost,
+    )
+    beaten = len(document.options) - len(shown)
+    options = Table(
+        box=box.SIMPLE_HEAD,
+        title="Rollbacks compared (expected harms)",
+        caption=f"{beaten} more options are beaten on both harms by one of these "
+        "(plan.json lists every option)"
+        if beaten
+        else None,
+    )
     options.add_column("option", ratio=1)
     for header in ("stages", "days", "second\ndisruptions", "exposed\nuser-days", "combined\ncost"):
         options.add_column(header, justify="right", no_wrap=True)
-    for option in document.options:
+    for option in shown:
         marks = [
             mark
             for mark, on in (
@@ -243,9 +255,9 @@ def print_plan(plan_id: int, document: PlanDocument) -> None:
             "-" if stage.power is None else f"{stage.power:.2f}",
         )
     out.print(stages)
-    for option in document.options:
-        for warning in option.warnings:
-            err.print(f"warning ({option.name}): {warning}", style="yellow")
+    chosen = document.chosen
+    for warning in [] if chosen is None else chosen.warnings:
+        err.print(f"warning: {warning}", style="yellow")
     out.print(f"mode: {MODES.get(document.mode, document.mode)}", highlight=False)
     out.print(f"plan {plan_id}: {document.reason}", highlight=False, soft_wrap=True)
 

@@ -2,10 +2,11 @@
 rollout.plans, as for every surface, so the dashboard shows the numbers the CLI, the API and
 the report show (and reads the same typed documents: ``AnalysisDocument``, ``PlanDocument``).
 
-Caching follows what changes: a stored analysis run and a plan's document never change once
-written (cached for an hour, keyed by their ids); the lists of runs and plans and a plan's
-state and events change when someone acts (cached for seconds, and cleared by the dashboard's
-own actions); the heavy aggregates (the daily series, the planner's inputs, the weekly report)
+Caching follows what changes: a stored analysis run never changes once written, and a plan's
+document only with a replan, which moves the plan's version (cached for an hour, keyed by the
+run's id, the plan's id and version); the lists of runs and plans and a plan's state and
+events change when someone acts (cached for seconds, and cleared by the dashboard's own
+actions); the heavy aggregates (the daily series, the planner's inputs, the weekly report)
 are cached for ten minutes. Nothing here scans the interactions table without a user or
 experiment filter.
 """
@@ -30,18 +31,34 @@ from analytics.store import (
     StoredAnalysis,
     list_analysed_experiments,
     list_exposed_experiments,
+    load_analysis,
     load_analysis_users,
     load_exposure_span,
     load_latest_analysis,
     load_prompt_examples,
 )
 from rollout.documents import PlanDocument
+from rollout.errors import FlagValuesError
+from rollout.flag_values import resolve_flag_values
 from rollout.guardrails import Guardrail
+from rollout.models import PlanMode
 from rollout.planner import Plan, Policy, choose, plan_document, plan_rollback
-from rollout.plans import create_plan, evaluate_plan, load_plan_users
+from rollout.plans import create_plan, load_plan_users
+from rollout.policy import STRATEGIES
+from rollout.ramp import evaluate_plan
+from rollout.replans import replan_summary
+from rollout.report.rollback import (
+    event_record,
+    forced_by,
+    forced_words,
+    is_forced,
+    replan_note,
+)
 from rollout.store import (
+    ForcedAdvance,
     PlanState,
     find_feature_key,
+    list_forced_advances,
     list_plan_states,
     load_plan_document,
     load_plan_events,
@@ -197,6 +214,33 @@ def feature_of(experiment_id: str) -> str | None:
     return find_feature_key(engine(), experiment_id)
 
 
+@st.cache_data(ttl=SHORT, max_entries=16)
+def pulled_flag_values(experiment_id: str, run_id: int, feature_key: str) -> tuple[str, str]:
+    """The feature's (rollback, current) values as its pulled experiment rule serves the
+    analysis' control and treated variations, as the input boxes show them; empty strings
+    when the feature was not pulled or its rule does not say (nothing is guessed)."""
+    run = load_analysis(engine(), run_id)
+    if run is None or not feature_key:
+        return "", ""
+    try:
+        values = resolve_flag_values(
+            engine(),
+            run,
+            feature_key=feature_key,
+            rollback_value=None,
+            current_value=None,
+            environments=tuple(get_settings().environments()),
+        )
+    except FlagValuesError:
+        return "", ""
+    return typed_text(values[0]), typed_text(values[1])
+
+
+def typed_text(value: Any) -> str:
+    """A flag value as an input box shows it (strings as they are, other JSON as JSON)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 # --- stored plans ---------------------------------------------------------------------------
 
 
@@ -208,10 +252,11 @@ def experiment_plans(experiment_id: str) -> list[PlanState]:
 
 
 @st.cache_data(ttl=LONG, max_entries=32)
-def plan_outline(plan_id: int) -> PlanDocument | None:
+def plan_outline(plan_id: int, version: int) -> PlanDocument | None:
     """A stored plan's document with its stages' GrowthBook payloads (``growthbook``,
-    ``rest``) emptied: the comparison, the policy, the cohorts and the stage figures (a
-    document never changes once stored)."""
+    ``rest``) emptied: the comparison, the policy, the cohorts and the stage figures.
+    ``version`` (the plan state's) keys the cache: a replan rewrites the document and
+    moves the version on."""
     document = load_plan_document(engine(), plan_id)
     if document is None:
         return None
@@ -222,18 +267,20 @@ def plan_outline(plan_id: int) -> PlanDocument | None:
 @st.cache_data(ttl=SHORT, max_entries=32)
 def plan_events(plan_id: int) -> list[dict[str, Any]]:
     """A plan's audit trail, oldest first, as plain records."""
-    return [
-        {
-            "id": event.id,
-            "at": event.at,
-            "action": event.action,
-            "stage": event.stage,
-            "actor": event.actor,
-            "outcome": event.outcome,
-            "details": dict(event.details),
-        }
-        for event in load_plan_events(engine(), plan_id)
-    ]
+    return [event_record(event) for event in load_plan_events(engine(), plan_id)]
+
+
+@st.cache_data(ttl=SHORT, max_entries=32)
+def forced_advances(plan_id: int) -> list[ForcedAdvance]:
+    """A plan's stages applied past the guardrails, oldest first: who, when, why."""
+    return sorted(list_forced_advances(engine(), plan_id), key=lambda f: (f.at, f.event_id))
+
+
+@st.cache_data(ttl=SHORT, max_entries=32)
+def plan_versions(plan_id: int) -> list[dict[str, Any]]:
+    """A plan's revisions, oldest first (rollout.replans.replan_summary): revision 1 when it
+    was made, one more at each replan; each with ``revision``, ``at``, ``actor``, ``what``."""
+    return [dict(version) for version in replan_summary(load_plan_events(engine(), plan_id))]
 
 
 def latest_decision(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -256,8 +303,14 @@ def summarise_event(event: dict[str, Any]) -> str:
             parts.append(str(reasons[0]))
     if event["action"] == "create":
         parts.append(f"strategy {details.get('strategy')}")
+        if details.get("mode"):
+            parts.append(f"mode {str(details['mode']).replace('_', '-')}")
         if details.get("analysis_run_id") is not None:
             parts.append(f"analysis run {details['analysis_run_id']}")
+    if event["action"] == "apply" and is_forced(details):
+        parts.append(f"{forced_words(details)} by {forced_by(event['actor'], details)}")
+    if event["action"] == "replan":
+        parts.append(replan_note(details))
     before, after = details.get("before"), details.get("after")
     if (
         isinstance(before, dict)
@@ -270,13 +323,15 @@ def summarise_event(event: dict[str, Any]) -> str:
     elif details.get("rule_ids"):
         parts.append(f"rules {', '.join(map(str, details['rule_ids']))}")
     for key in ("reason", "error", "rerun"):
+        if event["action"] == "replan" and key == "reason":
+            continue  # in the replan's summary
         if details.get(key):
             parts.append(f"{key}: {details[key]}")
     return "; ".join(parts)
 
 
 def evaluate_guardrails(plan_id: int) -> dict[str, Any]:
-    """Judge a plan's current stage now (rollout.plans.evaluate_plan, recorded as the CLI
+    """Judge a plan's current stage now (rollout.ramp.evaluate_plan, recorded as the CLI
     records it) and forget the cached events; return the decision."""
     decision = evaluate_plan(engine(), plan_id, actor="dashboard")
     plan_events.clear()
@@ -295,7 +350,8 @@ class PolicyInputs:
     alpha: float
     power: float
     max_step_share: float
-    deadline_days: float | None
+    deadline_days: float
+    exposure_day_cost: float
     bridge_value: str  # as typed; "" for none
     feature_key: str
     rollback_value: str
@@ -308,6 +364,7 @@ class PolicyInputs:
             power=self.power,
             max_step_share=self.max_step_share,
             deadline_days=self.deadline_days,
+            exposure_day_cost=self.exposure_day_cost,
             bridge_value=parse_value(self.bridge_value) if self.bridge_value.strip() else None,
         )
 
@@ -352,6 +409,18 @@ def what_if_plan(experiment_id: str, run_id: int, inputs: PolicyInputs) -> Plan:
 
 
 @st.cache_data(ttl=MEDIUM, max_entries=16)
+def strategy_options(experiment_id: str, run_id: int, inputs: PolicyInputs) -> dict[str, str]:
+    """Per strategy, the name of the option the planner would choose for it (its cheapest
+    within the deadline: what "Save plan" stores when that strategy is picked)."""
+    plan = what_if_plan(experiment_id, run_id, inputs)
+    return {
+        strategy: choose(plan, strategy).option
+        for strategy in STRATEGIES
+        if any(o.strategy == strategy for o in plan.options)
+    }
+
+
+@st.cache_data(ttl=MEDIUM, max_entries=16)
 def what_if_json(
     experiment_id: str, run_id: int, inputs: PolicyInputs, strategy: str
 ) -> dict[str, Any]:
@@ -371,9 +440,12 @@ def what_if_document(
     return PlanDocument.from_json(what_if_json(experiment_id, run_id, inputs, strategy))
 
 
-def save_plan(experiment_id: str, inputs: PolicyInputs, strategy: str | None) -> int:
-    """Store the plan through rollout.plans.create_plan, the code the CLI and the API use;
-    return its id."""
+def save_plan(
+    experiment_id: str, inputs: PolicyInputs, strategy: str | None, *, record_only: bool = False
+) -> int:
+    """Store the plan through rollout.plans.create_plan, the code the CLI and the API use
+    (``record_only``: a plan whose stages are recorded, GrowthBook never written); return
+    its id."""
     plan_id, _, _ = create_plan(
         engine(),
         experiment_id=experiment_id,
@@ -384,6 +456,7 @@ def save_plan(experiment_id: str, inputs: PolicyInputs, strategy: str | None) ->
         strategy=strategy,
         environments=tuple(get_settings().environments()),
         actor="dashboard",
+        mode=PlanMode.record_only if record_only else PlanMode.live,
     )
     experiment_plans.clear()
     feature_of.clear()

@@ -19,7 +19,7 @@ srm = document.srm
 significant = sorted({row.metric for row in drift if row.significant})
 plans = data.experiment_plans(experiment)
 plan = plans[0] if plans else None
-outline = None if plan is None else data.plan_outline(plan.id)
+outline = None if plan is None else data.plan_outline(plan.id, plan.version)
 
 labels = adaptation.labels
 scored = adaptation.scored_users

@@ -1,5 +1,6 @@
-"""Ramp status: where each rollback plan of the experiment stands, what its guardrails last
-said, a fresh guardrail decision on demand, and the audit trail."""
+"""Ramp status: where each rollback plan of the experiment stands (and whether it writes
+GrowthBook or only records), what its guardrails last said, a fresh guardrail decision on
+demand, the stages forced past the guardrails, the plan's versions, and the audit trail."""
 
 from datetime import timedelta
 
@@ -8,6 +9,7 @@ import streamlit as st
 
 from analytics.errors import AftershockError
 from rollout.dashboard import data, ui
+from rollout.report.rollback import mode_words
 
 PLANS_SHOWN = 20
 
@@ -20,13 +22,15 @@ if not plans:
 
 rows = []
 for state in plans[:PLANS_SHOWN]:
-    outline = data.plan_outline(state.id)
+    outline = data.plan_outline(state.id, state.version)
     decision = data.latest_decision(data.plan_events(state.id))
     rows.append(
         {
             "plan": state.id,
             "feature": state.feature_key,
             "strategy": state.strategy,
+            "mode": mode_words(state.mode)[0],
+            "revision": None if outline is None else outline.revision,
             "status": state.status,
             "progress": ui.progress(state, 0 if outline is None else len(outline.stages)),
             "current stage": None if state.current_stage < 0 else state.current_stage,
@@ -40,20 +44,38 @@ st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 by_id = {state.id: state for state in plans[:PLANS_SHOWN]}
 plan_id: int = st.selectbox(
-    "Plan", list(by_id), format_func=lambda i: f"plan {i} ({by_id[i].strategy})", key="ramp_plan"
+    "Plan",
+    list(by_id),
+    format_func=lambda i: f"plan {i} ({by_id[i].strategy}, {mode_words(by_id[i].mode)[0]})",
+    key="ramp_plan",
 )
 plan = by_id[plan_id]
-outline = data.plan_outline(plan_id)
+outline = data.plan_outline(plan_id, plan.version)
 if outline is None:
     st.stop()
 stages = outline.stages
 current = plan.current_stage
+mode, meaning = mode_words(plan.mode)
+
+# The mode says whether applying a stage changes what users get: shown before anything else.
+if plan.mode == "record_only":
+    st.warning(
+        f"**Mode: {mode}.** Plan {plan_id} never writes GrowthBook: its stages are recorded "
+        "here and judged by the guardrails, but users get whatever GrowthBook serves. (Chosen "
+        "when the plan was made: `aftershock plan --record-only`.)",
+        icon=":material/edit_note:",
+    )
+else:
+    st.info(
+        f"**Mode: {mode}.** Plan {plan_id}: {meaning} when it is applied.",
+        icon=":material/cloud_sync:",
+    )
 
 cards = st.columns(3)
 cards[0].metric(
     "Status",
     plan.status,
-    delta=f"plan {plan.id} · version {plan.version}",
+    delta=f"plan {plan.id} · version {plan.version} · revision {outline.revision}",
     delta_color="off",
     delta_arrow="off",
     border=True,
@@ -136,6 +158,45 @@ else:
             ),
             hide_index=True,
         )
+
+st.subheader("Forced advances")
+forced = data.forced_advances(plan_id)
+if not forced:
+    st.caption(f"No stage of plan {plan_id} was forced past the guardrails.")
+for advance in forced:
+    said = (
+        f" (the guardrails said **{advance.guardrails_action}**)"
+        if advance.guardrails_action
+        else ""
+    )
+    st.error(
+        f"**Stage {advance.stage} was forced** past the guardrails{said} by "
+        f"**{advance.actor}** on {pd.Timestamp(advance.at):%Y-%m-%d %H:%M} UTC. "
+        f"Reason: {advance.reason or 'none recorded'}",
+        icon=":material/fast_forward:",
+    )
+
+st.subheader("Versions")
+versions = data.plan_versions(plan_id)
+st.caption(
+    f"Plan {plan_id} is at revision {outline.revision}. Revision 1 is the plan as made; a "
+    "replan (from what the guardrails observed) adds one."
+)
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "revision": version["revision"],
+                "time": version["at"],
+                "by": version["actor"],
+                "what": version["what"],
+            }
+            for version in reversed(versions)
+        ]
+    ),
+    hide_index=True,
+    column_config={"what": st.column_config.TextColumn(width="large")},
+)
 
 st.subheader("Audit trail")
 trail = pd.DataFrame(

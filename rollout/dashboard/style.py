@@ -178,7 +178,7 @@ if not labels.empty:
     st.dataframe(table.reindex(columns=[c for c in order if c in table.columns]))
 
 plans = data.experiment_plans(experiment)
-outline = data.plan_outline(plans[0].id) if plans else None
+outline = data.plan_outline(plans[0].id, plans[0].version) if plans else None
 if outline is not None and outline.cohorts:
     st.markdown(
         f"**Rollback cohorts of plan {plans[0].id}**: treated users grouped by adaptation "

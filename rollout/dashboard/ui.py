@@ -4,8 +4,9 @@ plain-language sentences. Loading stays in data.py."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
+import pandas as pd
 import streamlit as st
 
 from analytics.documents import SCORED_LABELS, AnalysisDocument
@@ -13,7 +14,14 @@ from analytics.features.metrics import METRICS, metric_label
 from analytics.inference.results import DriftRow, StyleShiftRow
 from analytics.store import StoredAnalysis
 from rollout.dashboard import data
-from rollout.documents import PlanDocument
+from rollout.documents import PlanDocument, PlanOption, PlanStage
+from rollout.report.rollback import (
+    describe_visibility,
+    format_detectable,
+    format_regression,
+    guardrail_columns,
+    metric_words,
+)
 from rollout.store import PlanState
 
 INGEST_COMMANDS = (
@@ -73,7 +81,9 @@ def no_plan_hint(experiment: str) -> str:
     feature = data.feature_of(experiment) or "FEATURE"
     return (
         f"No rollback plan for `{experiment}` yet. Make one on the **Rollback planner** page, "
-        f"or: `aftershock plan --experiment {experiment} --feature {feature}`"
+        f"or: `aftershock plan --experiment {experiment} --feature {feature} "
+        "--rollback-value OLD --current-value NEW` (the values can be left out once the feature "
+        "is pulled: `aftershock growthbook pull`)"
     )
 
 
@@ -192,3 +202,117 @@ def plain_summary(
             f"and is {plan.status}."
         )
     return " ".join(sentences)
+
+
+# --- a plan's stages ------------------------------------------------------------------------
+
+
+def stage_table(stages: Sequence[PlanStage]) -> pd.DataFrame:
+    """A plan's stages as a product manager reads them: when each starts, which cohort it
+    moves, how much of it is off the new model afterwards (share and users), how long it
+    holds, and the second disruptions expected of it."""
+    return pd.DataFrame(
+        [
+            {
+                "stage": stage.index,
+                "starts on day": stage.start_day,
+                "cohort": stage.cohort,
+                "move": stage.kind,
+                "share moved so far": stage.cumulative_coverage,
+                "users moved so far": stage.cumulative_users,
+                "hold (h)": stage.min_hold_hours,
+                "expected second disruptions": stage.expected_disrupted_users,
+            }
+            for stage in stages
+        ],
+        columns=[
+            "stage",
+            "starts on day",
+            "cohort",
+            "move",
+            "share moved so far",
+            "users moved so far",
+            "hold (h)",
+            "expected second disruptions",
+        ],
+    )
+
+
+STAGE_COLUMNS: dict[str, Any] = {
+    "starts on day": st.column_config.NumberColumn(format="day %.1f"),
+    "share moved so far": st.column_config.NumberColumn(
+        format="percent", help="Share of the cohort off the new model after the stage."
+    ),
+    "users moved so far": st.column_config.NumberColumn(
+        format="%d", help="Users of the cohort off the new model after the stage."
+    ),
+    "hold (h)": st.column_config.NumberColumn(
+        format="%.0f", help="How long the stage holds before the next may be applied."
+    ),
+    "expected second disruptions": st.column_config.NumberColumn(format="%.0f"),
+}
+"""How :func:`stage_table`'s columns are shown: whole users, days, shares in %."""
+
+
+def sensitivity_table(stages: Sequence[PlanStage]) -> pd.DataFrame:
+    """Per stage and guardrail, the smallest regression the stage's test can detect within
+    its hold ("1.2 pts", "5.3 pts ✗" when it cannot see the tolerated one, "no test"), and
+    whether the stage's guardrails can see the regressions tolerated."""
+    columns = guardrail_columns(stages)
+    headers = [_guardrail_header(metric, tolerated) for metric, tolerated in columns]
+    return pd.DataFrame(
+        [
+            {
+                "stage": stage.index,
+                **{
+                    header: format_detectable(
+                        stage, metric, tolerance_shown=tolerated is not None, short=True
+                    )
+                    for header, (metric, tolerated) in zip(headers, columns, strict=True)
+                },
+                "sees it": describe_visibility(stage, short=True),
+            }
+            for stage in stages
+        ],
+        columns=["stage", *headers, "sees it"],
+    )
+
+
+def _guardrail_header(metric: str, tolerated: float | None) -> str:
+    words = metric_words(metric)
+    if tolerated is None:
+        return words
+    return f"{words} (≤ {format_regression(metric, tolerated)})"
+
+
+def sensitivity_column_config(stages: Sequence[PlanStage]) -> dict[str, Any]:
+    """Help on :func:`sensitivity_table`'s guardrail columns."""
+    help_text = (
+        "The smallest regression this stage's test can detect within its hold, with the "
+        "policy's power (pts: percentage points); in brackets, the regression tolerated. "
+        "✗: larger than that, so the guardrail cannot see it; 'no test': nobody is left to "
+        "compare with."
+    )
+    config: dict[str, Any] = {
+        _guardrail_header(metric, tolerated): st.column_config.TextColumn(help=help_text)
+        for metric, tolerated in guardrail_columns(stages)
+    }
+    config["sees it"] = st.column_config.TextColumn(
+        help="Whether every guardrail tested at this stage can see the regression tolerated."
+    )
+    return config
+
+
+def timing_table(option: PlanOption) -> pd.DataFrame:
+    """When an option moves each cohort off the current value: users, first and last day."""
+    return pd.DataFrame(
+        [
+            {
+                "cohort": cohort,
+                "users": timing.users,
+                "first move (day)": round(timing.first_day, 1),
+                "last move (day)": round(timing.last_day, 1),
+            }
+            for cohort, timing in option.timing.items()
+        ]
+    )

@@ -26,11 +26,26 @@ from rollout.report.model import (
     IsoWeek,
     LabelLine,
     NewUsersLine,
+    PlanView,
     StageLine,
     WeeklyReport,
     parse_iso_week,
 )
-from rollout.store import PlanState, list_plan_states, load_plan_document, load_plan_events
+from rollout.report.rollback import (
+    exposure_day_cost,
+    forced_by,
+    forced_words,
+    is_forced,
+    mode_words,
+    replan_note,
+)
+from rollout.store import (
+    PlanState,
+    list_forced_advances,
+    list_plan_states,
+    load_plan_document,
+    load_plan_events,
+)
 
 Row = TypeVar("Row", DriftRow, StyleShiftRow)
 
@@ -45,10 +60,12 @@ class _Snapshot:
 
 @dataclass(frozen=True)
 class _Plan:
-    """A stored plan of the experiment: where it stands and its document (plan.json)."""
+    """A stored plan of the experiment: where it stands, its document (plan.json) and its
+    events, oldest first."""
 
     state: PlanState
     document: PlanDocument
+    events: tuple[PlanEvent, ...]
 
     @property
     def id(self) -> int:
@@ -83,7 +100,7 @@ def build_weekly_report(
     style = () if document is None else tuple(document.style_shift)
     labels = _label_lines(document, before.document)
     new_users = _new_users(now.cohorts, iso)
-    stages = _stage_lines(engine, plans, iso)
+    stages = _stage_lines(plans, iso)
     # The feature as the exposures name it (not a later plan's): what `aftershock plan`
     # would be run with.
     key = feature_key or load_exposed_feature(engine, experiment_id)
@@ -111,7 +128,8 @@ def build_weekly_report(
         new_users=new_users,
         stages=stages,
         headline=headline,
-        recommendation=_recommendation(engine, context, plans, drift, document is not None),
+        recommendation=_recommendation(context, plans, drift, document is not None),
+        plan=_plan_view(engine, plans, iso),
     )
 
 
@@ -147,8 +165,31 @@ def _plans(engine: sa.Engine, experiment_id: str, feature_key: str | None) -> li
     for state in list_plan_states(engine, experiment_id=experiment_id, feature_key=feature_key):
         document = load_plan_document(engine, state.id)
         if document is not None:  # deleted since it was listed
-            plans.append(_Plan(state, document))
+            plans.append(_Plan(state, document, tuple(load_plan_events(engine, state.id))))
     return plans
+
+
+def _standing(plans: Sequence[_Plan], week: IsoWeek) -> _Plan | None:
+    """The plan standing at the end of the week: the newest made before it ended."""
+    return next((plan for plan in plans if plan.created < week.end), None)
+
+
+def _plan_view(engine: sa.Engine, plans: Sequence[_Plan], week: IsoWeek) -> PlanView | None:
+    plan = _standing(plans, week)
+    if plan is None:
+        return None
+    document = plan.document
+    forced = [f for f in list_forced_advances(engine, plan.id) if f.at < week.end]
+    return PlanView(
+        plan_id=plan.id,
+        mode=document.mode,
+        revision=document.revision,
+        option=document.option,
+        exposure_day_cost=exposure_day_cost(document.policy),
+        options=tuple(document.options),
+        stages=tuple(replace(stage, growthbook={}, rest={}) for stage in document.stages),
+        forced=tuple(sorted(forced, key=lambda f: (f.at, f.event_id))),
+    )
 
 
 def _label_lines(
@@ -175,10 +216,10 @@ def _new_users(cohorts: Cohorts, week: IsoWeek) -> tuple[NewUsersLine, ...]:
     )
 
 
-def _stage_lines(engine: sa.Engine, plans: Sequence[_Plan], week: IsoWeek) -> tuple[StageLine, ...]:
+def _stage_lines(plans: Sequence[_Plan], week: IsoWeek) -> tuple[StageLine, ...]:
     lines = []
     for plan in plans:
-        events = load_plan_events(engine, plan.id)
+        events = plan.events
         for event in events:
             if event.action not in STAGE_ACTIONS or not week.start <= event.at < week.end:
                 continue
@@ -200,6 +241,7 @@ def _completed_later(event: PlanEvent, events: Sequence[PlanEvent]) -> bool:
 
 def _stage_line(plan: _Plan, event: PlanEvent) -> StageLine:
     details = event.details or {}
+    forced = event.action == "apply" and is_forced(details)
     decision = None
     if event.action == "guardrails":
         decision = details.get("action")
@@ -214,6 +256,8 @@ def _stage_line(plan: _Plan, event: PlanEvent) -> StageLine:
         outcome=event.outcome,
         decision=decision,
         note=_event_note(event),
+        actor=forced_by(event.actor, details) if forced else event.actor,
+        forced=forced,
     )
 
 
@@ -235,6 +279,12 @@ def _event_note(event: PlanEvent) -> str:
         return str(details.get("reason", ""))
     if event.outcome == "started":
         return "write to GrowthBook started, not completed"
+    if event.action == "apply" and is_forced(details):
+        where = "recorded only" if details.get("recorded_only") else "written to GrowthBook"
+        why = details.get("reason") or "no reason recorded"
+        return f"{forced_words(details)}: {why}; {where}"
+    if event.action == "replan":
+        return replan_note(details)
     if event.action == "apply":
         if details.get("recorded_only"):
             return "recorded only"
@@ -415,11 +465,18 @@ def _stages_sentence(stages: Sequence[StageLine]) -> str:
     )
     if decisions:
         text += f"; the last guardrail decision was {decisions[-1].decision}"
-    return text + "."
+    text += "."
+    forced = [s for s in stages if s.forced and s.outcome == "ok"]
+    if forced:
+        who = _listing(sorted({s.actor for s in forced}))
+        text += (
+            f" {len(forced)} of them {'was' if len(forced) == 1 else 'were'} forced past the "
+            f"guardrails by {who} (the reasons are in the steps below)."
+        )
+    return text
 
 
 def _recommendation(
-    engine: sa.Engine,
     context: _Context,
     plans: Sequence[_Plan],
     drift: Sequence[DriftRow],
@@ -428,12 +485,16 @@ def _recommendation(
     """What to do next: the plan standing at the end of the week, or that one is needed."""
     if not has_users:
         return f"Nothing to decide yet: nobody had been exposed by the end of {context.week.label}."
-    standing = [p for p in plans if p.created < context.week.end]
+    plan = _standing(plans, context.week)
     later = [p for p in plans if p.created >= context.week.end]
-    if standing:
-        plan = standing[0]  # newest first
-        return f"Plan {plan.id} ({plan.state.strategy}): {plan.document.reason} " + _progress(
-            engine, plan, context.week
+    if plan is not None:
+        mode, meaning = mode_words(plan.document.mode)
+        return " ".join(
+            [
+                f"Plan {plan.id}: {plan.document.reason}",
+                _progress(plan, context.week),
+                f"It runs {mode}" + (f": {meaning}." if meaning else "."),
+            ]
         )
     command = (
         f"`aftershock plan --experiment {context.experiment_id} "
@@ -452,8 +513,8 @@ def _recommendation(
     return text
 
 
-def _progress(engine: sa.Engine, plan: _Plan, week: IsoWeek) -> str:
-    events = [e for e in load_plan_events(engine, plan.id) if e.at < week.end]
+def _progress(plan: _Plan, week: IsoWeek) -> str:
+    events = [e for e in plan.events if e.at < week.end]
     applied = [e.stage for e in events if e.action == "apply" and e.outcome == "ok"]
     last = len(plan.document.stages) - 1
     if not applied:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import altair as alt
@@ -12,7 +12,9 @@ import vl_convert
 
 from analytics.documents import LABELS
 from analytics.features.metrics import BUCKETS
+from rollout.documents import PlanOption
 from rollout.report.model import ReportError, WeeklyReport
+from rollout.report.rollback import option_title
 from rollout.report.tables import chart_metrics
 
 # --- charts ---------------------------------------------------------------------------------
@@ -110,6 +112,193 @@ def _days_chart(report: WeeklyReport) -> alt.TopLevelMixin | None:
     return chart
 
 
+# --- the rollback options (shared with the dashboard's planner page) -------------------------
+
+OPTION_GROUPS = ("fits the deadline", "misses the deadline")
+OPTION_COLOURS = ("#2f5d9e", "#c8ccd2")
+RECOMMENDED_COLOUR = "#d1495b"
+X_TITLE = "exposed user-days on the misbehaving model"
+Y_TITLE = "expected second disruptions (users)"
+
+
+def option_points(options: Sequence[PlanOption], chosen: str | None = None) -> pd.DataFrame:
+    """One row per option the planner costed: its two harms, whether it is on the front,
+    fits the deadline, is recommended or chosen (``chosen``: an option's name)."""
+    columns = [
+        "name",
+        "label",
+        "strategy",
+        "second_disruptions",
+        "exposed_user_days",
+        "combined_cost",
+        "days",
+        "stages",
+        "pareto",
+        "fits_deadline",
+        "group",
+        "recommended",
+        "chosen",
+    ]
+    rows = [
+        {
+            "name": o.name,
+            "label": option_title(o),
+            "strategy": o.strategy,
+            "second_disruptions": o.expected_second_disruptions,
+            "exposed_user_days": o.exposed_user_days,
+            "combined_cost": o.combined_cost,
+            "days": o.duration_days,
+            "stages": o.stages,
+            "pareto": o.pareto,
+            "fits_deadline": o.fits_deadline,
+            "group": OPTION_GROUPS[0] if o.fits_deadline else OPTION_GROUPS[1],
+            "recommended": o.recommended,
+            "chosen": o.name == chosen,
+        }
+        for o in options
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def options_chart(
+    options: Sequence[PlanOption],
+    *,
+    chosen: str | None = None,
+    exposure_day_cost: float | None = None,
+    width: int | None = None,
+    height: int = 260,
+) -> alt.LayerChart | None:
+    """The choice the planner made, as a chart: every option costed, at its exposed
+    user-days (x) and expected second disruptions (y); the Pareto front (no option is lower
+    on both) drawn as a line through its options; options that miss the deadline in grey;
+    the recommended one as a red diamond with its label; the chosen one, when another,
+    circled; with the policy's ``exposure_day_cost``, a dashed line of the options that
+    would cost as much as the recommended one (its slope is the exchange rate). None without
+    options."""
+    points = option_points(options, chosen)
+    if points.empty:
+        return None
+    tooltip = [
+        alt.Tooltip("label:N", title="option"),
+        alt.Tooltip("second_disruptions:Q", title="second disruptions", format=",.0f"),
+        alt.Tooltip("exposed_user_days:Q", title="exposed user-days", format=",.0f"),
+        alt.Tooltip("combined_cost:Q", title="combined cost", format=",.1f"),
+        alt.Tooltip("days:Q", title="days", format=".1f"),
+        alt.Tooltip("stages:Q", title="stages"),
+        alt.Tooltip("group:N", title="deadline"),
+    ]
+    x = alt.X(
+        "exposed_user_days:Q",
+        title=X_TITLE,
+        scale=alt.Scale(zero=True, nice=True),
+        axis=alt.Axis(format=",.0f", tickCount=5, labelOverlap="greedy"),
+    )
+    # Options often differ by a few users out of hundreds: the y axis shows their range.
+    y = alt.Y("second_disruptions:Q", title=Y_TITLE, scale=alt.Scale(zero=False, nice=True))
+    front = points[points["pareto"]].sort_values(["exposed_user_days", "second_disruptions"])
+    layers: list[alt.Chart] = []
+    same_cost = _same_cost_line(points, exposure_day_cost)
+    if same_cost is not None:
+        layers.append(
+            alt.Chart(same_cost)
+            .mark_line(color=RECOMMENDED_COLOUR, strokeDash=[4, 4], strokeWidth=1, opacity=0.6)
+            .encode(x=x, y=y, tooltip=[alt.Tooltip("what:N", title="dashed line")])
+        )
+    if len(front) > 1:
+        layers.append(
+            alt.Chart(front)
+            .mark_line(color=OPTION_COLOURS[0], strokeWidth=1.5, opacity=0.7)
+            .encode(x=x, y=y, order=alt.Order("exposed_user_days:Q"))
+        )
+    layers.append(
+        alt.Chart(points)
+        .mark_circle(size=55, opacity=0.85)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "group:N",
+                title=None,
+                scale=alt.Scale(domain=list(OPTION_GROUPS), range=list(OPTION_COLOURS)),
+                legend=alt.Legend(orient="top"),
+            ),
+            tooltip=tooltip,
+        )
+    )
+    # The two labels are often close: the higher point's goes above it, the other's below.
+    above = _recommended_above(points)
+    marked = (
+        ("recommended", "recommended", RECOMMENDED_COLOUR, "diamond", True, -12 if above else 14),
+        ("chosen", "chosen", "#1f2328", "circle", False, 14 if above else -12),
+    )
+    for column, word, colour, shape, filled, dy in marked:
+        mask = points[column] & ~points["recommended"] if column == "chosen" else points[column]
+        rows = points[mask]
+        if rows.empty:
+            continue
+        rows = rows.assign(tag=word)
+        layers.append(
+            alt.Chart(rows)
+            .mark_point(
+                shape=shape, filled=filled, size=260, color=colour, strokeWidth=2, opacity=1
+            )
+            .encode(x=x, y=y, tooltip=tooltip)
+        )
+        layers.append(
+            alt.Chart(rows)
+            .mark_text(align="left", dx=10, dy=dy, fontWeight="bold", color=colour)
+            .encode(x=x, y=y, text="tag:N")
+        )
+    if width is None:
+        return alt.LayerChart(layer=layers, height=height)
+    return alt.LayerChart(layer=layers, height=height, width=width)
+
+
+def _recommended_above(points: pd.DataFrame) -> bool:
+    """Whether the recommended option sits no lower than the chosen one (or is alone)."""
+    recommended = points.loc[points["recommended"], "second_disruptions"]
+    chosen = points.loc[points["chosen"] & ~points["recommended"], "second_disruptions"]
+    if recommended.empty or chosen.empty:
+        return True
+    return bool(recommended.iloc[0] >= chosen.iloc[0])
+
+
+def _same_cost_line(points: pd.DataFrame, exposure_day_cost: float | None) -> pd.DataFrame | None:
+    """The segment, inside the options' range, of the points whose combined cost equals the
+    recommended option's: second disruptions + exposed user-days / exposure_day_cost."""
+    recommended = points[points["recommended"]]
+    if recommended.empty or not exposure_day_cost or exposure_day_cost <= 0:
+        return None
+    cost = float(recommended["combined_cost"].iloc[0])
+    if cost <= 0:
+        return None
+    # Inside the options' range: no further right than the rightmost, no lower than the lowest.
+    lowest = float(points["second_disruptions"].min())
+    right = min(
+        float(points["exposed_user_days"].max()) * 1.05,
+        max(cost - lowest, 0.0) * exposure_day_cost,
+    )
+    if right <= 0:
+        return None
+    what = f"same combined cost as the recommended option ({cost:,.0f})"
+    return pd.DataFrame(
+        {
+            "exposed_user_days": [0.0, right],
+            "second_disruptions": [cost, cost - right / exposure_day_cost],
+            "what": [what, what],
+        }
+    )
+
+
+def _options_figure(report: WeeklyReport) -> alt.TopLevelMixin | None:
+    plan = report.plan
+    if plan is None:
+        return None
+    return options_chart(
+        plan.options, chosen=plan.option, exposure_day_cost=plan.exposure_day_cost, width=460
+    )
+
+
 @dataclass(frozen=True)
 class Figure:
     """A chart of the report, rendered as inline SVG."""
@@ -120,8 +309,8 @@ class Figure:
 
 
 def build_figures(report: WeeklyReport) -> tuple[Figure, ...]:
-    """The report's two charts: adaptation labels against the week before, and the style
-    shift by days since first exposure."""
+    """The report's charts: adaptation labels against the week before, the style shift by
+    days since first exposure, and the rollback options the standing plan chose from."""
     charts: list[tuple[str, str, Callable[[WeeklyReport], alt.TopLevelMixin | None]]] = [
         (
             "adaptation_labels",
@@ -132,6 +321,19 @@ def build_figures(report: WeeklyReport) -> tuple[Figure, ...]:
             "style_shift_by_days",
             "Style shift by days since first exposure: the most significant style metrics.",
             _days_chart,
+        ),
+        (
+            "rollback_options",
+            "Every way to roll back the planner costed: users expected to be disrupted a second "
+            "time when moved back (up) against active user-days left on the misbehaving model "
+            "(right). The line joins the options no other beats on both; grey ones miss the "
+            "deadline; the red diamond is the recommended one"
+            + (
+                ", and the dashed line the options that would cost as much as it."
+                if report.plan is not None and report.plan.exposure_day_cost
+                else "."
+            ),
+            _options_figure,
         ),
     ]
     figures = []

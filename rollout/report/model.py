@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from analytics.errors import AftershockError, NotFoundError
 from analytics.inference.results import BucketShift, DriftRow, StyleShiftRow
+from rollout.documents import PlanOption, PlanStage
+from rollout.store import ForcedAdvance
 
 REPORT_FORMATS = ("html", "md", "csv", "pdf")
 MEDIA_TYPES = {
@@ -17,7 +19,7 @@ MEDIA_TYPES = {
     "pdf": "application/pdf",
 }
 # Plan events that are steps of a rollout (``create`` is reported with the recommendation).
-STAGE_ACTIONS = ("apply", "advance", "guardrails", "pause", "resume", "abort")
+STAGE_ACTIONS = ("apply", "advance", "guardrails", "pause", "resume", "abort", "replan")
 CHART_STYLE_METRICS = 4  # style metrics in the days-since-exposure chart, at most
 
 
@@ -120,6 +122,32 @@ class StageLine:
     outcome: str
     decision: str | None  # advance | hold | pause, for guardrail decisions
     note: str
+    actor: str  # who: an API token's name, "cli", "dashboard"
+    forced: bool  # a stage applied past the guardrails
+
+    @property
+    def what(self) -> str:
+        """The action as the report names it ("forced advance" for a forced apply)."""
+        return "forced advance" if self.forced else self.action
+
+
+@dataclass(frozen=True)
+class PlanView:
+    """The plan standing at the end of the week (the newest made before it ended): the
+    choice it made and its stages, as its document (plan.json) says."""
+
+    plan_id: int
+    mode: str  # live | record_only
+    revision: int
+    option: str  # the chosen option's name
+    exposure_day_cost: float | None  # exposed user-days worth one second disruption
+    options: tuple[PlanOption, ...]
+    stages: tuple[PlanStage, ...]  # without their GrowthBook payloads
+    forced: tuple[ForcedAdvance, ...]  # forced advances recorded by the end of the week
+
+    @property
+    def chosen(self) -> PlanOption | None:
+        return next((o for o in self.options if o.name == self.option), None)
 
 
 @dataclass(frozen=True)
@@ -143,6 +171,7 @@ class WeeklyReport:
     stages: tuple[StageLine, ...]
     headline: str
     recommendation: str
+    plan: PlanView | None = None
 
     @property
     def has_users(self) -> bool:

@@ -15,8 +15,15 @@ import pandas as pd
 
 from rollout import browser as headless
 from rollout.report.charts import Figure, build_figures
-from rollout.report.model import MEDIA_TYPES, REPORT_FORMATS, ReportError, WeeklyReport
-from rollout.report.tables import Table, build_tables, render_markdown
+from rollout.report.model import MEDIA_TYPES, REPORT_FORMATS, PlanView, ReportError, WeeklyReport
+from rollout.report.tables import (
+    NO_PLAN,
+    PLAN_TABLES,
+    Table,
+    build_tables,
+    plan_paragraph,
+    render_markdown,
+)
 
 # The columns of the analysis tables' CSV files (a subset of the rows' fields).
 DRIFT_COLUMNS = (
@@ -33,6 +40,37 @@ DRIFT_COLUMNS = (
 )
 STYLE_COLUMNS = ("metric", "variation", "did", "ci_low", "ci_high", "q_value", "significant")
 DAYS_COLUMNS = ("metric", "variation", "bucket", "did", "ci_low", "ci_high", "n_variation")
+OPTION_COLUMNS = (
+    "name",
+    "label",
+    "strategy",
+    "stages",
+    "duration_days",
+    "expected_second_disruptions",
+    "exposed_user_days",
+    "expected_new_adapters",
+    "combined_cost",
+    "recommended",
+    "pareto",
+    "fits_deadline",
+    "chosen",
+)
+# One row per stage and guardrail: the stage's fields, then the guardrail's.
+STAGE_COLUMNS = (
+    "index",
+    "cohort",
+    "kind",
+    "start_day",
+    "coverage",
+    "cumulative_coverage",
+    "users",
+    "cumulative_users",
+    "min_hold_hours",
+    "metric",
+    "max_regression",
+    "min_detectable_regression",
+    "can_see",
+)
 
 # --- HTML -----------------------------------------------------------------------------------
 
@@ -45,6 +83,7 @@ p.period { color: #57606a; margin-top: 0; }
 p.headline { font-size: 1.05rem; }
 p.recommendation { background: #f6f8fa; border-left: 4px solid #2f5d9e; padding: .6rem .8rem; }
 p.note { color: #57606a; font-size: .9rem; }
+p.plan { border-left: 4px solid #d1495b; padding: .2rem .8rem; }
 table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
 th, td { border: 1px solid #d0d7de; padding: .25rem .5rem; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -89,6 +128,21 @@ def _html_figure(figure: Figure) -> str:
     )
 
 
+def _html_plan(report: WeeklyReport, tables: dict[str, Table], figures: dict[str, Figure]) -> str:
+    """The plan standing at the end of the week: in words, its options as a chart and a
+    table, and its stages."""
+    title = "<h2>Rollback plan</h2>"
+    if report.plan is None:
+        return f'{title}<p id="plan">{html.escape(NO_PLAN)}</p>'
+    parts = [
+        title,
+        f'<p class="plan" id="plan">{html.escape(plan_paragraph(report))}</p>',
+        _html_figure(figures["rollback_options"]),
+        *(_html_table(tables[key]) for key in PLAN_TABLES),
+    ]
+    return "".join(parts)
+
+
 def render_html(report: WeeklyReport) -> str:
     """The report as one self-contained HTML file: inline CSS, the charts as inline SVG, no
     script and no external URL (it opens offline and prints as is)."""
@@ -103,6 +157,7 @@ def render_html(report: WeeklyReport) -> str:
         _html_table(tables["adaptation_labels"]),
         _html_figure(figures["adaptation_labels"]),
         _html_table(tables["new_users"]),
+        _html_plan(report, tables, figures),
         _html_table(tables["stages"]),
     ]
     title = html.escape(report.title)
@@ -143,7 +198,11 @@ def build_frames(report: WeeklyReport) -> dict[str, pd.DataFrame]:
         ("srm_p_value", "" if report.srm_p_value is None else repr(report.srm_p_value)),
         ("srm_ok", "" if report.srm_ok is None else str(report.srm_ok).lower()),
         ("half_life_days", "" if report.half_life_days is None else repr(report.half_life_days)),
+        *_plan_summary(report.plan),
     ]
+    options = [] if report.plan is None else list(report.plan.options)
+    chosen = None if report.plan is None else report.plan.option
+    plan_stages = [] if report.plan is None else list(report.plan.stages)
     return {
         "summary": pd.DataFrame(summary, columns=["key", "value"]),
         "behavior_drift": _frame(report.behavior_drift, DRIFT_COLUMNS),
@@ -168,12 +227,62 @@ def build_frames(report: WeeklyReport) -> dict[str, pd.DataFrame]:
                     x.outcome,
                     x.decision,
                     x.note,
+                    x.actor,
+                    x.forced,
                 )
                 for x in report.stages
             ],
-            columns=["at", "plan_id", "action", "stage", "move", "outcome", "decision", "note"],
+            columns=[
+                "at",
+                "plan_id",
+                "action",
+                "stage",
+                "move",
+                "outcome",
+                "decision",
+                "note",
+                "actor",
+                "forced",
+            ],
+        ),
+        "rollback_options": pd.DataFrame(
+            [
+                {**{c: getattr(o, c) for c in OPTION_COLUMNS[:-1]}, "chosen": o.name == chosen}
+                for o in options
+            ],
+            columns=list(OPTION_COLUMNS),
+        ),
+        "plan_stages": pd.DataFrame(
+            [
+                (
+                    *(getattr(stage, c) for c in STAGE_COLUMNS[:9]),
+                    spec.metric,
+                    spec.max_regression,
+                    spec.min_detectable_regression,
+                    spec.can_see,
+                )
+                for stage in plan_stages
+                for spec in stage.guardrails
+            ],
+            columns=list(STAGE_COLUMNS),
         ),
     }
+
+
+def _plan_summary(plan: PlanView | None) -> list[tuple[str, str]]:
+    if plan is None:
+        return [("plan_id", "")]
+    return [
+        ("plan_id", str(plan.plan_id)),
+        ("plan_revision", str(plan.revision)),
+        ("plan_mode", plan.mode),
+        ("plan_option", plan.option),
+        (
+            "exposure_day_cost",
+            "" if plan.exposure_day_cost is None else repr(plan.exposure_day_cost),
+        ),
+        ("forced_advances", str(len(plan.forced))),
+    ]
 
 
 def _frame(rows: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:

@@ -7,9 +7,26 @@ from dataclasses import dataclass
 from datetime import UTC
 
 from analytics.features.metrics import BUCKETS
-from rollout.report.model import CHART_STYLE_METRICS, WeeklyReport
+from rollout.documents import PlanOption
+from rollout.report.model import CHART_STYLE_METRICS, PlanView, WeeklyReport
+from rollout.report.rollback import (
+    blind_guardrails,
+    describe_visibility,
+    exchange_rate_sentence,
+    forced_sentence,
+    format_detectable,
+    format_regression,
+    guardrail_columns,
+    metric_words,
+    mode_words,
+    option_title,
+    visibility_advice,
+)
 
 # --- tables ---------------------------------------------------------------------------------
+
+PLAN_TABLES = ("rollback_options", "plan_stages")  # shown under "Rollback plan"
+NO_PLAN = "No rollback plan existed by the end of the week."
 
 
 def format_number(value: float | None, digits: int = 3, *, signed: bool = False) -> str:
@@ -68,7 +85,184 @@ def summary_rows(report: WeeklyReport) -> tuple[tuple[str, str], ...]:
         ("multiple exposures (excluded)", f"{report.multiple_exposures:,}"),
         ("sample ratio", srm),
         ("adaptation half-life", half_life),
+        *_plan_summary_rows(report.plan),
     )
+
+
+def _plan_summary_rows(plan: PlanView | None) -> tuple[tuple[str, str], ...]:
+    if plan is None:
+        return (("rollback plan", "none by the end of the week"),)
+    mode, meaning = mode_words(plan.mode)
+    chosen = plan.chosen
+    return (
+        (
+            "rollback plan",
+            f"plan {plan.plan_id}, revision {plan.revision}"
+            + ("" if chosen is None else f": {option_title(chosen)}"),
+        ),
+        ("rollback mode", f"{mode}: {meaning}" if meaning else mode),
+        ("forced advances (by the end of the week)", f"{len(plan.forced):,}"),
+    )
+
+
+def format_whole(value: float) -> str:
+    """A count of users or user-days: whole, with thousands separators."""
+    return f"{value:,.0f}"
+
+
+def format_hold(hours: float) -> str:
+    """A hold in words: "36 hours" under two days, "7.0 days" from there."""
+    return f"{hours:,.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def shown_options(plan: PlanView) -> list[PlanOption]:
+    """The options the report lists: those on the front, the recommended and the chosen
+    one, by exposed user-days."""
+    shown = [o for o in plan.options if o.pareto or o.recommended or o.name == plan.option]
+    return sorted(shown, key=lambda o: (o.exposed_user_days, o.expected_second_disruptions))
+
+
+def _option_marks(option: PlanOption, plan: PlanView) -> str:
+    marks = []
+    if option.recommended:
+        marks.append("recommended")
+    if option.name == plan.option:
+        marks.append("chosen")
+    if not option.fits_deadline:
+        marks.append("misses the deadline")
+    return ", ".join(marks) or "-"
+
+
+def _options_table(plan: PlanView | None) -> Table:
+    rows: tuple[tuple[str, ...], ...] = ()
+    marked: tuple[bool, ...] = ()
+    note = ""
+    if plan is not None:
+        shown = shown_options(plan)
+        rows = tuple(
+            (
+                option_title(o),
+                format_whole(o.expected_second_disruptions),
+                format_whole(o.exposed_user_days),
+                format_whole(o.combined_cost),
+                f"{o.duration_days:.1f}",
+                str(o.stages),
+                _option_marks(o, plan),
+            )
+            for o in shown
+        )
+        marked = tuple(o.recommended for o in shown)
+        rate = plan.exposure_day_cost
+        cost = (
+            f" The combined cost weighs them together: second disruptions + exposed "
+            f"user-days / {rate:,.0f}."
+            if rate
+            else ""
+        )
+        note = (
+            f"The planner costed {len(plan.options):,} ways to roll back. Listed: the ones no "
+            "other way beats on both harms (users disrupted a second time when moved back, "
+            "and active user-days left on the misbehaving model), with the recommended one "
+            f"highlighted.{cost}"
+        )
+    return Table(
+        "rollback_options",
+        "Rollback options",
+        note,
+        (
+            "option",
+            "second disruptions",
+            "exposed user-days",
+            "combined cost",
+            "days",
+            "stages",
+            "note",
+        ),
+        rows,
+        NO_PLAN,
+        marked,
+    )
+
+
+def _plan_stages_table(plan: PlanView | None) -> Table:
+    stages = () if plan is None else plan.stages
+    columns = guardrail_columns(stages)
+    rows = tuple(
+        (
+            str(stage.index),
+            f"day {stage.start_day:.1f}",
+            stage.cohort.replace("_", " "),
+            stage.kind,
+            f"{stage.cumulative_coverage:.0%}",
+            f"{stage.cumulative_users:,}",
+            format_hold(stage.min_hold_hours),
+            *(format_detectable(stage, m, tolerance_shown=t is not None) for m, t in columns),
+            describe_visibility(stage),
+        )
+        for stage in stages
+    )
+    headers = tuple(
+        metric_words(m) + ("" if t is None else f" (tolerated {format_regression(m, t)})")
+        for m, t in columns
+    )
+    note = ""
+    if plan is not None:
+        advice = visibility_advice(stages)
+        note = (
+            f"Plan {plan.plan_id}'s stages: the day each starts (from the plan's start), the "
+            "share of the cohort and the users off the new model once it is applied, how long "
+            "it holds, and per guardrail the smallest regression its test can detect within "
+            "the hold (pts: percentage points; no test: nobody is left to compare with, as "
+            "in a step to 100%). A guardrail sees a second disruption only if that is no larger "
+            "than the regression tolerated." + ("" if advice is None else f" {advice}")
+        )
+    return Table(
+        "plan_stages",
+        "Stages of the plan",
+        note,
+        (
+            "stage",
+            "starts",
+            "cohort",
+            "move",
+            "share of cohort moved so far",
+            "users moved so far",
+            "hold",
+            *headers,
+            "guardrails can see it",
+        ),
+        rows,
+        NO_PLAN,
+        tuple(bool(blind_guardrails(stage)) for stage in stages),
+    )
+
+
+def plan_paragraph(report: WeeklyReport) -> str:
+    """The plan standing at the end of the week in a few sentences (empty without one)."""
+    plan = report.plan
+    if plan is None:
+        return ""
+    mode, meaning = mode_words(plan.mode)
+    chosen = plan.chosen
+    sentences = [
+        f"Plan {plan.plan_id} (revision {plan.revision}) runs {mode}"
+        + (f": {meaning}." if meaning else ".")
+    ]
+    if chosen is not None:
+        sentences.append(
+            f"It follows {option_title(chosen)}"
+            + (" (the recommended option)" if chosen.recommended else " (not the recommended one)")
+            + f": about {format_whole(chosen.expected_second_disruptions)} users disrupted a "
+            f"second time and {format_whole(chosen.exposed_user_days)} active user-days on the "
+            f"misbehaving model, over {chosen.duration_days:.1f} days."
+        )
+    rate = exchange_rate_sentence(plan.exposure_day_cost)
+    if rate:
+        sentences.append(rate)
+    for forced in plan.forced:
+        when = forced.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        sentences.append(f"On {when} UTC, {forced_sentence(forced)}.")
+    return " ".join(sentences)
 
 
 def build_tables(report: WeeklyReport) -> tuple[Table, ...]:
@@ -168,25 +362,30 @@ def build_tables(report: WeeklyReport) -> tuple[Table, ...]:
             ),
             "Nobody had been exposed by the end of the week.",
         ),
+        _options_table(report.plan),
+        _plan_stages_table(report.plan),
         Table(
             "stages",
             "Rollback steps this week",
-            "Stages applied and guardrail decisions recorded during the week (UTC).",
-            ("time", "plan", "action", "stage", "move", "outcome", "decision", "note"),
+            "Stages applied and guardrail decisions recorded during the week (UTC), and who "
+            "took them; a forced advance is a stage applied past the guardrails.",
+            ("time", "plan", "action", "stage", "move", "outcome", "decision", "by", "note"),
             tuple(
                 (
                     s.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
                     str(s.plan_id),
-                    s.action,
+                    s.what,
                     "-" if s.stage is None else str(s.stage),
                     s.move or "-",
                     s.outcome,
                     s.decision or "-",
+                    s.actor or "-",
                     s.note or "-",
                 )
                 for s in report.stages
             ),
             "No plan event was recorded this week.",
+            tuple(s.forced for s in report.stages),
         ),
     )
 
@@ -253,5 +452,10 @@ def render_markdown(report: WeeklyReport) -> str:
         "",
     ]
     for table in build_tables(report):
+        if table.key in PLAN_TABLES:
+            if table.key == PLAN_TABLES[0]:
+                lines += ["## Rollback plan", "", plan_paragraph(report) or NO_PLAN, ""]
+            if report.plan is None:
+                continue
         lines += _md_table(table)
     return "\n".join(lines).rstrip("\n") + "\n"

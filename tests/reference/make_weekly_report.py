@@ -6,8 +6,10 @@ Run from the repository root after a deliberate change of the report's content o
     .venv/bin/python -m tests.reference.make_weekly_report
 
 The data set: the seeded demo (600 users, seed 21) ingested into a fresh SQLite file and
-analysed, a rollback plan made on 2026-10-27, its stage 0 applied (recorded only) and judged
-by the guardrails, then stage 1 applied and judged, all inside ISO week 2026-W44 and with
+analysed, a record-only rollback plan made on 2026-10-27 with the adaptation-aware strategy
+chosen by hand (not the recommended option, so the report shows both), its stage 0 applied
+and judged by the guardrails, then stage 1 applied and judged (hold), then stage 2 forced
+past the guardrails by ``oncall-alice`` with a reason, all inside ISO week 2026-W44 and with
 explicit times, so the report depends on no clock. ``tests/test_report.py`` builds the same
 data with :func:`load_reference_data` and compares its Markdown with the file byte for byte.
 """
@@ -32,8 +34,10 @@ from analytics.demo import DemoConfig
 from analytics.store import save_analysis
 from rollout.models import PlanEvent
 from rollout.planner import Policy
-from rollout.plans import apply_stage, create_plan, evaluate_plan
+from rollout.plans import create_plan
+from rollout.ramp import advance_plan, apply_stage, evaluate_plan
 from rollout.report import build_weekly_report, render_markdown
+from rollout.store import load_plan
 from tests.demo_data import load_demo
 
 EXPERIMENT = "chat-model-upgrade"
@@ -45,8 +49,12 @@ PLANNED_AT = datetime(2026, 10, 27, 9, 0, tzinfo=UTC)
 # (stage, applied at, judged by the guardrails at)
 STEPS = (
     (0, datetime(2026, 10, 27, 10, 0, tzinfo=UTC), datetime(2026, 10, 28, 12, 0, tzinfo=UTC)),
-    (1, datetime(2026, 10, 28, 13, 0, tzinfo=UTC), datetime(2026, 10, 31, 15, 0, tzinfo=UTC)),
+    (1, datetime(2026, 10, 28, 13, 0, tzinfo=UTC), datetime(2026, 10, 28, 15, 0, tzinfo=UTC)),
 )
+# The next stage, forced past the guardrails' hold: when, by whom, why.
+FORCED_AT = datetime(2026, 10, 28, 16, 0, tzinfo=UTC)
+FORCED_BY = "oncall-alice"
+FORCED_REASON = "the launch freeze starts on Friday; partly adapted users cannot wait for the hold"
 T = TypeVar("T")
 
 
@@ -66,8 +74,8 @@ def dated(engine: sa.Engine, moment: datetime, step: Callable[[], T]) -> T:
 
 
 def load_reference_data(engine: sa.Engine, folder: Path) -> int:
-    """Ingest and analyse the demo, then plan and take two rollback stages in 2026-W44;
-    return the plan's id."""
+    """Ingest and analyse the demo, then plan and take three rollback stages in 2026-W44
+    (the third forced); return the plan's id."""
     load_demo(engine, folder, DEMO)
     save_analysis(engine, run_analysis(engine, AnalysisParams(EXPERIMENT)))
     plan = partial(
@@ -78,6 +86,8 @@ def load_reference_data(engine: sa.Engine, folder: Path) -> int:
         policy=Policy(),
         rollback_value="previous-model",
         current_value="new-model",
+        strategy="adaptation_aware",
+        mode="record_only",
         now=PLANNED_AT,
     )
     plan_id, _, _ = dated(engine, PLANNED_AT, plan)
@@ -96,6 +106,24 @@ def load_reference_data(engine: sa.Engine, folder: Path) -> int:
             ),
         )
         dated(engine, judged, partial(evaluate_plan, engine, plan_id, now=judged))
+    plan = load_plan(engine, plan_id)
+    assert plan is not None
+    dated(
+        engine,
+        FORCED_AT,
+        partial(
+            advance_plan,
+            engine,
+            plan_id,
+            expected_version=plan.version,
+            client=None,
+            environments=["production"],
+            actor=FORCED_BY,
+            force=True,
+            reason=FORCED_REASON,
+            now=FORCED_AT,
+        ),
+    )
     return plan_id
 
 
