@@ -123,10 +123,3 @@ class Adaptation:
             new_adapters=adapting
             * (reach * (1.0 - self._growth(day)) + (1.0 - reach) * (1.0 - self._growth(wait))),
         )
-
-    def moved_again(self, index: np.ndarray, exit_day: float, reach: float) -> Harms:
-        """The second move of bridged users (off the bridge, to the old value): the other
-        half of their risk at the day they left the current value."""
-        if len(index) == 0:
-            return Harms()
-        return Harms(second_disruptions=reach * 0.5 * self.risk_sum(index, exit_day))

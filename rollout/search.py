@@ -8,9 +8,11 @@ An option is a strategy with its step schedule, holds and (when the policy has o
   cohorts from least to most adapted, each through 0 to 3 guarded steps before 100%, bridged
   cohorts (partly and fully adapted) through the bridge value first when asked.
 
-with holds as long as the guardrails need (x1) or twice that (x2), within the policy's
-longest. A guarded step is never smaller than the smallest share the cohort's guardrails can
-see (rollout.power); a cohort too small for any leaves in one step. Each option's stages are
+with holds as long as the guardrails need to see the tolerated regressions (x1), twice that
+(x2), or as long as they need to see the disruption expected among the moved users, within the
+policy's longest. A guarded step is never smaller than the smallest share the cohort's
+guardrails can see (rollout.power); a cohort too small for any gets at most one step, at half
+of it, flagged. Options whose stages and holds come out the same are one. Each option's stages are
 costed with rollout.harm; the options on the Pareto front of the two harms are marked, and the
 one recommended is the lowest combined cost among those finishing within the deadline (whole
 hours).
@@ -332,27 +334,7 @@ def cost_option(
     day, reach = 0.0, 1.0
     for index, step in enumerate(spec.steps):
         if step.kind == "freeze":
-            stages.append(
-                Stage(
-                    index,
-                    UNEXPOSED,
-                    "freeze",
-                    1.0,
-                    1.0,
-                    0,
-                    0,
-                    day,
-                    0,
-                    0,
-                    None,
-                    False,
-                    {},
-                    0.0,
-                    0.0,
-                    {},
-                    {},
-                )
-            )
+            stages.append(_freeze_stage(index, day))
             continue
         slice_ = population.between(step.cohort, step.previous, step.coverage)
         leaving = slice_[~off_current[slice_]]
@@ -364,12 +346,10 @@ def cost_option(
         share = 0.5 if step.kind == "bridge" else 1.0
         stage_harms = adaptation.moved(leaving, day, reach, horizon_days, share)
         conditional = adaptation.risk_sum(leaving, day) * share
-        if len(again):
-            for day_left in np.unique(exit_day[again]):
-                group = again[exit_day[again] == day_left]
-                second = adaptation.moved_again(group, float(day_left), reach)
-                stage_harms += second
-                conditional += second.second_disruptions / max(reach, 1e-12)
+        for day_left in np.unique(exit_day[again]):  # off the bridge: the other half
+            half = 0.5 * adaptation.risk_sum(again[exit_day[again] == day_left], float(day_left))
+            stage_harms += Harms(second_disruptions=reach * half)
+            conditional += half
         harms += stage_harms
         exit_day[leaving] = day
         off_current[leaving] = True
@@ -442,6 +422,29 @@ def cost_option(
         fits_deadline=fits,
         timing=timing,
         warnings=tuple(warnings),
+    )
+
+
+def _freeze_stage(index: int, day: float) -> Stage:
+    """Users new to the experiment kept on the old value: nobody treated moves, no test."""
+    return Stage(
+        index=index,
+        cohort=UNEXPOSED,
+        kind="freeze",
+        coverage=1.0,
+        cumulative_coverage=1.0,
+        users=0,
+        cumulative_users=0,
+        start_day=day,
+        min_hold_hours=0,
+        required_users=0,
+        power=None,
+        can_see=False,
+        min_detectable={},
+        detect_probability=0.0,
+        expected_disruptions=0.0,
+        rollback={},
+        bridge={},
     )
 
 
