@@ -33,7 +33,7 @@ run: install
 	@echo "API: http://localhost:$(API_PORT)/docs   dashboard: http://localhost:$(DASHBOARD_PORT)"
 	$(BIN)/aftershock serve --port $(API_PORT) & api=$$!; \
 		trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
-		$(BIN)/streamlit run app.py --server.headless true --server.port $(DASHBOARD_PORT)
+		$(BIN)/streamlit run app.py --server.port $(DASHBOARD_PORT)  # on 127.0.0.1: .streamlit/config.toml
 
 # Everything, PostgreSQL and the browser included. The PostgreSQL variants run against this
 # server; they are skipped when it does not answer (CI sets AFTERSHOCK_REQUIRE_POSTGRES=1 to

@@ -60,10 +60,12 @@ def _row(cls: type[Row], data: Mapping[str, Any]) -> Row:
 
 @dataclass(frozen=True)
 class Srm:
-    """The sample-ratio-mismatch check of the exposures."""
+    """The sample-ratio-mismatch check of the exposures (``error``: why it was not tested,
+    e.g. fewer than two variations with users; then ``p_value`` is 1 and ``ok``)."""
 
     p_value: float
     ok: bool
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,11 @@ class AnalysisDocument:
             "analysed_at": self.analysed_at,
             "users": dict(self.users),
             "multiple_exposures": self.multiple_exposures,
-            "srm": {"p_value": self.srm.p_value, "ok": self.srm.ok},
+            "srm": {
+                "p_value": self.srm.p_value,
+                "ok": self.srm.ok,
+                **({} if self.srm.error is None else {"error": self.srm.error}),
+            },
             "behavior_drift": [_row_json(r) for r in self.behavior_drift],
             "style_shift": [_row_json(r) for r in self.style_shift],
             "adaptation": {
@@ -146,7 +152,11 @@ class AnalysisDocument:
             analysed_at=str(data.get("analysed_at", "")),
             users={str(k): int(v) for k, v in (data.get("users") or {}).items()},
             multiple_exposures=int(data.get("multiple_exposures", 0)),
-            srm=Srm(p_value=float(srm.get("p_value", 1.0)), ok=bool(srm.get("ok", True))),
+            srm=Srm(
+                p_value=float(srm.get("p_value", 1.0)),
+                ok=bool(srm.get("ok", True)),
+                error=None if srm.get("error") is None else str(srm["error"]),
+            ),
             behavior_drift=[_row(DriftRow, r) for r in data.get("behavior_drift", [])],
             style_shift=[_row(StyleShiftRow, r) for r in data.get("style_shift", [])],
             adaptation=AdaptationSummary(

@@ -134,6 +134,8 @@ def create_plan(
     it (:func:`resolve_flag_values`; ``value_options`` names the inputs in its error).
     ``mode`` is ``live`` (each stage is written to GrowthBook) or ``record_only``."""
     mode = PlanMode(mode)
+    if not feature_key.strip():
+        raise PlanError("the feature key is empty: name the GrowthBook feature to roll back")
     run = load_plan_analysis(engine, experiment_id, analysis_run_id)
     given = {
         "rollback_value": rollback_value is not None,

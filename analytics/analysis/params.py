@@ -8,7 +8,8 @@ against the same split. ``AnalysisParams.to_json``/``from_json`` store them with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 
 from analytics.analysis.adaptation import AdaptationParams
 from analytics.analysis.user_periods import PeriodParams
+from analytics.errors import ConfigError
 from analytics.store import load_growthbook_experiment
 
 
@@ -32,6 +34,12 @@ class AnalysisParams:
     did_min_interactions: int = 2
     periods: PeriodParams = field(default_factory=PeriodParams)
     adaptation: AdaptationParams = field(default_factory=AdaptationParams)
+
+    def __post_init__(self) -> None:
+        """The expected split, when given, is finite and positive for every variation (a
+        zero, negative or NaN weight would make the SRM check meaningless, not skipped)."""
+        if self.weights is not None:
+            check_weights(self.weights)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe: tuples as lists, ``until`` as ISO 8601."""
@@ -63,6 +71,18 @@ class AnalysisParams:
                 until=None if until is None else datetime.fromisoformat(until),
             ),
             adaptation=AdaptationParams(**adaptation),
+        )
+
+
+def check_weights(weights: Sequence[float]) -> None:
+    """Refuse (:class:`ConfigError`, naming ``weights``) an expected split that is not a
+    positive, finite number per variation."""
+    bad = [w for w in weights if not (math.isfinite(w) and w > 0)]
+    if not weights or bad:
+        shown = ",".join(f"{w:g}" for w in weights)
+        raise ConfigError(
+            f"weights {shown or '(none)'}: each variation's expected share must be a positive "
+            "number (e.g. 0.5,0.5)"
         )
 
 

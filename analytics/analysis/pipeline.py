@@ -75,11 +75,25 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
     """Run every stage on the stored data of ``params.experiment_id``."""
     backfill_features(engine)  # rows stored before the feature columns existed, if any
     cohorts = load_cohorts(engine, params.experiment_id, params.control, params.periods.until)
+    when = "" if params.periods.until is None else f" before {params.periods.until}"
+    if cohorts.users.empty and cohorts.multiple_exposures:
+        raise NotFoundError(
+            f"all {cohorts.multiple_exposures:,} exposed users of {params.experiment_id!r}"
+            f"{when} saw two variations or more: users exposed to several variations are "
+            "excluded, so none is left to analyse (check the experiment's hash attribute and "
+            "the exposure events' variation_id)"
+        )
     if cohorts.users.empty:
-        when = "" if params.periods.until is None else f" before {params.periods.until}"
         raise NotFoundError(
             f"experiment {params.experiment_id!r} has no exposures{when}: ingest them first "
             "(aftershock ingest exposures FILE)"
+        )
+    if cohorts.counts.get(params.control, 0) == 0:
+        seen = ", ".join(f"{v} ({n:,} users)" for v, n in cohorts.counts.items() if n)
+        raise ConfigError(
+            f"the control variation {params.control!r} has no users in the exposures of "
+            f"{params.experiment_id!r}{when} (variations seen: {seen}): pass --control with "
+            "the control's variation"
         )
     counts = list(cohorts.counts.values())
     weights = params.weights or tuple(1.0 for _ in counts)
@@ -210,7 +224,11 @@ def analysis_document(result: AnalysisResult) -> AnalysisDocument:
         analysed_at=result.analysed_at.isoformat(),
         users=cohorts.counts,
         multiple_exposures=cohorts.multiple_exposures,
-        srm=Srm(p_value=result.srm.p_value, ok=result.srm.ok),
+        srm=Srm(
+            p_value=result.srm.p_value,
+            ok=result.srm.ok,
+            error=None if result.srm.error is None else str(result.srm.error),
+        ),
         behavior_drift=list(result.behavior_drift),
         style_shift=list(result.style_shift),
         adaptation=AdaptationSummary(

@@ -89,7 +89,11 @@ def _print_analysis(document: AnalysisDocument, run_id: int, out_dir: Path | Non
         f"analysis {run_id} of {document.experiment_id}: users "
         + ", ".join(f"{v}={n:,}" for v, n in document.users.items())
         + f"; multiple exposures {document.multiple_exposures}; "
-        f"SRM p={srm.p_value:.4g} ({'ok' if srm.ok else 'MISMATCH'})",
+        + (
+            f"SRM not tested ({srm.error})"
+            if srm.error
+            else f"SRM p={srm.p_value:.4g} ({'ok' if srm.ok else 'MISMATCH'})"
+        ),
         highlight=False,
         soft_wrap=True,
     )
