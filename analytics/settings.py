@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +49,17 @@ class Settings(BaseSettings):
         "or data/rejects for PostgreSQL",
     )
     ingest_chunk_rows: int = Field(default=50_000, ge=1_000)
+    timestamp_min: date = Field(
+        default=date(2000, 1, 1), description="Ingest rejects rows with an earlier timestamp"
+    )
+    timestamp_max_days_ahead: int = Field(
+        default=100, ge=0, description="Ingest rejects rows more than this many days from now"
+    )
+    api_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1_024,
+        description="The largest request body the API reads (413 above it)",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -26,6 +26,7 @@ from typing import IO, Any, Literal, cast
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -291,9 +292,11 @@ def locate_csv_error(
                 return IngestError(path, "invalid UTF-8", line=line_number, byte=offset + exc.start)
             offset += len(line)
     csv.field_size_limit(sys.maxsize)
+    too_big = "straddling" in arrow_message
     with open_text_bytes(path, file_format.gzip) as raw:
         text = io.TextIOWrapper(cast(Any, raw), encoding="utf-8-sig", newline="")
         reader = csv.reader(text, strict=True)
+        start = 1  # the line where the record being read starts
         try:
             for record in reader:
                 if record and len(record) != n_columns:
@@ -302,7 +305,34 @@ def locate_csv_error(
                         f"expected {n_columns} fields, found {len(record)}",
                         line=reader.line_num,
                     )
+                if too_big and sum(map(len, record)) >= CSV_BLOCK_BYTES // 4:
+                    size = len(",".join(record).encode())
+                    if size >= CSV_BLOCK_BYTES:
+                        return IngestError(
+                            path,
+                            f"a row of {size / 2**20:.1f} MiB: CSV rows are read up to "
+                            f"{CSV_BLOCK_BYTES >> 20} MiB (use JSON Lines or Parquet for "
+                            "larger values)",
+                            line=start,
+                        )
+                start = reader.line_num + 1
         except csv.Error as exc:
+            if reader.line_num > start and "end of data" not in str(exc):
+                # The record spans lines: most likely a quote opened at its start was left open.
+                return IngestError(
+                    path,
+                    f"malformed CSV: {exc} (at line {reader.line_num}, in the row starting at "
+                    f"line {start}: is a quote left open there?)",
+                    line=start,
+                )
+            if "end of data" in str(exc):
+                # The file ended inside a quoted value: say where that record starts.
+                return IngestError(
+                    path,
+                    f"unterminated quote: the quoted value in the row starting at line {start} "
+                    "is never closed",
+                    line=start,
+                )
             return IngestError(path, f"malformed CSV: {exc}", line=reader.line_num)
     return IngestError(path, f"cannot parse CSV: {arrow_message}")
 
@@ -340,7 +370,14 @@ def _read_jsonl(
             buffered.detach()  # leave the underlying stream to its owner
     missing = [c for c in contract.required if c not in seen_columns]
     if missing and seen_columns:
-        raise IngestError(path, f"no line has the required field {missing[0]!r}", column=missing[0])
+        others = sorted(seen_columns - set(contract.columns))[:10]
+        raise IngestError(
+            path,
+            f"no line has the required field{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))}"
+            + (f" (the lines have: {', '.join(others)})" if others else ""),
+            column=missing[0],
+        )
 
 
 def _parse_jsonl(
@@ -368,6 +405,11 @@ def _parse_jsonl(
                 path, f"expected a JSON object, found {type(record).__name__}", line=line_number
             )
         seen_columns.update(record)
+        if not any(name in record for name in wanted):
+            # Not a blank line: an object whose keys are all misspelled (or none at all).
+            found = ", ".join(list(record)[:10]) or "no fields"
+            reason = f"none of the contract's fields (found: {found})"
+            problems.append((row_index, contract.required[0], reason, raw_line.decode().strip()))
         for name in wanted:
             value, problem = _json_scalar(name, record.get(name))
             columns[name].append(value)
@@ -423,20 +465,111 @@ def _read_parquet(
             parquet = pq.ParquetFile(source)
         except (pa.ArrowInvalid, OSError) as exc:
             raise IngestError(path, f"not a readable Parquet file: {exc}") from exc
-        names = parquet.schema_arrow.names
-        check_columns(path, names, contract, header_line=None)  # Parquet has no header line
-        present = [c for c in contract.columns if c in names]
+        schema = parquet.schema_arrow
+        check_columns(path, schema.names, contract, header_line=None)  # no header line
+        present = [c for c in contract.columns if c in schema.names]
+        for name in present:
+            check_parquet_type(path, name, schema.field(name).type)
         next_row = 1
         try:
             for record_batch in parquet.iter_batches(batch_size=JSONL_BATCH_ROWS, columns=present):
                 n = record_batch.num_rows
                 lines = np.arange(next_row, next_row + n, dtype=np.int64)
+                table = _plain_columns(path, pa.Table.from_batches([record_batch]), next_row)
                 next_row += n
-                yield RawBatch(pa.Table.from_batches([record_batch]), lines)
+                yield RawBatch(table, lines)
         except (pa.ArrowInvalid, OSError) as exc:
             raise IngestError(
                 path, f"corrupt Parquet data near row {next_row}: {exc}", line=next_row
             ) from exc
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_binary_view(t)
+    )
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
+
+
+def check_parquet_type(path: Path, name: str, column_type: pa.DataType) -> None:
+    """Refuse a Parquet column whose type cannot hold the contract's values.
+
+    The value type of a dictionary-encoded column is what counts: it is decoded as it is read.
+    """
+    t = column_type.value_type if pa.types.is_dictionary(column_type) else column_type
+    if name == "timestamp":
+        ok = (
+            pa.types.is_timestamp(t)
+            or pa.types.is_date(t)
+            or pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+            or _is_text(t)
+            or pa.types.is_null(t)
+        )
+        expected = "a timestamp, a date, epoch milliseconds (integer) or ISO-8601 text"
+    elif name == "attributes":
+        ok = pa.types.is_struct(t) or pa.types.is_map(t) or _is_text(t) or pa.types.is_null(t)
+        expected = "a struct, a map or JSON text"
+    elif name in ("latency_ms", "feedback"):
+        ok = _is_number(t) or _is_text(t) or pa.types.is_null(t)
+        expected = "a number or text"
+    elif name in ("complaint", "retry"):
+        ok = pa.types.is_boolean(t) or _is_number(t) or _is_text(t) or pa.types.is_null(t)
+        expected = "a boolean, 0/1 or text"
+    else:
+        ok = _is_text(t) or pa.types.is_integer(t) or pa.types.is_null(t)
+        expected = "text (or an integer)"
+    if not ok:
+        raise IngestError(
+            path,
+            f"column {name!r} has Parquet type {column_type}; expected {expected}",
+            column=name,
+        )
+
+
+def _plain_columns(path: Path, table: pa.Table, first_row: int) -> pa.Table:
+    """Decode dictionaries, check binary text is UTF-8, turn decimals into floats and all-null
+    columns into text."""
+    for index, name in enumerate(table.column_names):
+        column = table.column(index)
+        original = column.type
+        if pa.types.is_dictionary(column.type):
+            column = pa.chunked_array(
+                [c.dictionary_decode() for c in column.chunks], type=column.type.value_type
+            )
+        if pa.types.is_decimal(column.type):
+            column = pc.cast(column, pa.float64())
+        elif pa.types.is_null(column.type):  # a column with no value at all: read as text
+            column = column.cast(pa.string())
+        elif _is_text(column.type) and not pa.types.is_string(column.type):
+            try:
+                column = pc.cast(column, pa.string())
+            except pa.ArrowInvalid as exc:
+                row = first_row + _first_invalid_utf8(column)
+                raise IngestError(
+                    path, f"invalid UTF-8 in binary column {name!r}", line=row, column=name
+                ) from exc
+        if column.type != original:
+            table = table.set_column(index, name, column)
+    return table
+
+
+def _first_invalid_utf8(column: pa.ChunkedArray) -> int:
+    for row, value in enumerate(column.to_pylist()):
+        if isinstance(value, bytes):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return row
+    return 0
 
 
 class _Discard(io.RawIOBase):

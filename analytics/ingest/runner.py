@@ -13,6 +13,9 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import random
+import stat
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,14 +40,18 @@ from analytics.ingest.readers import (
     detect_format,
     read_batches,
 )
-from analytics.ingest.validate import CheckedBatch, check_batch
+from analytics.ingest.validate import CheckedBatch, Reject, TimestampRange, check_batch
 from analytics.ingest.writers import (
+    Conflict,
     PreparedRows,
     drop_repeated_keys,
+    find_repeated_conflicts,
+    find_stored_conflicts,
     prepare_rows,
     write_prepared,
 )
 from analytics.models import IngestKind, IngestReject, IngestRun, IngestStatus, utc_now
+from analytics.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,7 @@ def ingest_file(
     chunk_rows: int = 50_000,
     progress: Progress | None = None,
     after_chunk: Callable[[int], None] | None = None,
+    timestamps: TimestampRange | None = None,
 ) -> IngestSummary:
     """Ingest ``path`` as ``kind`` and return what happened.
 
@@ -100,45 +108,115 @@ def ingest_file(
     """
     ensure_schema(engine)
     contract = CONTRACTS[kind]
+    if timestamps is None:
+        settings = get_settings()
+        timestamps = TimestampRange.ending_days_after(
+            settings.timestamp_min, settings.timestamp_max_days_ahead
+        )
     if not path.is_file():
-        raise IngestError(path, "no such file")
+        raise IngestError(path, _not_a_file(path))
     file_format = detect_format(path)
     try:
-        precheck = _check_whole_file(path, file_format, contract, strict, progress)
+        precheck = _check_whole_file(path, file_format, contract, strict, progress, timestamps)
     except IngestError as exc:
         _record_refusal(engine, path, kind, file_format, strict, exc)
         raise
+    except Exception as exc:  # nothing is written yet: refuse, saying what broke
+        error = IngestError(path, f"cannot read the file: {type(exc).__name__}: {exc}")
+        _record_refusal(engine, path, kind, file_format, strict, error)
+        raise error from exc
     with exclusive_ingest(engine, precheck.sha256, path):
         run = _start_or_resume(engine, path, kind, file_format, strict, precheck.sha256)
         assert run.id is not None
-        resumed_from = run.rows_done
-        if progress:
-            progress.phase(f"writing {path.name}", precheck.rows)
-            progress.advance(resumed_from)
         try:
-            done = _write_chunks(
-                engine, path, file_format, contract, chunk_rows, run, progress, after_chunk
-            )
-        except IngestError as exc:  # pass 1 read it whole, so the file changed since
-            error = IngestError(
+            return _write_and_finish(
+                engine,
                 path,
-                f"the file changed during the ingest: {exc.message}",
-                line=exc.line,
-                column=exc.column,
-                byte=exc.byte,
+                file_format,
+                contract,
+                chunk_rows,
+                run,
+                precheck,
+                rejects_dir,
+                progress,
+                after_chunk,
+                timestamps,
             )
-            _mark_failed(engine, run.id, error)
-            raise error from exc
-        if done != precheck.rows:
-            error = IngestError(
-                path,
-                f"the file changed during the ingest ({precheck.rows:,} rows when checked, "
-                f"{done:,} when written); the rows of run {run.id} that were written stay, "
-                "ingest the file again to complete it",
-            )
-            _mark_failed(engine, run.id, error)
-            raise error
-        return _finish(engine, run.id, path, precheck, rejects_dir, resumed_from)
+        except IngestError as exc:
+            _mark_failed(engine, run.id, str(exc))
+            raise
+        except Exception as exc:
+            # The chunks committed so far stay (each is whole); the run says why it stopped.
+            _mark_failed(engine, run.id, f"{path}: {type(exc).__name__}: {exc}")
+            raise
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` cannot be ingested: it is missing, or something other than a file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror}"
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    what = next((name for test, name in kinds if test(mode)), "something other than a file")
+    # A file is read twice (checked whole, then written), so a stream cannot be ingested.
+    return f"is {what}, not a regular file; give the path of a file"
+
+
+def _write_and_finish(
+    engine: sa.Engine,
+    path: Path,
+    file_format: FileFormat,
+    contract: InputContract,
+    chunk_rows: int,
+    run: IngestRun,
+    precheck: _Precheck,
+    rejects_dir: Path,
+    progress: Progress | None,
+    after_chunk: Callable[[int], None] | None,
+    timestamps: TimestampRange,
+) -> IngestSummary:
+    assert run.id is not None
+    resumed_from = run.rows_done
+    if progress:
+        progress.phase(f"writing {path.name}", precheck.rows)
+        progress.advance(resumed_from)
+    try:
+        done = _write_chunks(
+            engine,
+            path,
+            file_format,
+            contract,
+            chunk_rows,
+            run,
+            progress,
+            after_chunk,
+            timestamps,
+        )
+    except IngestError as exc:  # pass 1 read it whole, so the file changed since
+        raise IngestError(
+            path,
+            f"the file changed during the ingest: {exc.message}",
+            line=exc.line,
+            column=exc.column,
+            byte=exc.byte,
+        ) from exc
+    if done != precheck.rows:
+        raise IngestError(
+            path,
+            f"the file changed during the ingest ({precheck.rows:,} rows when checked, "
+            f"{done:,} when written); the rows of run {run.id} that were written stay, "
+            "ingest the file again to complete it",
+        )
+    return _finish(engine, run.id, path, precheck, rejects_dir, resumed_from)
 
 
 def _write_chunks(
@@ -150,11 +228,12 @@ def _write_chunks(
     run: IngestRun,
     progress: Progress | None,
     after_chunk: Callable[[int], None] | None,
+    timestamps: TimestampRange,
 ) -> int:
     """Pass 2: commit every chunk after the run's checkpoint; return the rows done."""
     assert run.id is not None
     done = run.rows_done
-    for chunk in _prepared_chunks(engine, path, file_format, contract, chunk_rows, run):
+    for chunk in _prepared_chunks(engine, path, file_format, contract, chunk_rows, run, timestamps):
         _commit_chunk(engine, run.id, chunk)
         done += chunk.raw_rows
         if progress:
@@ -184,6 +263,7 @@ def _prepared_chunks(
     contract: InputContract,
     chunk_rows: int,
     run: IngestRun,
+    timestamps: TimestampRange,
 ) -> Iterator[_PreparedChunk]:
     """Pass 2's chunks after the run's checkpoint: validated, deduplicated, driver-ready."""
     assert run.id is not None
@@ -191,20 +271,29 @@ def _prepared_chunks(
 
     def validated(
         raw_chunks: Iterator[tuple[RawBatch, int]],
-    ) -> Iterator[tuple[CheckedBatch, pa.Table, int]]:
+    ) -> Iterator[tuple[CheckedBatch, pa.Table, int, _Written]]:
         for raw_chunk, raw_rows in raw_chunks:
-            checked = check_batch(raw_chunk, contract)
-            unique = drop_repeated_keys(checked.table, contract)
+            checked = check_batch(raw_chunk, contract, timestamps)
+            unique, keep = drop_repeated_keys(checked.table, contract)
+            repeated = find_repeated_conflicts(checked.table, keep, contract)
+            conflicts = [
+                Reject(int(checked.lines[c.index]), contract.key[0], c.reason(contract), c.key)
+                for c in repeated
+            ]
+            if conflicts:
+                checked.rejects = sorted(checked.rejects + conflicts, key=lambda r: r.line)
+            lines = checked.lines[keep]
+            content = unique.select(list(contract.columns))
             if contract.kind is IngestKind.interactions:
                 unique = with_features(unique)
-            yield checked, unique, raw_rows
+            yield checked, unique, raw_rows, _Written(content, lines, len(conflicts))
 
     def prepared(
-        chunks: Iterator[tuple[CheckedBatch, pa.Table, int]],
+        chunks: Iterator[tuple[CheckedBatch, pa.Table, int, _Written]],
     ) -> Iterator[_PreparedChunk]:
-        for checked, unique, raw_rows in chunks:
+        for checked, unique, raw_rows, written in chunks:
             rows = prepare_rows(engine.dialect.name, contract, unique, run_id)
-            yield _PreparedChunk(checked, rows, raw_rows)
+            yield _PreparedChunk(checked, rows, raw_rows, contract, written)
 
     batches = read_batches(path, file_format, contract)
     raw_chunks = _chunks(batches, chunk_rows, skip=run.rows_done)
@@ -219,10 +308,22 @@ def _prepared_chunks(
 
 
 @dataclass(frozen=True)
+class _Written:
+    """The contract columns of the rows sent to the database, with their lines, for telling
+    conflicting duplicates from plain ones."""
+
+    content: pa.Table
+    lines: np.ndarray
+    repeated_conflicts: int  # rows repeating a key earlier in the chunk, with other content
+
+
+@dataclass(frozen=True)
 class _PreparedChunk:
     checked: CheckedBatch
     rows: PreparedRows
     raw_rows: int
+    contract: InputContract
+    written: _Written
 
 
 def _check_whole_file(
@@ -231,6 +332,7 @@ def _check_whole_file(
     contract: InputContract,
     strict: bool,
     progress: Progress | None,
+    timestamps: TimestampRange,
 ) -> _Precheck:
     rows = 0
     warnings: list[str] = []
@@ -245,7 +347,7 @@ def _check_whole_file(
                 warnings += _extra_column_warnings(path, extra)
             rows += batch.table.num_rows
             if strict:
-                _refuse_bad_rows(path, check_batch(batch, contract))
+                _refuse_bad_rows(path, check_batch(batch, contract, timestamps))
             if progress:
                 progress.advance(hashing.bytes_read - last_bytes)
                 last_bytes = hashing.bytes_read
@@ -344,13 +446,42 @@ def _start_or_resume(
         return run
 
 
+# PostgreSQL's SQLSTATEs for a transaction that lost a race and may simply be run again.
+_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+COMMIT_ATTEMPTS = 5
+
+
 def _commit_chunk(engine: sa.Engine, run_id: int, chunk: _PreparedChunk) -> None:
-    """Write a chunk's rows and rejects and advance the checkpoint, in one transaction."""
+    """Write a chunk's rows and rejects and advance the checkpoint, in one transaction.
+
+    Rows go in key order, so concurrent ingests should not deadlock; if PostgreSQL still
+    aborts the transaction as a deadlock or serialization failure, the whole chunk (its bytes
+    are kept) is written again. SQLite's payload is consumed once, and SQLite never needs it.
+    """
+    attempts = COMMIT_ATTEMPTS if engine.dialect.name == "postgresql" else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            _commit_chunk_once(engine, run_id, chunk)
+            return
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in _RETRYABLE or attempt == attempts:
+                raise
+            log.info("chunk of run %s lost a race (%s); writing it again", run_id, exc.orig)
+            time.sleep(random.uniform(0.05, 0.2) * attempt)
+
+
+def _commit_chunk_once(engine: sa.Engine, run_id: int, chunk: _PreparedChunk) -> None:
     checked = chunk.checked
     valid = checked.table.num_rows
     with engine.begin() as connection:
         inserted = write_prepared(connection, chunk.rows)
-        if checked.rejects:
+        rejects = checked.rejects
+        conflicts = chunk.written.repeated_conflicts
+        if inserted < chunk.rows.rows:
+            stored = _stored_conflicts(connection, chunk)
+            rejects = sorted(rejects + stored, key=lambda r: r.line)
+            conflicts += len(stored)
+        if rejects:
             connection.execute(
                 sa.insert(IngestReject),
                 [
@@ -361,7 +492,7 @@ def _commit_chunk(engine: sa.Engine, run_id: int, chunk: _PreparedChunk) -> None
                         "reason": r.reason,
                         "value": r.value,
                     }
-                    for r in checked.rejects
+                    for r in rejects
                 ],
             )
         runs = IngestRun.__table__.c  # type: ignore[attr-defined]
@@ -372,11 +503,21 @@ def _commit_chunk(engine: sa.Engine, run_id: int, chunk: _PreparedChunk) -> None
                 rows_done=runs.rows_done + chunk.raw_rows,
                 rows_read=runs.rows_read + valid + checked.rows_rejected,
                 rows_inserted=runs.rows_inserted + inserted,
-                rows_duplicate=runs.rows_duplicate + (valid - inserted),
-                rows_rejected=runs.rows_rejected + checked.rows_rejected,
+                # A conflicting duplicate is not stored either, but it is reported as rejected.
+                rows_duplicate=runs.rows_duplicate + (valid - inserted - conflicts),
+                rows_rejected=runs.rows_rejected + checked.rows_rejected + conflicts,
                 rows_blank=runs.rows_blank + checked.rows_blank,
             )
         )
+
+
+def _stored_conflicts(connection: sa.Connection, chunk: _PreparedChunk) -> list[Reject]:
+    found: list[Conflict] = find_stored_conflicts(connection, chunk.written.content, chunk.contract)
+    key = chunk.contract.key[0]
+    return [
+        Reject(int(chunk.written.lines[c.index]), key, c.reason(chunk.contract), c.key)
+        for c in found
+    ]
 
 
 def _finish(
@@ -438,13 +579,18 @@ def _write_rejects_file(
     return target
 
 
-def _mark_failed(engine: sa.Engine, run_id: int, error: IngestError) -> None:
-    with Session(engine) as session:
-        run = session.get(IngestRun, run_id)
-        if run is not None:
-            run.status, run.error, run.finished_at = IngestStatus.failed, str(error), utc_now()
-            session.add(run)
-            session.commit()
+def _mark_failed(engine: sa.Engine, run_id: int, error: str) -> None:
+    """Record why the run stopped; if even that fails (the database went away), log it and
+    leave the original error to propagate."""
+    try:
+        with Session(engine) as session:
+            run = session.get(IngestRun, run_id)
+            if run is not None:
+                run.status, run.error, run.finished_at = IngestStatus.failed, error, utc_now()
+                session.add(run)
+                session.commit()
+    except Exception:
+        log.exception("could not mark ingest run %s failed (%s)", run_id, error)
 
 
 def _record_refusal(

@@ -8,6 +8,7 @@ Rows whose every field is empty (blank lines) carry no data and are counted as b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import orjson
@@ -26,6 +27,40 @@ MIN_EPOCH_MS = 100_000_000_000
 TIMESTAMP = pa.timestamp("us")
 _TRUE = {"1", "true", "t", "yes", "1.0"}
 _FALSE = {"0", "false", "f", "no", "0.0"}
+
+
+@dataclass(frozen=True)
+class TimestampRange:
+    """The instants a row may carry (naive UTC); anything outside is a rejected row.
+
+    Mostly this catches epochs in the wrong unit (microseconds read as milliseconds land in
+    year 58,729) and placeholder dates (0001-01-01, 9999-12-31) before they reach the analysis.
+    """
+
+    earliest: datetime
+    latest: datetime
+
+    @classmethod
+    def ending_days_after(
+        cls, earliest: date, days_ahead: int, now: datetime | None = None
+    ) -> TimestampRange:
+        now = now or datetime.now(UTC)
+        latest = now.astimezone(UTC).replace(tzinfo=None) + timedelta(days=days_ahead)
+        return cls(datetime(earliest.year, earliest.month, earliest.day), latest)
+
+    def describe(self) -> str:
+        return f"{self.earliest:%Y-%m-%d} to {self.latest:%Y-%m-%d}"
+
+    def bounds_us(self) -> tuple[int, int]:
+        epoch = datetime(1970, 1, 1)
+        return (
+            (self.earliest - epoch) // timedelta(microseconds=1),
+            (self.latest - epoch) // timedelta(microseconds=1),
+        )
+
+
+DEFAULT_TIMESTAMP_MIN = date(2000, 1, 1)
+DEFAULT_TIMESTAMP_MAX_DAYS_AHEAD = 100
 
 
 @dataclass(frozen=True)
@@ -79,14 +114,23 @@ class _Failures:
         return [Reject(int(lines[r]), c, why, v) for r, _, c, why, v in self.rejects]
 
 
-def check_batch(batch: RawBatch, contract: InputContract) -> CheckedBatch:
-    """Validate and type one raw batch against ``contract``."""
+def check_batch(
+    batch: RawBatch, contract: InputContract, timestamps: TimestampRange | None = None
+) -> CheckedBatch:
+    """Validate and type one raw batch against ``contract``; instants outside ``timestamps``
+    (default: the default range, up to 100 days from now) are rejected."""
+    if timestamps is None:
+        timestamps = TimestampRange.ending_days_after(
+            DEFAULT_TIMESTAMP_MIN, DEFAULT_TIMESTAMP_MAX_DAYS_AHEAD
+        )
     table = batch.table
     n = table.num_rows
     raw = {name: table.column(name) for name in table.column_names}
     blank = np.ones(n, dtype=bool)
     for values in raw.values():
         blank &= values.is_null().to_numpy(zero_copy_only=False)
+    for row, *_ in batch.problems:
+        blank[row] = False  # a line with a problem had something on it
     failures = _Failures(batch)
     for row, column_name, reason, value in batch.problems:
         failures.add_one(row, column_name, reason, value)
@@ -105,7 +149,7 @@ def check_batch(batch: RawBatch, contract: InputContract) -> CheckedBatch:
     for name in ("event_id", "user_id", "experiment_id", "variation_id", "feature_key"):
         if name in contract.columns:
             typed[name] = _identifier(name, column(name), failures)
-    typed["timestamp"] = _timestamp(column("timestamp"), failures)
+    typed["timestamp"] = _timestamp(column("timestamp"), failures, timestamps)
     if contract.kind is IngestKind.exposures:
         typed["attributes"] = _json_object(column("attributes"), failures)
     else:
@@ -147,7 +191,8 @@ def _nul_mask(values: pa.Array) -> np.ndarray:
 
 
 def _identifier(name: str, values: pa.Array, failures: _Failures) -> pa.Array:
-    values = _as_text(values)
+    # " e1 " and "e1" are one identifier: white space around it is never part of it.
+    values = pc.utf8_trim_whitespace(_as_text(values))
     failures.add(name, _blank_mask(values), f"{name} is empty", values)
     too_long = pc.fill_null(pc.greater(pc.utf8_length(values), MAX_IDENTIFIER), False)
     failures.add(
@@ -183,53 +228,157 @@ def _text(
     return values
 
 
-def _timestamp(values: pa.Array, failures: _Failures) -> pa.Array:
-    """UTC instants: ISO-8601 with an offset (converted), naive ISO (taken as UTC) or epoch ms."""
-    present = values.is_valid().to_numpy(zero_copy_only=False)
-    if pa.types.is_timestamp(values.type):
-        if values.type.tz is not None:
-            values = pc.cast(values, pa.timestamp(values.type.unit, tz="UTC"))
-            values = values.cast(pa.timestamp(values.type.unit))
-        return pc.cast(values, TIMESTAMP)
-    if pa.types.is_date(values.type):
-        return pc.cast(pc.cast(values, pa.date32()), TIMESTAMP)
+_UNIT_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _timestamp(values: pa.Array, failures: _Failures, span: TimestampRange) -> pa.Array:
+    """UTC instants: ISO-8601 with an offset (converted), naive ISO (taken as UTC) or epoch ms.
+
+    Every instant is carried as int64 microseconds and checked against ``span`` before it
+    becomes a timestamp, so that no value, however large, can overflow a conversion.
+    """
+    n = len(values)
+    lo_us, hi_us = span.bounds_us()
+    micros = np.zeros(n, dtype=np.int64)
+    known = np.zeros(n, dtype=bool)  # holds an instant in ``micros`` still to range-check
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
+        if pa.types.is_date(values.type):
+            days = pc.cast(pc.cast(values, pa.date32()), pa.int32()).to_numpy(zero_copy_only=False)
+            native, unit = days.astype("float64") * 86_400, "s"
+        else:
+            # A zoned timestamp's integers are UTC already; a naive one is taken as UTC.
+            unit = values.type.unit
+            native = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
+        _native_instants(values, native, unit, span, failures, micros, known)
+        return _checked_instants(values, micros, known, span, failures)
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        epoch_ms = pd.Series(values.to_numpy(zero_copy_only=False), dtype="float64")
+        epoch_ms = np.asarray(values.to_numpy(zero_copy_only=False), dtype="float64")
         text = None
     else:
         text = pd.Series(_as_text(values).to_pandas(), dtype="object")
         digits = pc.fill_null(pc.match_substring_regex(values, r"^\s*-?\d+\s*$"), False)
-        digits_np = digits.to_numpy(zero_copy_only=False)
-        epoch_ms = pd.Series(np.nan, index=text.index)
+        digits_np = np.asarray(digits.to_numpy(zero_copy_only=False), dtype=bool)
+        epoch_ms = np.full(n, np.nan)
         if digits_np.any():
             epoch_ms[digits_np] = pd.to_numeric(text[digits_np], errors="coerce")
-    is_epoch = epoch_ms.notna().to_numpy()
-    too_small = is_epoch & (epoch_ms.abs().fillna(np.inf) < MIN_EPOCH_MS).to_numpy()
-    failures.add(
-        "timestamp",
-        too_small,
-        "epoch value is before 1973 as milliseconds; the contract takes epoch milliseconds",
-        values,
-    )
-    result = pd.Series(pd.NaT, index=range(len(values)), dtype="datetime64[us]")
-    ok_epoch = is_epoch & ~too_small
-    if ok_epoch.any():
-        result[ok_epoch] = pd.to_datetime(epoch_ms[ok_epoch].astype("int64"), unit="ms").astype(
-            "datetime64[us]"
-        )
+    present = values.is_valid().to_numpy(zero_copy_only=False)
+    is_epoch = ~np.isnan(epoch_ms)
+    with np.errstate(invalid="ignore"):
+        in_range = is_epoch & (epoch_ms >= lo_us / 1000) & (epoch_ms <= hi_us / 1000)
+    micros[in_range] = epoch_ms[in_range].astype(np.int64) * 1000
+    known |= in_range
+    for mask, reason in _epoch_reasons(epoch_ms, is_epoch & ~in_range, span):
+        failures.add("timestamp", mask, reason, values)
     if text is not None:
         iso = present & ~is_epoch
         if iso.any():
             parsed = pd.to_datetime(text[iso], utc=True, errors="coerce", format="ISO8601")
-            result[iso] = parsed.dt.tz_convert(None).astype("datetime64[us]")
-    unparsed = present & ~too_small & result.isna().to_numpy()
-    failures.add(
-        "timestamp",
-        unparsed,
-        "not a timestamp: expected ISO-8601 (with offset, or naive = UTC) or epoch milliseconds",
-        values,
+            naive = parsed.dt.tz_convert(None).astype("datetime64[us]").to_numpy()
+            ok = ~np.isnat(naive)
+            rows = np.flatnonzero(iso)
+            micros[rows[ok]] = naive[ok].astype(np.int64)
+            known[rows[ok]] = True
+            unparsed = np.zeros(n, dtype=bool)
+            unparsed[rows[~ok]] = True
+            # A year too far out for a datetime (58729-01-01) is out of range, not garbage.
+            years = text[unparsed].str.extract(r"^\s*([+-]?\d{4,})-\d\d", expand=False)
+            for label, year in years.dropna().items():
+                if span.earliest.year <= int(year) <= span.latest.year:
+                    continue  # a malformed date in a sane year: not a timestamp (below)
+                row = int(str(label))  # ``text`` has a RangeIndex: label = position
+                reason = f"year {int(year)} is out of range {span.describe()}"
+                failures.add_one(row, "timestamp", reason, text.iloc[row])
+    return _checked_instants(values, micros, known, span, failures)
+
+
+_NOT_A_TIMESTAMP = (
+    "not a timestamp: expected ISO-8601 (with offset, or naive = UTC) or epoch milliseconds"
+)
+
+
+def _epoch_reasons(
+    epoch_ms: np.ndarray, outside: np.ndarray, span: TimestampRange
+) -> list[tuple[np.ndarray, str]]:
+    """Why each epoch outside ``span`` is refused, saying which unit it looks like."""
+    lo_ms, hi_ms = (b / 1000 for b in span.bounds_us())
+    size = np.abs(np.nan_to_num(epoch_ms, nan=0.0))
+    reasons: list[tuple[np.ndarray, str]] = []
+    for factor, unit in ((1e-3, "seconds"), (1e3, "microseconds"), (1e6, "nanoseconds")):
+        looks = outside & (size >= lo_ms * factor) & (size <= hi_ms * factor)
+        outside = outside & ~looks
+        if unit == "seconds":
+            why = "epoch value is before 1973 as milliseconds (it looks like epoch seconds)"
+        else:
+            why = f"epoch value looks like epoch {unit}"
+        reasons.append((looks, f"{why}; the contract takes epoch milliseconds"))
+    small = outside & (size < MIN_EPOCH_MS)
+    reasons.append(
+        (small, "epoch value is before 1973 as milliseconds; the contract takes epoch milliseconds")
     )
-    return pa.array(result.to_numpy(), type=TIMESTAMP, from_pandas=True)
+    reasons.append(
+        (outside & ~small, f"epoch value as milliseconds is out of range {span.describe()}")
+    )
+    return reasons
+
+
+def _native_instants(
+    values: pa.Array,
+    native: np.ndarray,
+    unit: str,
+    span: TimestampRange,
+    failures: _Failures,
+    micros: np.ndarray,
+    known: np.ndarray,
+) -> None:
+    """Typed instants (any unit) -> microseconds; those a microsecond cannot hold are refused."""
+    present = values.is_valid().to_numpy(zero_copy_only=False)
+    per_second = _UNIT_PER_SECOND[unit]
+    seconds = np.where(present, native.astype("float64") / per_second, 0.0)
+    lo_us, hi_us = span.bounds_us()
+    fits = present & (seconds >= lo_us / 1e6 - 1) & (seconds <= hi_us / 1e6 + 1)
+    rows = np.flatnonzero(fits)
+    whole = native[rows].astype(np.int64)
+    micros[rows] = whole * (1_000_000 // per_second) if per_second <= 1_000_000 else whole // 1000
+    known[rows] = True
+    for row in np.flatnonzero(present & ~fits).tolist():
+        year = int(seconds[row] // 31_556_952) + 1970  # the mean Gregorian year
+        shown = f"{int(native[row])} ({unit} since 1970)" if unit != "s" else str(values[row])
+        failures.add_one(row, "timestamp", f"year {year} is out of range {span.describe()}", shown)
+
+
+def _checked_instants(
+    values: pa.Array,
+    micros: np.ndarray,
+    known: np.ndarray,
+    span: TimestampRange,
+    failures: _Failures,
+) -> pa.Array:
+    lo_us, hi_us = span.bounds_us()
+    outside = known & ((micros < lo_us) | (micros > hi_us))
+    for row in np.flatnonzero(outside).tolist():
+        when = np.datetime64(int(micros[row]), "us")  # numpy: any year, even negative ones
+        year = int(when.astype("datetime64[Y]").astype(np.int64)) + 1970
+        if span.earliest.year <= year <= span.latest.year:
+            what = str(when.astype("datetime64[D]"))
+        else:
+            what = f"year {year}"
+        reason = f"{what} is out of range {span.describe()}"
+        failures.add_one(row, "timestamp", reason, _value_at(values, row))
+    ok = known & ~outside
+    present = values.is_valid().to_numpy(zero_copy_only=False)
+    for row in np.flatnonzero(present & ~known).tolist():
+        if (row, "timestamp") not in failures.reported:
+            failures.add_one(row, "timestamp", _NOT_A_TIMESTAMP, _value_at(values, row))
+    return pa.array(np.where(ok, micros, 0), type=TIMESTAMP, mask=~ok)
+
+
+def _value_at(values: pa.Array, row: int) -> object:
+    try:
+        return values[row].as_py()
+    except (ValueError, OverflowError, pa.ArrowException):
+        return str(values[row])
 
 
 def _numbers(name: str, values: pa.Array, failures: _Failures) -> pd.Series:
@@ -295,7 +444,10 @@ def _json_object(values: pa.Array, failures: _Failures) -> pa.Array:
     """Exposure attributes: a JSON object, stored as compact JSON text."""
     if pa.types.is_struct(values.type) or pa.types.is_map(values.type):
         texts = [
-            None if v is None else orjson.dumps(dict(v) if isinstance(v, list) else v).decode()
+            # default=str: a struct may hold decimals or bytes, which JSON has no type for
+            None
+            if v is None
+            else orjson.dumps(dict(v) if isinstance(v, list) else v, default=str).decode()
             for v in values.to_pylist()
         ]
         return pa.array(texts, type=pa.string())

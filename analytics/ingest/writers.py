@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -31,30 +32,113 @@ _CONFLICT_TARGETS = {
     IngestKind.exposures: "experiment_id, user_id, timestamp, variation_id",
     IngestKind.interactions: "event_id",
 }
+# The same order as Arrow's sort in prepare_rows: text compared byte by byte (collation "C").
+_KEY_ORDER = {
+    IngestKind.exposures: 'experiment_id COLLATE "C", user_id COLLATE "C", timestamp, '
+    'variation_id COLLATE "C"',
+    IngestKind.interactions: 'event_id COLLATE "C"',
+}
 
 
 @dataclass(frozen=True)
 class PreparedRows:
     table: str
     conflict_target: str
+    key_order: str
     columns: list[str]
     rows: int
     payload: Any  # an iterator of tuples (SQLite, consumed once) or CSV bytes (PostgreSQL)
     ingest_run_id: int
 
 
-def drop_repeated_keys(table: pa.Table, contract: InputContract) -> pa.Table:
-    """Keep the first row of each key within the batch (later ones are duplicates)."""
+def drop_repeated_keys(table: pa.Table, contract: InputContract) -> tuple[pa.Table, np.ndarray]:
+    """Keep the first row of each key within the batch (later ones are duplicates); return the
+    rows kept and their indices in ``table``."""
+    everything = np.arange(table.num_rows, dtype=np.int64)
     if table.num_rows < 2:
-        return table
+        return table, everything
     keyed = table.select(list(contract.key)).append_column(
         "__row", pa.array(range(table.num_rows), type=pa.int64())
     )
     first = keyed.group_by(list(contract.key), use_threads=False).aggregate([("__row", "min")])
     if first.num_rows == table.num_rows:
-        return table
+        return table, everything
     keep = np.sort(first.column("__row_min").to_numpy())
-    return table.take(pa.array(keep))
+    return table.take(pa.array(keep)), keep
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A row whose key was seen before with different content; the first write is kept."""
+
+    index: int  # the row in the table it came from
+    key: str
+    differs: list[str]
+
+    def reason(self, contract: InputContract) -> str:
+        return (
+            f"conflicting duplicate: {' '.join(contract.key)} {self.key} was already seen with a "
+            f"different {', '.join(self.differs)}; the first write is kept"
+        )
+
+
+def content_columns(contract: InputContract) -> list[str]:
+    return [c for c in contract.columns if c not in contract.key]
+
+
+def find_repeated_conflicts(
+    table: pa.Table, keep: np.ndarray, contract: InputContract
+) -> list[Conflict]:
+    """The rows :func:`drop_repeated_keys` dropped whose content differs from the kept row."""
+    if len(keep) == table.num_rows:
+        return []
+    dropped = np.setdiff1d(np.arange(table.num_rows), keep)
+    columns = list(contract.key) + content_columns(contract)
+    rows = table.select(columns).to_pylist()
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for index in keep.tolist():
+        first[tuple(rows[index][k] for k in contract.key)] = rows[index]
+    conflicts = []
+    for index in dropped.tolist():
+        row = rows[index]
+        key = tuple(row[k] for k in contract.key)
+        kept = first[key]
+        differs = [c for c in content_columns(contract) if row[c] != kept[c]]
+        if differs:
+            conflicts.append(Conflict(index, " ".join(map(str, key)), differs))
+    return conflicts
+
+
+def find_stored_conflicts(
+    connection: sa.Connection, table: pa.Table, contract: InputContract
+) -> list[Conflict]:
+    """Rows of ``table`` whose event_id is stored with different content (interactions only:
+    an exposure's key is nearly all of it)."""
+    if contract.kind is not IngestKind.interactions or table.num_rows == 0:
+        return []
+    columns = content_columns(contract)
+    stored_table = Interaction.__table__  # type: ignore[attr-defined]
+    ids = table.column("event_id").to_pylist()
+    stored: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 5_000):
+        found = connection.execute(
+            sa.select(stored_table.c.event_id, *(stored_table.c[c] for c in columns)).where(
+                stored_table.c.event_id.in_(ids[start : start + 5_000])
+            )
+        )
+        for record in found.mappings():
+            stored[record["event_id"]] = dict(record)
+    conflicts = []
+    for index, row in enumerate(table.select(["event_id", *columns]).to_pylist()):
+        before = stored.get(row["event_id"])
+        if before is None:
+            continue
+        if row["timestamp"] is not None:
+            row["timestamp"] = row["timestamp"].replace(tzinfo=UTC)
+        differs = [c for c in columns if row[c] != before[c]]
+        if differs:
+            conflicts.append(Conflict(index, row["event_id"], differs))
+    return conflicts
 
 
 def prepare_rows(
@@ -71,6 +155,9 @@ def prepare_rows(
         )
         payload: Any = _row_tuples(table)
     else:
+        # Every writer inserts in key order, so two ingests of overlapping rows take the key
+        # locks in the same order and wait for each other instead of deadlocking.
+        table = table.sort_by([(name, "ascending") for name in contract.key])
         table = table.append_column(
             "ingest_run_id", pa.array([ingest_run_id] * table.num_rows, type=pa.int64())
         )
@@ -80,6 +167,7 @@ def prepare_rows(
     return PreparedRows(
         table=TABLES[contract.kind],
         conflict_target=_CONFLICT_TARGETS[contract.kind],
+        key_order=_KEY_ORDER[contract.kind],
         columns=table.column_names,
         rows=table.num_rows,
         payload=payload,
@@ -148,6 +236,6 @@ def _write_postgres(driver: Any, prepared: PreparedRows) -> int:
             copy.write(prepared.payload)
         cursor.execute(
             f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
-            f"ON CONFLICT ({prepared.conflict_target}) DO NOTHING"
+            f"ORDER BY {prepared.key_order} ON CONFLICT ({prepared.conflict_target}) DO NOTHING"
         )
         return int(cursor.rowcount)
