@@ -367,6 +367,9 @@ def _start_stage(
         named = {"in_progress_plan_id": refusal.in_progress_plan_id}
         refuse(engine, plan, asked_as, actor, str(refusal), named, at=at)
         raise
+    except VersionConflictError as conflict:  # another caller moved the plan first
+        refuse(engine, plan, asked_as, actor, str(conflict), at=at)
+        raise
 
 
 def _write_or_fail(
@@ -437,7 +440,11 @@ def apply_stage(
     plan = require_plan(engine, plan_id)
     if plan.mode == PlanMode.record_only:
         client = None
-    stages = _check_next_stage(plan, stage, expected_version)
+    try:
+        stages = _check_next_stage(plan, stage, expected_version)
+    except (VersionConflictError, PlanRefusedError) as refusal:  # lost a race, or out of turn
+        refuse(engine, plan, asked_as, actor, str(refusal), at=now)
+        raise
     superseded: list[RollbackPlan] = []
     if plan.status != PlanStatus.reconciling:
         plan, superseded = _start_stage(
@@ -605,7 +612,9 @@ def advance_plan(
         raise PlanRefusedError(message)
     stages = PlanDocument.from_json(plan.document).stages
     if plan.current_stage + 1 >= len(stages):
-        raise PlanRefusedError(f"plan {plan_id} is at its last stage")
+        message = f"plan {plan_id} is at its last stage"
+        refuse(engine, plan, "advance", actor, message, at=now)
+        raise PlanRefusedError(message)
     decision = None
     if plan.current_stage >= 0:
         decision = evaluate_plan(engine, plan_id, now=now, record=False)
@@ -619,7 +628,9 @@ def advance_plan(
                 refuse(engine, plan, "advance", actor, message, figures, at=now)
                 raise PlanRefusedError(message, decision)
     if force and not reason:
-        raise PlanRefusedError("a forced advance needs a reason")
+        message = "a forced advance needs a reason"
+        refuse(engine, plan, "advance", actor, message, at=now)
+        raise PlanRefusedError(message)
     # Forced: applied over the guardrails' hold or pause (a force they would have allowed
     # anyway is recorded as asked, not as forced).
     overridden = decision is not None and decision.action != "advance"
@@ -671,15 +682,19 @@ def change_status(
         "resume": PlanStatus.active if plan.current_stage >= 0 else PlanStatus.draft,
         "abort": PlanStatus.aborted,
     }[action]
-    return transition(
-        engine,
-        plan,
-        action=action,
-        actor=actor,
-        stage=plan.current_stage,
-        changes={"status": target, "pending_stage": None},
-        details={"reason": reason},
-    )
+    try:
+        return transition(
+            engine,
+            plan,
+            action=action,
+            actor=actor,
+            stage=plan.current_stage,
+            changes={"status": target, "pending_stage": None},
+            details={"reason": reason},
+        )
+    except VersionConflictError as conflict:  # another caller moved the plan first
+        refuse(engine, plan, action, actor, str(conflict))
+        raise
 
 
 def _resolve_groups(

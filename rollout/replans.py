@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from analytics.analysis.outcomes import GUARDRAIL_METRICS, compute_user_metrics, load_user_outcomes
 from rollout.documents import PlanDocument, PlanStage
-from rollout.errors import PlanError, PlanRefusedError
+from rollout.errors import PlanError, PlanRefusedError, VersionConflictError
 from rollout.growthbook.rules import EVERYONE
 from rollout.guardrails import Guardrail, assign_arms
 from rollout.models import PlanStatus, RollbackPlan
@@ -280,24 +280,28 @@ def replan_plan(
         "replanned_at": now.isoformat(),
         "observed": observation.to_json(),
     }
-    updated = transition(
-        engine,
-        plan,
-        action="replan",
-        actor=actor,
-        stage=plan.current_stage,
-        at=now,
-        changes={"document": new_document},
-        details={
-            "from_revision": document.revision,
-            "to_revision": document.revision + 1,
-            "observed": observation.to_json(),
-            "option": replanned.option,
-            "reason": new_document["reason"],
-            "stages_before": len(document.stages),
-            "stages_after": len(new_document["stages"]),
-        },
-    )
+    try:
+        updated = transition(
+            engine,
+            plan,
+            action="replan",
+            actor=actor,
+            stage=plan.current_stage,
+            at=now,
+            changes={"document": new_document},
+            details={
+                "from_revision": document.revision,
+                "to_revision": document.revision + 1,
+                "observed": observation.to_json(),
+                "option": replanned.option,
+                "reason": new_document["reason"],
+                "stages_before": len(document.stages),
+                "stages_after": len(new_document["stages"]),
+            },
+        )
+    except VersionConflictError as conflict:  # another caller moved the plan first
+        refuse(engine, plan, "replan", actor, str(conflict), at=now)
+        raise
     return Replan(plan_id, document.revision + 1, updated.version, observation, new_document)
 
 

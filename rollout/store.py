@@ -181,9 +181,19 @@ def find_user_cohort(
     return None if row is None else (int(row[0]), str(row[1]))
 
 
-def list_events(engine: sa.Engine, *, plan_id: int | None = None, limit: int) -> list[PlanEvent]:
-    """The newest ``limit`` plan events (of one plan, or of all), newest first."""
-    query = select(PlanEvent).order_by(col(PlanEvent.id).desc()).limit(limit)
+def list_events(
+    engine: sa.Engine,
+    *,
+    plan_id: int | None = None,
+    limit: int,
+    offset: int = 0,
+    before_id: int | None = None,
+) -> list[PlanEvent]:
+    """Plan events (of one plan, or of all), newest first: ``limit`` of them, after skipping
+    the newest ``offset`` of those older than event ``before_id`` (when given)."""
+    query = select(PlanEvent).order_by(col(PlanEvent.id).desc()).offset(offset).limit(limit)
+    if before_id is not None:
+        query = query.where(col(PlanEvent.id) < before_id)
     if plan_id is not None:
         query = query.where(PlanEvent.plan_id == plan_id)
     with Session(engine) as session:
@@ -394,25 +404,48 @@ def find_token(engine: sa.Engine, token_hash: str) -> ApiToken | None:
 
 
 def reserve_idempotency_key(
-    engine: sa.Engine, record: IdempotencyRecord
+    engine: sa.Engine,
+    record: IdempotencyRecord,
+    *,
+    in_progress: int,
+    lease_expired_before: datetime,
 ) -> IdempotencyRecord | None:
     """Store ``record`` (an answer in progress) unless its (token, key) has one already;
     return the existing record, or None when this call reserved the key. Two concurrent
-    callers cannot both reserve it: the primary key decides."""
+    callers cannot both reserve it: the primary key decides.
+
+    A reservation still ``in_progress`` (its status code) made before
+    ``lease_expired_before`` for the same request was left by a server that died during the
+    work: this call takes it over (a compare-and-set, so of concurrent callers one does)."""
     key = (record.token_id, record.key)
     with Session(engine) as session:
         existing = session.get(IdempotencyRecord, key)
-        if existing is not None:
+        if existing is None:
+            session.add(record)
+            try:
+                session.commit()
+                return None
+            except sa.exc.IntegrityError:
+                session.rollback()
+                existing = session.get(IdempotencyRecord, key)
+                assert existing is not None
+        if existing.status_code != in_progress or existing.request_hash != record.request_hash:
             return existing
-        session.add(record)
-        try:
-            session.commit()
-        except sa.exc.IntegrityError:
-            session.rollback()
-            existing = session.get(IdempotencyRecord, key)
-            assert existing is not None
-            return existing
-    return None
+        taken = session.execute(
+            sa.update(IdempotencyRecord)
+            .where(
+                col(IdempotencyRecord.token_id) == record.token_id,
+                col(IdempotencyRecord.key) == record.key,
+                col(IdempotencyRecord.status_code) == in_progress,
+                col(IdempotencyRecord.created_at) < lease_expired_before,
+            )
+            .values(created_at=record.created_at)
+        )
+        session.commit()
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            return None
+        session.expire_all()
+        return session.get(IdempotencyRecord, key) or existing
 
 
 def complete_idempotency_key(

@@ -21,9 +21,10 @@ from tests.apps import run
 from tests.factories import exposure, interaction, write_rows
 
 
-@pytest.fixture(autouse=True)
-def fresh_settings() -> Iterator[None]:
-    """Each CLI run reads the test's AFTERSHOCK_DATABASE_URL afresh."""
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """CLI runs read the test's database (settings cached before it are dropped)."""
+    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -61,27 +62,22 @@ def test_an_expected_split_must_be_positive(weights: tuple[float, ...]) -> None:
 
 
 @pytest.mark.parametrize("weights", ["1,0", "0,0", "nan,nan", "-1,2"])
-def test_the_cli_refuses_a_bad_split_in_one_line(
-    weights: str, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
+def test_the_cli_refuses_a_bad_split_in_one_line(weights: str, cli: None) -> None:
     code, _, stderr = run("analyze", "--experiment", "chat-model-upgrade", "--weights", weights)
     assert code == 1 and "Traceback" not in stderr
     assert "must be a positive number" in stderr
 
 
 def test_a_skipped_sample_ratio_check_is_not_shown_as_passed(
-    engine: sa.Engine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: sa.Engine, tmp_path: Path, cli: None
 ) -> None:
     load(engine, tmp_path, [exposure(i, variation_id="0") for i in range(7)])  # control only
-    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
     code, stdout, stderr = run("analyze", "--experiment", "chat-model-upgrade")
     assert code == 0, stderr
     assert "SRM not tested" in stdout and "SRM p=1" not in stdout
 
 
-def test_a_plan_needs_a_feature_key(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
+def test_a_plan_needs_a_feature_key(cli: None) -> None:
     code, _, stderr = run(
         "plan",
         "--experiment",

@@ -64,12 +64,11 @@ def test_health_is_open_and_everything_else_needs_a_valid_token(api: Api) -> Non
         f"/v1/plans/{plan_id}/advance", {"force": True, "reason": "x"}, scope="ramp", version=1
     )
     assert "admin" in problem(forced, 403)["detail"]
-    [refused] = api.get("/v1/audit", plan_id=plan_id).json()["data"]  # and it is audited
-    assert (refused["action"], refused["outcome"], refused["actor"]) == (
-        "advance",
-        "refused",
-        "ramp-bot",
-    )
+    refused = api.get("/v1/audit", plan_id=plan_id).json()["data"]  # and both are audited
+    assert [(e["action"], e["outcome"], e["actor"]) for e in refused] == [
+        ("advance", "refused", "ramp-bot"),
+        ("pause", "refused", "read-bot"),
+    ]
     assert api.get("/v1/ready", scope="admin").json()["checks"] == {
         "database": "ok",
         "growthbook": "not configured",
@@ -230,10 +229,14 @@ def test_a_growthbook_failure_answers_502_and_a_retry_completes(
     assert len(rules) == 1 and "$nor" in rules[0]["condition"]
 
 
+@pytest.mark.parametrize("force", [False, True], ids=["asked", "forced"])
 @pytest.mark.parametrize("same_key", [False, True], ids=["distinct-keys", "one-key"])
-def test_fifty_concurrent_advances_make_exactly_one_transition(api: Api, same_key: bool) -> None:
+def test_fifty_concurrent_advances_make_exactly_one_transition(
+    api: Api, same_key: bool, force: bool
+) -> None:
     plan_id = make_plan(api.engine, mode="record_only")
     barrier = threading.Barrier(50)
+    body = {"force": True, "reason": "incident 12"} if force else {}
 
     def advance(i: int) -> httpx.Response:
         key = "the-one-key" if same_key else f"key-{i}"
@@ -241,8 +244,10 @@ def test_fifty_concurrent_advances_make_exactly_one_transition(api: Api, same_ke
             barrier.wait()
             return http.post(
                 f"/v1/plans/{plan_id}/advance",
-                json={},
-                headers=api.headers("ramp", **{"Idempotency-Key": key, "If-Match": '"1"'}),
+                json=body,
+                headers=api.headers(
+                    "admin" if force else "ramp", **{"Idempotency-Key": key, "If-Match": '"1"'}
+                ),
             )
 
     with ThreadPoolExecutor(50) as pool:
@@ -260,12 +265,21 @@ def test_fifty_concurrent_advances_make_exactly_one_transition(api: Api, same_ke
     ), statuses
     plan = load_plan(api.engine, plan_id)
     assert plan is not None and plan.current_stage == 0
-    applied = [
-        e
-        for e in load_plan_events(api.engine, plan_id)
-        if e.action == "apply" and e.outcome == "ok"
-    ]
+    events = load_plan_events(api.engine, plan_id)
+    applied = [e for e in events if e.action == "apply" and e.outcome == "ok"]
     assert len(applied) == 1
+    # Every refusal of the plan (a lost race) is audited once; duplicates of one request
+    # under one key (in progress, or replayed) are not new events.
+    refusals = [
+        r
+        for r in responses
+        if r.status_code == 409
+        and "Idempotent-Replayed" not in r.headers
+        and r.json()["title"] != "Request in progress"
+    ]
+    refused = [e for e in events if e.outcome == "refused"]
+    assert len(refused) == len(refusals), (len(refused), len(refusals))
+    assert len(refusals) == (0 if same_key else 49)
 
 
 def test_ramp_and_cohort_lookups_are_consistent(api: Api) -> None:

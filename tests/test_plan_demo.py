@@ -116,6 +116,7 @@ def test_stages_are_applied_in_order_and_judged(
     actions = [(e.action, e.stage, e.outcome) for e in load_plan_events(engine, 1)]
     assert actions == [
         ("create", None, "ok"),
+        ("apply", -1, "refused"),  # stage 1 before stage 0
         ("apply", -1, "refused"),  # a live plan, and GrowthBook is not configured
         ("apply", 0, "started"),
         ("apply", 0, "ok"),

@@ -40,7 +40,7 @@ def test_the_recommended_option_realises_the_lowest_cost_at_50000_users(seed: in
     check_recommendation(make_world(Scenario(50_000, 0.3), seed), replications=3, seed=seed)
 
 
-@pytest.mark.parametrize("users", [3000, 50_000])
+@pytest.mark.parametrize("users", [3000, pytest.param(50_000, marks=pytest.mark.slow)])
 def test_with_nobody_adapted_everyone_is_moved_within_a_week(users: int) -> None:
     plan = plan_for(make_world(Scenario(users, 0.0), 4), POLICY)
     timing = plan.chosen().timing
@@ -48,7 +48,7 @@ def test_with_nobody_adapted_everyone_is_moved_within_a_week(users: int) -> None
     assert max(t.last_day for t in timing.values()) <= 7
 
 
-@pytest.mark.parametrize("users", [3000, 50_000])
+@pytest.mark.parametrize("users", [3000, pytest.param(50_000, marks=pytest.mark.slow)])
 def test_with_strong_adaptation_adapted_users_go_last(users: int) -> None:
     plan = plan_for(make_world(Scenario(users, 0.6, severity=1.2), 5), POLICY)
     chosen = plan.chosen()
@@ -59,7 +59,7 @@ def test_with_strong_adaptation_adapted_users_go_last(users: int) -> None:
     assert timing["least_adapted"].last_day <= 1  # those who did not adapt go within a day
 
 
-@pytest.mark.parametrize("users", [3000, 50_000])
+@pytest.mark.parametrize("users", [3000, pytest.param(50_000, marks=pytest.mark.slow)])
 def test_a_larger_disruption_than_planned_slows_the_remaining_adapted_stages(users: int) -> None:
     """Re-planned after the users who did not adapt were moved: when moving turned out three
     times as disruptive as planned, adapted users wait longer before their first move."""

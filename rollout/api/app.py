@@ -17,6 +17,7 @@ from analytics.db import ensure_schema, get_engine
 from analytics.errors import AftershockError, ConfigError, NotFoundError
 from analytics.settings import Settings, get_settings
 from rollout.api.deps import ApiState
+from rollout.api.limits import RequestLimits
 from rollout.api.problems import ProblemError
 from rollout.api.routes import router
 from rollout.errors import (
@@ -119,6 +120,7 @@ def create_app(
         growthbook_missing=missing_growthbook_settings(settings),
     )
     app.include_router(router)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.api_max_body_bytes)
 
     @app.exception_handler(ProblemError)
     def on_problem(request: Request, exc: ProblemError) -> JSONResponse:

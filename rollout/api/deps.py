@@ -12,8 +12,11 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from rollout.api import limits
+from rollout.api.idempotency import refuse_once
 from rollout.api.problems import ProblemError
 from rollout.documents import PlanDocument
 from rollout.tokens import Principal, authenticate
@@ -95,30 +98,55 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting callers whose token grants ``scope`` (or a wider one)."""
 
     async def check(
+        request: Request,
         state: StateDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        unauthorised = ProblemError(
-            401,
-            "Unauthorized",
-            "send a valid API token: Authorization: Bearer ash_...",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        unauthorised = limits.unauthorised()
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise unauthorised
         principal = state.principal(credentials.credentials)
         if principal is None:
             raise unauthorised
         if not principal.allows(scope):
-            raise ProblemError(
+            forbidden = ProblemError(
                 403,
                 "Forbidden",
                 f"this token ({principal.name}) has scopes {sorted(principal.scopes)}; "
                 f"this needs {scope!r}",
             )
+            if request.method in limits.BODY_METHODS:
+                await run_in_threadpool(_audit_forbidden, state, principal, request, forbidden)
+            raise forbidden
         return principal
 
     return check
+
+
+def _audit_forbidden(
+    state: ApiState, principal: Principal, request: Request, forbidden: ProblemError
+) -> None:
+    """Audit a change of a plan refused for want of scope, once per Idempotency-Key."""
+    from rollout.ramp import refuse
+    from rollout.store import load_plan_state
+
+    raw_id = str(request.path_params.get("plan_id", ""))
+    if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 9):
+        return  # not a plan's route, or not a plan id (the route answers that)
+    plan = load_plan_state(state.engine, int(raw_id))
+    if plan is None:
+        return
+    key = request.headers.get("Idempotency-Key")
+    action = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    refuse_once(
+        state.engine,
+        principal,
+        key if key is not None and _KEY.match(key) else None,
+        request.method,
+        request.url.path,
+        forbidden,
+        lambda: refuse(state.engine, plan, action, principal.name, forbidden.detail),
+    )
 
 
 Reader = Annotated[Principal, Depends(require("read"))]
@@ -165,12 +193,34 @@ def plan_version(
 ) -> int:
     if if_match is None:
         raise ProblemError(428, "Precondition required", 'send If-Match: "<version>" (the ETag)')
-    text = if_match.strip().removeprefix("W/").strip('"')
-    if not text.isdigit() or len(text) > 9:
+    return parse_version(if_match)
+
+
+# A plan version as an entity tag: ASCII digits only (``str.isdigit`` also admits "²" and
+# other Unicode digits, which ``int`` refuses), quoted or bare, at most 9 of them.
+_VERSION = re.compile(r'"?([0-9]{1,9})"?', re.ASCII)
+
+
+def parse_version(if_match: str) -> int:
+    """The plan version an ``If-Match`` header names: ``"3"`` (or ``3``). Weak tags
+    (``W/"3"``), lists and ``*`` are refused: a plan change needs the strong comparison."""
+    text = if_match.strip()
+    if text.startswith(("W/", "w/")):
         raise ProblemError(
-            400, "Invalid If-Match", f'If-Match must be a plan version like "3", got {if_match!r}'
+            400,
+            "Invalid If-Match",
+            f"weak entity tags are not accepted ({if_match!r}): send the ETag as it was "
+            'given, e.g. If-Match: "3"',
         )
-    return int(text)
+    found = _VERSION.fullmatch(text)
+    if found is None or text.count('"') == 1:
+        raise ProblemError(
+            400,
+            "Invalid If-Match",
+            f'If-Match must be one plan version like "3" (ASCII digits, at most 9), '
+            f"got {if_match!r}",
+        )
+    return int(found.group(1))
 
 
 Version = Annotated[int, Depends(plan_version)]

@@ -3,7 +3,8 @@
 The key is reserved before the work starts (a row with no status yet), so two concurrent
 requests with one key never both do the work: the second is told the first is in progress,
 and a retry after it finished replays the stored answer. Server errors are not stored, so a
-retry after one tries again.
+retry after one tries again. A reservation holds for ``LEASE`` only: one left in progress by a
+server killed during the work is taken over by the next retry of the same request after it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +28,9 @@ from rollout.store import (
 from rollout.tokens import Principal
 
 IN_PROGRESS = 0
+# How long a reservation in progress holds the key. Work under a key takes seconds (a stage
+# written to GrowthBook, retries included); one older than this was left by a dead server.
+LEASE = timedelta(minutes=5)
 
 
 def request_hash(method: str, path: str, body: Any) -> str:
@@ -47,7 +52,8 @@ def _replay(record: IdempotencyRecord, method: str, path: str, digest: str) -> J
             409,
             "Request in progress",
             f"a request with Idempotency-Key {record.key!r} is still being processed; "
-            "retry shortly to get its answer",
+            f"retry shortly to get its answer (after {LEASE.seconds // 60} minutes without "
+            "one, a retry runs the request again)",
         )
     media = PROBLEM_JSON if record.status_code >= 400 else "application/json"
     return JSONResponse(
@@ -69,6 +75,7 @@ def run_idempotent(
 ) -> JSONResponse:
     """Do ``work`` once per (token, key); store and return its (status, body)."""
     digest = request_hash(method, path, body)
+    now = datetime.now(UTC)
     reserved = IdempotencyRecord(
         token_id=principal.token_id,
         key=key,
@@ -77,8 +84,11 @@ def run_idempotent(
         request_hash=digest,
         status_code=IN_PROGRESS,
         response={},
+        created_at=now,
     )
-    existing = reserve_idempotency_key(engine, reserved)
+    existing = reserve_idempotency_key(
+        engine, reserved, in_progress=IN_PROGRESS, lease_expired_before=now - LEASE
+    )
     if existing is not None:
         return _replay(existing, method, path, digest)
     try:
@@ -94,3 +104,36 @@ def run_idempotent(
         complete_idempotency_key(engine, principal.token_id, key, status, payload)
     media = PROBLEM_JSON if status >= 400 else "application/json"
     return JSONResponse(payload, status_code=status, media_type=media)
+
+
+def refuse_once(
+    engine: sa.Engine,
+    principal: Principal,
+    key: str | None,
+    method: str,
+    path: str,
+    problem: ProblemError,
+    audit: Callable[[], None],
+) -> None:
+    """Store a refusal made before the work (a token without the scope) as the answer under
+    ``key`` and ``audit`` it the first time only: a retry with the same key is a replay of the
+    same refusal, not a new event. Without a usable key every attempt is audited."""
+    if key is None:
+        audit()
+        return
+    now = datetime.now(UTC)
+    refused = IdempotencyRecord(
+        token_id=principal.token_id,
+        key=key,
+        method=method,
+        path=path,
+        request_hash=request_hash(method, path, "refused"),
+        status_code=problem.status,
+        response=problem.body(path),
+        created_at=now,
+    )
+    existing = reserve_idempotency_key(
+        engine, refused, in_progress=IN_PROGRESS, lease_expired_before=now - LEASE
+    )
+    if existing is None or existing.request_hash != refused.request_hash:
+        audit()

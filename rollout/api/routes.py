@@ -435,14 +435,19 @@ def post_advance(
     configured; a record-only plan's is recorded only, as is any with ``dry_run``. The first
     stage starts the plan: refused (409, naming it) while another plan of the feature is in
     progress, unless ``supersede``, which aborts that plan (audited on both)."""
-    plan = _require_plan(state, plan_id)
-    if body.force and not principal.allows("admin"):
-        refuse(state.engine, plan, "advance", principal.name, "a forced advance needs admin")
-        raise ProblemError(403, "Forbidden", "a forced advance needs the admin scope")
-    if body.force and not body.reason:
-        raise ProblemError(422, "Reason required", "a forced advance needs a reason")
+    _require_plan(state, plan_id)
 
     def work() -> tuple[int, dict[str, Any]]:
+        # Refused inside the idempotent work: the answer is stored under the key, so a retry
+        # replays it and the refusal is audited once.
+        if body.force and not principal.allows("admin"):
+            message = "a forced advance needs the admin scope"
+            refuse(state.engine, _require_plan(state, plan_id), "advance", principal.name, message)
+            raise ProblemError(403, "Forbidden", message)
+        if body.force and not body.reason:
+            message = "a forced advance needs a reason"
+            refuse(state.engine, _require_plan(state, plan_id), "advance", principal.name, message)
+            raise ProblemError(422, "Reason required", message)
         state.forget(plan_id)
         client = open_writer(
             state.engine,
@@ -681,10 +686,18 @@ def get_audit(
     _: Reader,
     plan_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0, le=2_147_483_647)] = 0,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> schemas.AuditList:
     """Every state change and refused attempt (newest first): actor, time, before and after,
-    reason, and the guardrail figures at that moment."""
-    rows = list_events(state.engine, plan_id=plan_id, limit=limit)
+    reason, and the guardrail figures at that moment. Pages of ``limit`` events: the next
+    page is at ``next_offset``, or (stable while events are added) ``before_id`` set to
+    the last event's id; ``next_offset`` is null after the last page."""
+    rows = list_events(
+        state.engine, plan_id=plan_id, limit=limit + 1, offset=offset, before_id=before_id
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
     data = [
         schemas.AuditEvent(
             id=e.id or 0,
@@ -699,4 +712,6 @@ def get_audit(
         )
         for e in rows
     ]
-    return schemas.AuditList(data=data, count=len(data))
+    return schemas.AuditList(
+        data=data, count=len(data), next_offset=offset + len(data) if more else None
+    )

@@ -280,6 +280,9 @@ class AuditEvent(BaseModel):
 class AuditList(BaseModel):
     data: list[AuditEvent]
     count: int
+    next_offset: int | None = Field(
+        default=None, description="The offset of the next page (null: this is the last)."
+    )
 
 
 class Health(BaseModel):
