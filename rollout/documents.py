@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+PLAN_MODES = {
+    # mode: (as a title, what it means); every surface words a plan's mode so
+    "live": ("live", "each stage is written to GrowthBook"),
+    "record_only": ("record-only", "stages are recorded, GrowthBook is never written"),
+}
+
 
 @dataclass(frozen=True)
 class GuardrailSpec:

@@ -44,7 +44,7 @@ from rollout.guardrails import Guardrail
 from rollout.harm import Adaptation
 from rollout.policy import POLICY_LIMITS, STRATEGIES, check_policy_value, policy_default
 from rollout.power import CohortPower, PowerModel
-from rollout.risk import ACTIVITY_HALF, DEFAULT_HALF_LIFE_DAYS
+from rollout.risk import DEFAULT_HALF_LIFE_DAYS, activity_factor
 from rollout.search import (
     COHORT_ORDER,
     COHORT_WORDS,
@@ -189,7 +189,6 @@ def _population(
 
     power = {c: model(cohort == c) for c in COHORT_ORDER}
     power[EVERYONE] = model(np.ones(len(frame), dtype=bool))
-    n_post = frame["n_post"].to_numpy(dtype=float).clip(min=0.0)
     bucket = frame["bucket"].to_numpy(dtype=float)
     moved = np.zeros(len(frame), dtype=bool)
     rolled = np.zeros(len(frame), dtype=bool)
@@ -209,7 +208,7 @@ def _population(
         adaptation=Adaptation(
             evidence=frame["evidence"].to_numpy(dtype=float).clip(0.0, 1.0),
             days_exposed=frame["days_exposed"].to_numpy(dtype=float).clip(min=0.0),
-            activity_factor=0.5 + 0.5 * n_post / (n_post + ACTIVITY_HALF),
+            activity_factor=activity_factor(frame["n_post"].to_numpy(dtype=float)),
             daily_active=daily.clip(0.0, 1.0),
             half_life_days=half_life_days,
             scale=scale,
@@ -631,3 +630,12 @@ def policy_document(policy: Policy) -> dict[str, Any]:
         "max_hold_hours": policy.max_hold_hours,
         "long_tenure_days": policy.long_tenure_days,
     }
+
+
+def policy_from_document(data: Mapping[str, Any]) -> Policy:
+    """The :class:`Policy` a plan.json's ``policy`` describes (:func:`policy_document`)."""
+    fields = dict(data)
+    guardrails = tuple(
+        Guardrail(g["metric"], g["max_regression"]) for g in fields.pop("guardrails")
+    )
+    return Policy(guardrails=guardrails, **fields)

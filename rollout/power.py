@@ -36,22 +36,22 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from rollout.guardrails import GUARDRAIL_TUNING, Guardrail
+from analytics.inference.sequential import sequential_rho
+from rollout.guardrails import GUARDRAIL_TUNING, Guardrail, GuardrailParams
 
 DISRUPTION_EFFECT_SD = 1.0
 """How far a disrupted user's guardrail metrics move, in standard deviations of the users'
 per-user means: a second disruption is a shock as large as the usual difference between two
 users (the rollout simulation in the tests plants about 1.5)."""
 ACTIVITY_BINS = 20  # quantiles of daily activity that stand for a cohort's users
-MIN_USERS_PER_ARM = 30  # rollout.guardrails.GuardrailParams.min_users_per_arm
+MIN_USERS_PER_ARM = GuardrailParams().min_users_per_arm  # what a stage's guardrail waits for
 
 
 def boundary(n: np.ndarray | float, alpha: float, tuning: float = GUARDRAIL_TUNING) -> np.ndarray:
     """The confidence sequence's half-width in standard errors at ``n`` units of both arms
     (:func:`analytics.inference.sequential.sequential_halfwidth` divided by the standard
     error, vectorised)."""
-    log_alpha = math.log(alpha)
-    rho2 = (-2.0 * log_alpha + math.log(1.0 - 2.0 * log_alpha)) / tuning
+    rho2 = sequential_rho(alpha, tuning) ** 2
     n = np.maximum(np.asarray(n, dtype=float), 1.0)
     return np.sqrt(2.0 * (n * rho2 + 1.0) / (n * rho2) * np.log(np.sqrt(n * rho2 + 1.0) / alpha))
 

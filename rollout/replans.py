@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from scipy.stats import norm
 
 from analytics.analysis.outcomes import GUARDRAIL_METRICS, compute_user_metrics, load_user_outcomes
 from rollout.documents import PlanDocument, PlanStage
@@ -32,14 +33,19 @@ from rollout.errors import PlanError, PlanRefusedError, VersionConflictError
 from rollout.growthbook.rules import EVERYONE
 from rollout.guardrails import Guardrail, assign_arms
 from rollout.models import PlanStatus, RollbackPlan
-from rollout.planner import Policy, option_document, plan_rollback, stage_documents
+from rollout.planner import (
+    option_document,
+    plan_rollback,
+    policy_from_document,
+    stage_documents,
+)
 from rollout.plans import load_plan_users
 from rollout.power import DISRUPTION_EFFECT_SD
 from rollout.ramp import refuse, require_version, transition
 from rollout.search import COHORT_ORDER
 from rollout.store import load_plan_events, load_plan_members
 
-Z95 = 1.959963984540054
+Z95 = float(norm.ppf(0.975))
 
 
 @dataclass(frozen=True)
@@ -176,12 +182,6 @@ def _affected(cohort: str) -> set[str]:
     return set(COHORT_ORDER[COHORT_ORDER.index(cohort) :])
 
 
-def _policy(document: PlanDocument) -> Policy:
-    data = dict(document.policy)
-    guardrails = tuple(Guardrail(g["metric"], g["max_regression"]) for g in data.pop("guardrails"))
-    return Policy(guardrails=guardrails, **data)
-
-
 def _started_at(engine: sa.Engine, plan_id: int) -> datetime:
     for event in load_plan_events(engine, plan_id):
         if event.action == "apply" and event.outcome == "ok":
@@ -227,7 +227,7 @@ def replan_plan(
         refuse(engine, plan, "replan", actor, message, at=now)
         raise PlanRefusedError(message)
     observation = observe_stage(engine, plan, document, now)
-    policy = _policy(document)
+    policy = policy_from_document(document.policy)
     cohorts = {
         user: cohort
         for cohort in document.cohorts
@@ -259,19 +259,20 @@ def replan_plan(
         horizon_days=max(policy.deadline_days - elapsed, 0.0),
         cohorts=cohorts,
     )
+    # Users new to the experiment stay frozen on the old value once a stage froze them; the
+    # new stages carry that rule and drop a freeze stage of their own.
     froze = any(s.kind == "freeze" for s in document.stages[: plan.current_stage + 1])
     kept = plan.document["stages"][: plan.current_stage + 1]
-    fresh = [
-        s
-        for s in stage_documents(replanned, environments=environments)
-        if not (froze and s["kind"] == "freeze")
-    ]
+    skip = int(froze and replanned.chosen().stages[0].kind == "freeze")
+    fresh = stage_documents(
+        replanned, environments=environments, first_index=len(kept) - skip, froze=froze
+    )[skip:]
     base = current.start_day + current.min_hold_hours / 24.0
     for stage in fresh:
         stage["start_day"] = round(base + stage["start_day"], 4)
     new_document = {
         **plan.document,
-        "stages": kept + _renumbered(fresh, len(kept)),
+        "stages": kept + fresh,
         "options": [option_document(o) for o in replanned.options],
         "option": replanned.option,
         "strategy": replanned.strategy,
@@ -303,23 +304,6 @@ def replan_plan(
         refuse(engine, plan, "replan", actor, str(conflict), at=now)
         raise
     return Replan(plan_id, document.revision + 1, updated.version, observation, new_document)
-
-
-def _renumbered(stages: list[dict[str, Any]], first: int) -> list[dict[str, Any]]:
-    """Fresh stages numbered after the kept ones, their rules' descriptions to match."""
-    out = []
-    for index, stage in enumerate(stages, start=first):
-        rules = [
-            {**rule, "description": _describe_rule(rule["description"], index)}
-            for rule in stage["rest"]["rules"]
-        ]
-        out.append({**stage, "index": index, "rest": {**stage["rest"], "rules": rules}})
-    return out
-
-
-def _describe_rule(description: str, index: int) -> str:
-    head, _, tail = description.partition(", ")
-    return f"stage {index}, {tail}" if head.startswith("stage ") else description
 
 
 def replan_summary(events: Sequence[Any]) -> list[Mapping[str, Any]]:

@@ -99,9 +99,14 @@ def second_disruption_risk(
     a = np.clip(a, 0.0, 1.0)
     days = np.maximum(np.asarray(days_exposed, dtype=float), 0.0)
     saturation = 1.0 - np.power(2.0, -days / half_life)
+    return np.asarray(a * saturation * activity_factor(n_post, params.activity_half), dtype=float)
+
+
+def activity_factor(n_post: np.ndarray, activity_half: float = ACTIVITY_HALF) -> np.ndarray:
+    """``1/2 + 1/2 n / (n + n_half)``: habits form with use, half the weight by ``n_half``
+    interactions since first exposure."""
     n = np.maximum(np.asarray(n_post, dtype=float), 0.0)
-    activity = 0.5 + 0.5 * n / (n + params.activity_half)
-    return np.asarray(a * saturation * activity, dtype=float)
+    return np.asarray(0.5 + 0.5 * n / (n + activity_half), dtype=float)
 
 
 def score_users(users: pd.DataFrame, as_of: pd.Timestamp, params: RiskParams) -> pd.DataFrame:

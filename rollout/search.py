@@ -41,17 +41,27 @@ COHORT_WORDS = {
 }
 AWARE_STEPS = {"least_adapted": (0, 1), "partial": (0, 1, 2, 3), "adapted": (0, 1, 2, 3)}
 UNIFORM_STEPS = (1, 2, 3, 4)
-HOLD_NAMES = {"x1": "", "x2": ", holds x2", "expected": ", holds to the disruption expected"}
+
+
+@dataclass(frozen=True)
+class HoldRule:
+    """How long a partial stage holds: until its guardrails see ``basis`` (the tolerated
+    regressions, or the disruption expected among the moved users), times ``factor``."""
+
+    basis: str  # tolerated | expected
+    factor: float
+    words: str  # in an option's label
+    suffix: str  # in an option's name
+
+
 HOLDS = {
-    # name: (what the hold is sized to see, multiple), words
-    "x1": (
-        ("tolerated", 1.0),
-        "holds sized to see the tolerated regressions",
-    ),
-    "x2": (("tolerated", 2.0), "holds twice as long"),
-    "expected": (
-        ("expected", 1.0),
+    "x1": HoldRule("tolerated", 1.0, "holds sized to see the tolerated regressions", ""),
+    "x2": HoldRule("tolerated", 2.0, "holds twice as long", ", holds x2"),
+    "expected": HoldRule(
+        "expected",
+        1.0,
         "holds sized to see the disruption expected",
+        ", holds to the disruption expected",
     ),
 }
 TOP_STEP = 0.5  # the last guarded step of a ladder moves half of the cohort
@@ -242,7 +252,7 @@ def enumerate_options(
         yield OptionSpec(
             "immediate", "everyone at once", "everyone back at once", tuple(immediate), "x1"
         )
-    for holds, (_, words_of_holds) in HOLDS.items():
+    for holds, rule in HOLDS.items():
         if include_uniform and not rolled and not bridged_now:
             smallest = population.power[EVERYONE].smallest_guardable()
             for guarded in UNIFORM_STEPS:
@@ -252,8 +262,8 @@ def enumerate_options(
                 if unique(steps, holds):
                     yield OptionSpec(
                         "uniform_ramp",
-                        named(f"everyone in {len(steps)} steps{HOLD_NAMES[holds]}"),
-                        f"everyone together {_describe(len(steps) - 1)}, {words_of_holds}",
+                        named(f"everyone in {len(steps)} steps{rule.suffix}"),
+                        f"everyone together {_describe(len(steps) - 1)}, {rule.words}",
                         tuple(steps),
                         holds,
                     )
@@ -288,10 +298,8 @@ def enumerate_options(
                     bridged = " via the bridge" if bridge_on else ""
                     yield OptionSpec(
                         "adaptation_aware",
-                        named(
-                            f"by adaptation: {', '.join(counted)} steps{bridged}{HOLD_NAMES[holds]}"
-                        ),
-                        f"{'; then '.join(words)}; {words_of_holds}",
+                        named(f"by adaptation: {', '.join(counted)} steps{bridged}{rule.suffix}"),
+                        f"{'; then '.join(words)}; {rule.words}",
                         tuple(steps),
                         holds,
                     )
@@ -361,9 +369,9 @@ def cost_option(
         serving[step.kind][step.cohort] = step.coverage
         power = population.power[step.cohort]
         share_disrupted = disrupted[key] / max(power.cohort.users * step.coverage, 1e-12)
-        (basis, factor), _ = HOLDS[spec.holds]
-        expected = share_disrupted * DISRUPTION_EFFECT_SD if basis == "expected" else None
-        tested = power.stage(step.coverage, factor, expected)
+        rule = HOLDS[spec.holds]
+        expected = share_disrupted * DISRUPTION_EFFECT_SD if rule.basis == "expected" else None
+        tested = power.stage(step.coverage, rule.factor, expected)
         detect = power.detect_disruption(step.coverage, share_disrupted, tested.hold_hours)
         stages.append(
             Stage(

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rollout.growthbook.rules import is_rolled_back
-from rollout.planner import Plan, Policy, choose, plan_document, plan_rollback
+from rollout.planner import Plan, Policy, choose, plan_document, plan_rollback, stage_documents
 from rollout.search import Stage
 from tests.factories import make_users
 
@@ -336,3 +336,13 @@ def test_a_step_share_cap_leaves_everyone_at_once_as_a_reference_only() -> None:
             key = (stage.cohort, stage.kind)
             assert stage.coverage - last.get(key, 0.0) <= 0.5 + 1e-9, option.name
             last[key] = stage.coverage
+
+
+def test_stages_planned_again_keep_users_new_to_the_experiment_frozen() -> None:
+    plan = choose(make_plan(make_users(n=300, seed=7)), "immediate")
+    [again] = stage_documents(plan, first_index=4, froze=True)
+    assert again["index"] == 4
+    described = [r["description"] for r in again["rest"]["rules"]]
+    assert any(d.endswith("stage 4, unexposed freeze") for d in described)
+    [first] = stage_documents(plan)
+    assert not any("freeze" in r["description"] for r in first["rest"]["rules"])

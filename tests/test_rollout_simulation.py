@@ -208,6 +208,9 @@ def test_a_replan_learns_the_disruption_a_stage_saw(
     assert [s.index for s in after.stages] == list(range(len(after.stages)))
     assert after.stages[: stage + 1] == before.stages[: stage + 1]
     assert after.stages[-1].serving["rollback"].get("adapted") == 1.0
+    for fresh in after.stages[stage + 1 :]:  # users new to the experiment stay frozen
+        described = [r["description"] for r in fresh.rest["rules"]]
+        assert any(d.endswith(f"stage {fresh.index}, unexposed freeze") for d in described)
     assert after.stages[stage + 1].start_day >= before.stages[stage].start_day
     [event] = [e for e in load_plan_events(engine, plan_id) if e.action == "replan"]
     assert event.details["to_revision"] == 2 and event.details["observed"]["stage"] == stage

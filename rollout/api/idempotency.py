@@ -64,6 +64,34 @@ def _replay(record: IdempotencyRecord, method: str, path: str, digest: str) -> J
     )
 
 
+def _reserve(
+    engine: sa.Engine,
+    principal: Principal,
+    key: str,
+    method: str,
+    path: str,
+    digest: str,
+    status_code: int,
+    response: dict[str, Any],
+) -> IdempotencyRecord | None:
+    """Store the key's record (in progress, or already answered); return the record that
+    held the key instead, or None when this one was stored (a lapsed lease is taken over)."""
+    now = datetime.now(UTC)
+    record = IdempotencyRecord(
+        token_id=principal.token_id,
+        key=key,
+        method=method,
+        path=path,
+        request_hash=digest,
+        status_code=status_code,
+        response=response,
+        created_at=now,
+    )
+    return reserve_idempotency_key(
+        engine, record, in_progress=IN_PROGRESS, lease_expired_before=now - LEASE
+    )
+
+
 def run_idempotent(
     engine: sa.Engine,
     principal: Principal,
@@ -75,20 +103,7 @@ def run_idempotent(
 ) -> JSONResponse:
     """Do ``work`` once per (token, key); store and return its (status, body)."""
     digest = request_hash(method, path, body)
-    now = datetime.now(UTC)
-    reserved = IdempotencyRecord(
-        token_id=principal.token_id,
-        key=key,
-        method=method,
-        path=path,
-        request_hash=digest,
-        status_code=IN_PROGRESS,
-        response={},
-        created_at=now,
-    )
-    existing = reserve_idempotency_key(
-        engine, reserved, in_progress=IN_PROGRESS, lease_expired_before=now - LEASE
-    )
+    existing = _reserve(engine, principal, key, method, path, digest, IN_PROGRESS, {})
     if existing is not None:
         return _replay(existing, method, path, digest)
     try:
@@ -121,19 +136,9 @@ def refuse_once(
     if key is None:
         audit()
         return
-    now = datetime.now(UTC)
-    refused = IdempotencyRecord(
-        token_id=principal.token_id,
-        key=key,
-        method=method,
-        path=path,
-        request_hash=request_hash(method, path, "refused"),
-        status_code=problem.status,
-        response=problem.body(path),
-        created_at=now,
+    digest = request_hash(method, path, "refused")
+    existing = _reserve(
+        engine, principal, key, method, path, digest, problem.status, problem.body(path)
     )
-    existing = reserve_idempotency_key(
-        engine, refused, in_progress=IN_PROGRESS, lease_expired_before=now - LEASE
-    )
-    if existing is None or existing.request_hash != refused.request_hash:
+    if existing is None or existing.request_hash != digest:
         audit()

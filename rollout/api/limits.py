@@ -54,7 +54,9 @@ class RequestLimits:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (
+            scope["method"] not in BODY_METHODS and _header(scope, b"content-length") is None
+        ):  # reads (GET /ramp is the hot path) carry no body: nothing to limit or hold
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from rollout.cli.console import err, fail, out, reports_errors
-from rollout.documents import PlanDocument
+from rollout.documents import PLAN_MODES, PlanDocument
 from rollout.policy import POLICY_LIMITS, STRATEGIES, policy_default
 
 if TYPE_CHECKING:
@@ -185,12 +185,6 @@ def plan(
         out.print(f"wrote {out_path}", highlight=False)
 
 
-MODES = {
-    "live": "live: each stage is written to GrowthBook",
-    "record_only": "record-only: stages are recorded, GrowthBook is never written",
-}
-
-
 def print_plan(plan_id: int, document: PlanDocument) -> None:
     from rich import box
     from rich.text import Text
@@ -258,7 +252,8 @@ def print_plan(plan_id: int, document: PlanDocument) -> None:
     chosen = document.chosen
     for warning in [] if chosen is None else chosen.warnings:
         err.print(f"warning: {warning}", style="yellow")
-    out.print(f"mode: {MODES.get(document.mode, document.mode)}", highlight=False)
+    title, meaning = PLAN_MODES.get(document.mode, (document.mode, ""))
+    out.print(f"mode: {title}: {meaning}", highlight=False)
     out.print(f"plan {plan_id}: {document.reason}", highlight=False, soft_wrap=True)
 
 

@@ -13,15 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from analytics.features.metrics import METRICS
-from rollout.documents import GuardrailSpec, PlanOption, PlanStage
+from rollout.documents import PLAN_MODES, GuardrailSpec, PlanOption, PlanStage
 from rollout.models import PlanEvent
 from rollout.store import ForcedAdvance
 
-# As the CLI words them (rollout.cli.plans).
-MODES = {
-    "live": ("live", "each stage is written to GrowthBook"),
-    "record_only": ("record-only", "stages are recorded, GrowthBook is never written"),
-}
 ADVICE = (
     "use fewer, larger steps (a larger max step share) or a longer max hold, so that each "
     "stage's test sees enough users"
@@ -33,7 +28,7 @@ ADVICE = (
 
 def mode_words(mode: str) -> tuple[str, str]:
     """The plan's mode as a title (``"record-only"``) and what it means."""
-    return MODES.get(mode, (mode.replace("_", " "), ""))
+    return PLAN_MODES.get(mode, (mode.replace("_", " "), ""))
 
 
 def exchange_rate_sentence(exposure_day_cost: float | None) -> str:
