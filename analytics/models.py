@@ -56,6 +56,9 @@ class Exposure(ExposureBase, table=True):
     )
 
     ingest_run_id: int | None = Field(default=None, foreign_key="ingest_runs.id")
+    # A digest of the content columns, compared when the key comes again
+    # (analytics.ingest.conflicts); NULL for rows stored before migration 0007.
+    content_digest: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 class InteractionBase(SQLModel):
@@ -111,6 +114,9 @@ class Interaction(InteractionBase, InteractionFeatures, table=True):
     )
 
     ingest_run_id: int | None = Field(default=None, foreign_key="ingest_runs.id")
+    # A digest of the content columns, compared when the key comes again
+    # (analytics.ingest.conflicts); NULL for rows stored before migration 0007.
+    content_digest: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 class IngestRunBase(SQLModel):

@@ -30,6 +30,13 @@ from sqlmodel import Session, col, select
 from analytics.db import ensure_schema
 from analytics.errors import IngestError
 from analytics.features import compute_interaction_features
+from analytics.ingest.conflicts import (
+    DIGEST_COLUMN,
+    Conflict,
+    content_digests,
+    find_repeated_conflicts,
+    find_stored_conflicts,
+)
 from analytics.ingest.contract import CONTRACTS, InputContract
 from analytics.ingest.locks import exclusive_ingest
 from analytics.ingest.prefetch import prefetch
@@ -41,15 +48,7 @@ from analytics.ingest.readers import (
     read_batches,
 )
 from analytics.ingest.validate import CheckedBatch, Reject, TimestampRange, check_batch
-from analytics.ingest.writers import (
-    Conflict,
-    PreparedRows,
-    drop_repeated_keys,
-    find_repeated_conflicts,
-    find_stored_conflicts,
-    prepare_rows,
-    write_prepared,
-)
+from analytics.ingest.writers import PreparedRows, drop_repeated_keys, prepare_rows, write_prepared
 from analytics.models import IngestKind, IngestReject, IngestRun, IngestStatus, utc_now
 from analytics.settings import get_settings
 
@@ -283,7 +282,8 @@ def _prepared_chunks(
             if conflicts:
                 checked.rejects = sorted(checked.rejects + conflicts, key=lambda r: r.line)
             lines = checked.lines[keep]
-            content = unique.select(list(contract.columns))
+            unique = unique.append_column(DIGEST_COLUMN, content_digests(unique, contract))
+            content = unique.select([*contract.columns, DIGEST_COLUMN])
             if contract.kind is IngestKind.interactions:
                 unique = with_features(unique)
             yield checked, unique, raw_rows, _Written(content, lines, len(conflicts))

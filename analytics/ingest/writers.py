@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -65,80 +64,6 @@ def drop_repeated_keys(table: pa.Table, contract: InputContract) -> tuple[pa.Tab
         return table, everything
     keep = np.sort(first.column("__row_min").to_numpy())
     return table.take(pa.array(keep)), keep
-
-
-@dataclass(frozen=True)
-class Conflict:
-    """A row whose key was seen before with different content; the first write is kept."""
-
-    index: int  # the row in the table it came from
-    key: str
-    differs: list[str]
-
-    def reason(self, contract: InputContract) -> str:
-        return (
-            f"conflicting duplicate: {' '.join(contract.key)} {self.key} was already seen with a "
-            f"different {', '.join(self.differs)}; the first write is kept"
-        )
-
-
-def content_columns(contract: InputContract) -> list[str]:
-    return [c for c in contract.columns if c not in contract.key]
-
-
-def find_repeated_conflicts(
-    table: pa.Table, keep: np.ndarray, contract: InputContract
-) -> list[Conflict]:
-    """The rows :func:`drop_repeated_keys` dropped whose content differs from the kept row."""
-    if len(keep) == table.num_rows:
-        return []
-    dropped = np.setdiff1d(np.arange(table.num_rows), keep)
-    columns = list(contract.key) + content_columns(contract)
-    rows = table.select(columns).to_pylist()
-    first: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for index in keep.tolist():
-        first[tuple(rows[index][k] for k in contract.key)] = rows[index]
-    conflicts = []
-    for index in dropped.tolist():
-        row = rows[index]
-        key = tuple(row[k] for k in contract.key)
-        kept = first[key]
-        differs = [c for c in content_columns(contract) if row[c] != kept[c]]
-        if differs:
-            conflicts.append(Conflict(index, " ".join(map(str, key)), differs))
-    return conflicts
-
-
-def find_stored_conflicts(
-    connection: sa.Connection, table: pa.Table, contract: InputContract
-) -> list[Conflict]:
-    """Rows of ``table`` whose event_id is stored with different content (interactions only:
-    an exposure's key is nearly all of it)."""
-    if contract.kind is not IngestKind.interactions or table.num_rows == 0:
-        return []
-    columns = content_columns(contract)
-    stored_table = Interaction.__table__  # type: ignore[attr-defined]
-    ids = table.column("event_id").to_pylist()
-    stored: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 5_000):
-        found = connection.execute(
-            sa.select(stored_table.c.event_id, *(stored_table.c[c] for c in columns)).where(
-                stored_table.c.event_id.in_(ids[start : start + 5_000])
-            )
-        )
-        for record in found.mappings():
-            stored[record["event_id"]] = dict(record)
-    conflicts = []
-    for index, row in enumerate(table.select(["event_id", *columns]).to_pylist()):
-        before = stored.get(row["event_id"])
-        if before is None:
-            continue
-        if row["timestamp"] is not None:
-            row["timestamp"] = row["timestamp"].replace(tzinfo=UTC)
-        differs = [c for c in columns if row[c] != before[c]]
-        if differs:
-            conflicts.append(Conflict(index, row["event_id"], differs))
-    return conflicts
 
 
 def prepare_rows(
