@@ -14,12 +14,15 @@ import pandas as pd
 import sqlalchemy as sa
 
 from analytics.analysis.outcomes import compute_user_metrics, load_user_outcomes
+from analytics.models import Interaction
+from analytics.sqltypes import UtcTimestamp
 from analytics.store import (
     StoredAnalysis,
     load_analysis,
     load_analysis_users,
     load_latest_analysis,
 )
+from analytics.timestamps import accepted_range, require_in_range
 from rollout.guardrails import (
     Guardrail,
 )
@@ -40,15 +43,21 @@ ACTIVITY_WINDOW_DAYS = 14  # recent activity the holds are sized on
 
 
 def load_data_end(engine: sa.Engine) -> datetime:
-    """When the analysed users' logs end: the plan's "now" for tenure and recent activity."""
+    """When the logs end: the plan's "now" for tenure and recent activity. Only instants in
+    the range ingest accepts count, so a row an earlier version stored in year 58,729 cannot
+    move it (nor break it)."""
+    span = accepted_range()
+    stored = Interaction.__table__.c.timestamp  # type: ignore[attr-defined]
+    query = sa.select(sa.func.max(stored)).where(
+        stored >= sa.bindparam("earliest", span.earliest, type_=UtcTimestamp),
+        stored <= sa.bindparam("latest", span.latest, type_=UtcTimestamp),
+    )
     with engine.connect() as connection:
-        value = connection.execute(sa.text("SELECT max(timestamp) FROM interactions")).scalar()
+        value = connection.execute(query).scalar()
     if value is None:
         raise PlanError("no interactions are stored: ingest interaction logs first")
-    if isinstance(value, int):  # SQLite keeps epoch microseconds
-        return datetime.fromtimestamp(value / 1e6, UTC)
     moment: datetime = value
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment
 
 
 def load_plan_analysis(
@@ -93,6 +102,7 @@ def load_plan_users(
     id, the data's end, and the adaptation half-life."""
     if run is None:
         run = load_plan_analysis(engine, experiment_id, analysis_run_id)
+    require_in_range(engine, experiment_id, accepted_range())
     users = load_analysis_users(engine, run.id)
     control = run.document.control
     treated = users[users["variation"].astype(str) != control].reset_index(drop=True)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 
 from analytics.db import ensure_schema, get_engine
+from analytics.settings import get_settings
 from tests.databases import DemoDatabases, PostgresServer
 from tests.session_cache import SessionCache
 
@@ -155,6 +156,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def engine(database_url: str) -> sa.Engine:
     return get_engine(database_url)
+
+
+@pytest.fixture
+def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """CLI runs in the test use its database and rejects directory (settings cached before it
+    are dropped)."""
+    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
+    monkeypatch.setenv("AFTERSHOCK_REJECTS_DIR", str(tmp_path / "rejects"))
+    get_settings.cache_clear()
+    yield database_url
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,15 +29,6 @@ from tests.demo_data import load_demo
 from tests.factories import INTERACTION_COLUMNS, exposure, interaction, write_rows
 from tests.fake_growthbook import API_KEY, FakeGrowthBook
 from tests.test_ramp_safety import make_plan
-
-
-@pytest.fixture
-def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
-    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
-    monkeypatch.setenv("AFTERSHOCK_REJECTS_DIR", str(tmp_path / "rejects"))
-    get_settings.cache_clear()
-    yield database_url
-    get_settings.cache_clear()
 
 
 def run(*args: str) -> tuple[int, str, str]:

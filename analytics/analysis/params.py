@@ -20,6 +20,7 @@ from analytics.analysis.adaptation import AdaptationParams
 from analytics.analysis.user_periods import PeriodParams
 from analytics.errors import ConfigError
 from analytics.store import load_growthbook_experiment
+from analytics.timestamps import accepted_range, require_in_range
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,11 @@ def build_analysis_params(
 ) -> AnalysisParams:
     """The parameters to analyse ``experiment_id`` with: ``weights`` when given, else the
     split of the experiment as pulled from GrowthBook, else equal weights (None); the
-    variation names from GrowthBook when pulled."""
+    variation names from GrowthBook when pulled.
+
+    Refuses (:class:`analytics.timestamps.OutOfRangeError`) when the experiment's stored rows
+    have timestamps outside the range ingest accepts, which an earlier version stored."""
+    require_in_range(engine, experiment_id, accepted_range())
     pulled: tuple[float, ...] | None = None
     names: tuple[tuple[str, str], ...] = ()
     definition = load_growthbook_experiment(engine, experiment_id)

@@ -15,7 +15,7 @@ import typer
 
 from analytics.errors import AftershockError
 from rollout.cli import analysis, api, config, db, demo, ingest, plans, report
-from rollout.cli.console import err
+from rollout.cli.console import err, unexpected
 
 app = typer.Typer(
     help="Aftershock: adaptation-aware rollbacks of LLM features.", no_args_is_help=True
@@ -48,9 +48,10 @@ demo_app = typer.Typer(help="The seeded demo data set.", no_args_is_help=True)
 demo_app.command("generate")(demo.generate)
 app.add_typer(demo_app, name="demo")
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema and stored rows.", no_args_is_help=True)
 db_app.command("upgrade")(db.upgrade)
 db_app.command("current")(db.current)
+db_app.command("check")(db.check)
 app.add_typer(db_app, name="db")
 
 growthbook_app = typer.Typer(help="Read from and write to GrowthBook.", no_args_is_help=True)
@@ -66,9 +67,13 @@ app.add_typer(tokens_app, name="tokens")
 
 
 def main() -> None:
-    """Entry point: every Aftershock error becomes one line on stderr and exit code 1."""
+    """Entry point: every error becomes one line on stderr and exit code 1 (an unexpected one
+    also leaves its traceback in a file, :func:`rollout.cli.console.unexpected`)."""
     try:
         app()
     except AftershockError as exc:
         err.print(f"error: {exc}", style="red", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except Exception as exc:  # a bug: one line here, the traceback in a file
+        err.print(f"error: {unexpected(exc)}", style="red", highlight=False, soft_wrap=True)
         sys.exit(1)

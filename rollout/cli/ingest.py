@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TimeRemainingCo
 from rich.progress import Progress as RichProgress
 
 from analytics.errors import AftershockError
-from rollout.cli.console import err, out
+from rollout.cli.console import err, out, unexpected
 
 if TYPE_CHECKING:
     from analytics.ingest.runner import IngestSummary
@@ -86,6 +86,12 @@ def _ingest(
         except AftershockError as exc:
             refused += 1
             err.print(f"refused: {exc}", style="red", highlight=False, soft_wrap=True)
+            continue
+        except Exception as exc:  # a bug; the run says it failed, the next file goes on
+            refused += 1
+            err.print(
+                f"failed: {path}: {unexpected(exc)}", style="red", highlight=False, soft_wrap=True
+            )
             continue
         summaries.append(summary)
         if not as_json:
