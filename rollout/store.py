@@ -448,6 +448,33 @@ def reserve_idempotency_key(
         return session.get(IdempotencyRecord, key) or existing
 
 
+def renew_idempotency_key(
+    engine: sa.Engine,
+    token_id: int,
+    key: str,
+    *,
+    in_progress: int,
+    held_since: datetime,
+    now: datetime,
+) -> bool:
+    """Extend a reservation still in progress that this holder made or last renewed at
+    ``held_since`` (a compare-and-set: a holder whose lease was taken over cannot renew it);
+    return whether it did."""
+    with Session(engine) as session:
+        renewed = session.execute(
+            sa.update(IdempotencyRecord)
+            .where(
+                col(IdempotencyRecord.token_id) == token_id,
+                col(IdempotencyRecord.key) == key,
+                col(IdempotencyRecord.status_code) == in_progress,
+                col(IdempotencyRecord.created_at) == held_since,
+            )
+            .values(created_at=now)
+        )
+        session.commit()
+        return renewed.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
 def complete_idempotency_key(
     engine: sa.Engine, token_id: int, key: str, status_code: int, response: dict[str, Any]
 ) -> None:

@@ -5,8 +5,12 @@ an audit trail that records every refusal once, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -15,13 +19,20 @@ import sqlalchemy as sa
 
 from analytics.settings import Settings
 from rollout.api.app import create_app
-from rollout.api.idempotency import IN_PROGRESS, LEASE, request_hash
+from rollout.api.idempotency import IN_PROGRESS, LEASE, request_hash, run_idempotent
 from rollout.api.limits import RequestLimits
+from rollout.api.problems import ProblemError
 from rollout.api.schemas import TransitionRequest
 from rollout.models import IdempotencyRecord
 from rollout.ramp import refuse
-from rollout.store import list_tokens, load_plan, load_plan_events, reserve_idempotency_key
-from rollout.tokens import create_token
+from rollout.store import (
+    list_tokens,
+    load_plan,
+    load_plan_events,
+    renew_idempotency_key,
+    reserve_idempotency_key,
+)
+from rollout.tokens import Principal, create_token
 from tests.apps import SETTINGS, Api
 from tests.factories import stored_plan
 from tests.test_api import problem
@@ -251,6 +262,67 @@ def test_a_key_in_progress_within_its_lease_is_still_409(api: Api) -> None:
     _left_in_progress(api, path, "old", LEASE * 2)
     reused = api.post(path, {"reason": "other"}, key="old", version=1)
     problem(reused, 422)
+
+
+def test_a_slow_request_keeps_its_key_past_the_lease(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rollout.api.idempotency as idempotency
+
+    monkeypatch.setattr(idempotency, "LEASE", timedelta(seconds=0.4))  # renewed every 0.08 s
+    [token] = [t for t in list_tokens(api.engine) if t.name == "ramp-bot"]
+    caller = Principal(token.id or 0, token.name, frozenset({"ramp"}))
+    runs: list[int] = []
+    started = threading.Event()
+
+    def slow() -> tuple[int, dict[str, Any]]:
+        runs.append(1)
+        started.set()
+        time.sleep(1.2)  # three leases
+        return 200, {"done": True}
+
+    def call() -> int:
+        answer = run_idempotent(api.engine, caller, "slow", "POST", "/v1/x", {}, slow)
+        return answer.status_code
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(call)
+        started.wait(5)
+        time.sleep(0.8)  # two leases in: a retry must still see it in progress
+        with pytest.raises(ProblemError) as retry:
+            call()
+        assert retry.value.status == 409
+        assert first.result() == 200
+    assert len(runs) == 1
+    replay = run_idempotent(api.engine, caller, "slow", "POST", "/v1/x", {}, slow)
+    assert (replay.headers["Idempotent-Replayed"], len(runs)) == ("true", 1)
+
+
+def test_a_lease_taken_over_is_not_renewed_by_its_old_holder(api: Api) -> None:
+    [token] = [t for t in list_tokens(api.engine) if t.name == "ramp-bot"]
+
+    def reserve(at: datetime) -> IdempotencyRecord | None:
+        record = IdempotencyRecord(
+            token_id=token.id or 0,
+            key="k",
+            method="POST",
+            path="/v1/y",
+            request_hash=request_hash("POST", "/v1/y", {}),
+            status_code=IN_PROGRESS,
+            response={},
+            created_at=at,
+        )
+        return reserve_idempotency_key(
+            api.engine, record, in_progress=IN_PROGRESS, lease_expired_before=at - LEASE
+        )
+
+    old = datetime.now(UTC) - LEASE * 2
+    taken_at = datetime.now(UTC)
+    assert reserve(old) is None  # a server died holding it
+    assert reserve(taken_at) is None  # a retry took it over after the lease
+    renew = partial(renew_idempotency_key, api.engine, token.id or 0, "k", in_progress=IN_PROGRESS)
+    assert not renew(held_since=old, now=datetime.now(UTC))  # the dead holder lost it
+    assert renew(held_since=taken_at, now=datetime.now(UTC))
 
 
 # ------------------------------------------------------------------ the audit trail

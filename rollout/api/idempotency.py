@@ -3,16 +3,21 @@
 The key is reserved before the work starts (a row with no status yet), so two concurrent
 requests with one key never both do the work: the second is told the first is in progress,
 and a retry after it finished replays the stored answer. Server errors are not stored, so a
-retry after one tries again. A reservation holds for ``LEASE`` only: one left in progress by a
-server killed during the work is taken over by the next retry of the same request after it.
+retry after one tries again. A reservation holds for ``LEASE`` and is renewed while the work
+runs (:class:`Lease`), so a slow request keeps its key however long it takes; one left in
+progress by a server killed during the work stops being renewed and is taken over by the next
+retry of the same request after ``LEASE``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,14 +28,18 @@ from rollout.models import IdempotencyRecord
 from rollout.store import (
     complete_idempotency_key,
     forget_idempotency_key,
+    renew_idempotency_key,
     reserve_idempotency_key,
 )
 from rollout.tokens import Principal
 
+log = logging.getLogger(__name__)
+
 IN_PROGRESS = 0
-# How long a reservation in progress holds the key. Work under a key takes seconds (a stage
-# written to GrowthBook, retries included); one older than this was left by a dead server.
+# How long a reservation in progress holds the key without being renewed. A live request
+# renews it every RENEWALS_PER_LEASE-th of that, so only a dead server's reservation lapses.
 LEASE = timedelta(minutes=5)
+RENEWALS_PER_LEASE = 5
 
 
 def request_hash(method: str, path: str, body: Any) -> str:
@@ -73,10 +82,11 @@ def _reserve(
     digest: str,
     status_code: int,
     response: dict[str, Any],
+    now: datetime,
 ) -> IdempotencyRecord | None:
-    """Store the key's record (in progress, or already answered); return the record that
-    held the key instead, or None when this one was stored (a lapsed lease is taken over)."""
-    now = datetime.now(UTC)
+    """Store the key's record (in progress, or already answered) as of ``now``; return the
+    record that held the key instead, or None when this one was stored (a lapsed lease is
+    taken over)."""
     record = IdempotencyRecord(
         token_id=principal.token_id,
         key=key,
@@ -92,6 +102,50 @@ def _reserve(
     )
 
 
+class Lease:
+    """Renews a reservation in progress from a background thread while the work under it runs
+    (``with Lease(...): work()``), every ``LEASE / RENEWALS_PER_LEASE``."""
+
+    def __init__(self, engine: sa.Engine, token_id: int, key: str, held_since: datetime) -> None:
+        self._engine, self._token_id, self._key = engine, token_id, key
+        self._held_since = held_since
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="idempotency-lease", daemon=True)
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        while not self._done.wait((LEASE / RENEWALS_PER_LEASE).total_seconds()):
+            now = datetime.now(UTC)
+            try:
+                renewed = renew_idempotency_key(
+                    self._engine,
+                    self._token_id,
+                    self._key,
+                    in_progress=IN_PROGRESS,
+                    held_since=self._held_since,
+                    now=now,
+                )
+            except sa.exc.SQLAlchemyError:  # the database is away: try again at the next tick
+                log.warning("could not renew Idempotency-Key %r; retrying", self._key)
+                continue
+            if not renewed:
+                log.warning("Idempotency-Key %r was taken over while its work ran", self._key)
+                return
+            self._held_since = now
+
+
 def run_idempotent(
     engine: sa.Engine,
     principal: Principal,
@@ -103,11 +157,13 @@ def run_idempotent(
 ) -> JSONResponse:
     """Do ``work`` once per (token, key); store and return its (status, body)."""
     digest = request_hash(method, path, body)
-    existing = _reserve(engine, principal, key, method, path, digest, IN_PROGRESS, {})
+    now = datetime.now(UTC)
+    existing = _reserve(engine, principal, key, method, path, digest, IN_PROGRESS, {}, now)
     if existing is not None:
         return _replay(existing, method, path, digest)
     try:
-        status, payload = work()
+        with Lease(engine, principal.token_id, key, now):
+            status, payload = work()
     except ProblemError as problem:
         status, payload = problem.status, problem.body(path)
     except BaseException:
@@ -138,7 +194,15 @@ def refuse_once(
         return
     digest = request_hash(method, path, "refused")
     existing = _reserve(
-        engine, principal, key, method, path, digest, problem.status, problem.body(path)
+        engine,
+        principal,
+        key,
+        method,
+        path,
+        digest,
+        problem.status,
+        problem.body(path),
+        datetime.now(UTC),
     )
     if existing is None or existing.request_hash != digest:
         audit()
