@@ -3,10 +3,12 @@ served by uvicorn on a free loopback port with a token per scope."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -85,3 +87,63 @@ class Api:
         self.http.close()
         self.server.should_exit = True
         self.thread.join(10)
+
+
+@dataclass(frozen=True)
+class AsgiAnswer:
+    status: int  # 0: the app never started a response
+    headers: dict[bytes, bytes]
+    body: bytes
+    pulled: int  # how many request body chunks the app read
+
+
+def asgi_request(
+    app: Any,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    chunks: list[bytes],
+    query: bytes = b"",
+) -> AsgiAnswer:
+    """Drive an ASGI app directly, bytes as a client could put them on the wire (headers no
+    HTTP client library would send included): the app's answer and how much body it read."""
+    pulled = 0
+    status = 0
+    answer_headers: dict[bytes, bytes] = {}
+    body = bytearray()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        if pulled < len(chunks):
+            pulled += 1
+            return {
+                "type": "http.request",
+                "body": chunks[pulled - 1],
+                "more_body": pulled < len(chunks),
+            }
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            answer_headers.update(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("utf-8", "surrogateescape"),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    return AsgiAnswer(status, answer_headers, bytes(body), pulled)

@@ -4,7 +4,6 @@ an audit trail that records every refusal once, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from rollout.store import (
     reserve_idempotency_key,
 )
 from rollout.tokens import Principal, create_token
-from tests.apps import SETTINGS, Api
+from tests.apps import SETTINGS, Api, asgi_request
 from tests.factories import stored_plan
 from tests.test_api import problem
 
@@ -154,42 +153,10 @@ def test_a_mutation_without_a_token_is_401_without_reading_its_body(api: Api) ->
 
 
 def _call(app: Any, method: str, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, int]:
-    """Drive an ASGI app directly: (status, how many body chunks it pulled)."""
-    pulled = 0
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal pulled
-        if pulled < len(chunks):
-            pulled += 1
-            return {
-                "type": "http.request",
-                "body": chunks[pulled - 1],
-                "more_body": pulled < len(chunks),
-            }
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": "/v1/features/f/plans",
-        "raw_path": b"",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    asyncio.run(app(scope, receive, send))
-    return status, pulled
+    """(status, how many body chunks the app pulled) of a request to create a plan."""
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    answer = asgi_request(app, method, "/v1/features/f/plans", raw, chunks)
+    return answer.status, answer.pulled
 
 
 def test_the_body_limit_middleware_stops_pulling_at_the_limit(engine: sa.Engine) -> None:

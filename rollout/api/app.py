@@ -124,11 +124,11 @@ def create_app(
 
     @app.exception_handler(ProblemError)
     def on_problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return exc.response(request.url.path)
+        return exc.response(request.scope["path"])
 
     @app.exception_handler(AftershockError)
     def on_aftershock(request: Request, exc: AftershockError) -> JSONResponse:
-        return _problem_for(exc).response(request.url.path)
+        return _problem_for(exc).response(request.scope["path"])
 
     @app.exception_handler(RequestValidationError)
     def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -139,18 +139,18 @@ def create_app(
         fields = ", ".join(e["field"] for e in errors)
         return ProblemError(
             422, "Invalid request", f"invalid or missing: {fields}", errors=errors
-        ).response(request.url.path)
+        ).response(request.scope["path"])
 
     @app.exception_handler(HTTPException)
     def on_http(request: Request, exc: HTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
-        return ProblemError(exc.status_code, title, str(exc.detail)).response(request.url.path)
+        return ProblemError(exc.status_code, title, str(exc.detail)).response(request.scope["path"])
 
     @app.exception_handler(Exception)
     def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log.exception("unexpected error on %s %s", request.method, request.scope["path"])
         return ProblemError(
             500, "Internal error", "an unexpected error; see the server log"
-        ).response(request.url.path)
+        ).response(request.scope["path"])
 
     return app

@@ -1,5 +1,6 @@
 """What a request may cost before anyone knows who sent it: the caller of a mutation is
-checked before its body is read, and no body larger than the limit is read at all.
+checked before its body is read, and no body larger than the limit is read at all; a query
+string that is not UTF-8 (which Starlette cannot parse into a URL) is a 400 here.
 
 FastAPI reads a request's body before it resolves the route's dependencies, so without this
 a caller with no token could make a worker hold a body of any size in memory before the 401.
@@ -37,6 +38,20 @@ def too_large(limit: int) -> ProblemError:
     )
 
 
+def bad_query() -> ProblemError:
+    return ProblemError(
+        400, "Bad request", "the query string is not UTF-8: percent-encode its bytes"
+    )
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
@@ -54,6 +69,9 @@ class RequestLimits:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not _is_utf8(scope.get("query_string", b"")):
+            await self._answer(bad_query(), scope, receive, send)
+            return
         if scope["type"] != "http" or (
             scope["method"] not in BODY_METHODS and _header(scope, b"content-length") is None
         ):  # reads (GET /ramp is the hot path) carry no body: nothing to limit or hold
