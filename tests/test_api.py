@@ -4,6 +4,7 @@ advance against a running server."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,18 @@ def test_health_is_open_and_everything_else_needs_a_valid_token(api: Api) -> Non
         "database": "ok",
         "growthbook": "not configured",
     }
+
+
+def test_the_docs_page_and_its_assets_are_served_without_internet(api: Api) -> None:
+    page = api.http.get("/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(s.startswith("/docs/assets/") for s in sources), sources
+    for source in sources:
+        asset = api.http.get(source)
+        assert asset.status_code == 200 and len(asset.content) > 500, source
+    redoc = api.http.get("/redoc")
+    assert redoc.status_code == 200 and "cdn" not in redoc.text.lower()
 
 
 def test_analysis_and_plans_from_the_api(api: Api, tmp_path: Path) -> None:

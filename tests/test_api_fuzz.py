@@ -53,6 +53,8 @@ ROUTES = [
     "/v1/users/{text}/cohort",
     "/v1/audit",
     "/docs",
+    "/docs/assets/{text}",
+    "/redoc",
     "/openapi.json",
 ]
 ids = st.one_of(

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from analytics.db import ensure_schema, get_engine
@@ -106,12 +107,15 @@ def create_app(
     settings = settings or get_settings()
     engine = engine or get_engine(settings.database_url)
     ensure_schema(engine)
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the fastapi-offline package, not a CDN,
+    # so they work on a machine without internet.
+    app = FastAPIOffline(
         title="Aftershock flag-ramp API",
         version="1",
         description=DESCRIPTION,
         docs_url="/docs",
         openapi_url="/openapi.json",
+        static_url="/docs/assets",
     )
     app.state.aftershock = ApiState(
         engine=engine,
