@@ -28,11 +28,13 @@ run: install
 	test -f data/plan.json || $(BIN)/aftershock plan --experiment chat-model-upgrade \
 		--feature chat-model --rollback-value previous-model --current-value new-model \
 		--record-only --out data/plan.json
-	@echo "An admin token for the API (shown once; revoke with aftershock tokens revoke ID):"
-	@$(BIN)/aftershock tokens create --name make-run --scope admin
+	@echo "An admin token for the API (shown once; the previous make-run token is revoked):"
+	@$(BIN)/aftershock tokens create --name make-run --scope admin --replace
 	@echo "API: http://localhost:$(API_PORT)/docs   dashboard: http://localhost:$(DASHBOARD_PORT)"
+	@# Ctrl-C reaches both servers (one process group); the trap only stops the API when the
+	@# dashboard ends otherwise, and says nothing if the API has already gone.
 	$(BIN)/aftershock serve --port $(API_PORT) & api=$$!; \
-		trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
+		trap 'kill $$api 2>/dev/null || true' EXIT; \
 		$(BIN)/streamlit run app.py --server.port $(DASHBOARD_PORT)  # on 127.0.0.1: .streamlit/config.toml
 
 # Everything, PostgreSQL and the browser included. The PostgreSQL variants run against this

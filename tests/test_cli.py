@@ -307,3 +307,17 @@ def test_plan_replan_plans_a_started_plan_again(no_growthbook: str, tmp_path: Pa
     assert code == 1 and "--alpha" in err
     code, _, err = run("plan")
     assert code == 1 and "--experiment" in err and "--feature" in err
+
+
+def test_tokens_create_replace_revokes_the_earlier_ones_of_that_name(cli_env: str) -> None:
+    from rollout.tokens import list_tokens
+
+    for _ in range(3):
+        code, out, _ = run(
+            "tokens", "create", "--name", "make-run", "--scope", "admin", "--replace"
+        )
+        assert code == 0 and out.strip().startswith("ash_")
+    code, _, _ = run("tokens", "create", "--name", "other", "--scope", "read")
+    tokens = list_tokens(get_engine(cli_env))
+    live = [(t.name, t.revoked_at is None) for t in tokens]
+    assert live == [("make-run", False), ("make-run", False), ("make-run", True), ("other", True)]

@@ -44,12 +44,22 @@ def tokens_create(
         list[str],
         typer.Option(help=f"Repeatable: {', '.join(SCOPES)} (each includes the ones before)."),
     ],
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Revoke the tokens of the same name still in use."),
+    ] = False,
 ) -> None:
     """Create a token and print it once: it is stored only as a hash."""
     from analytics.db import get_engine
-    from rollout.tokens import create_token
+    from rollout.tokens import create_token, list_tokens, revoke_token
 
-    row, secret = create_token(get_engine(), name, scope)
+    engine = get_engine()
+    row, secret = create_token(engine, name, scope)
+    if replace:
+        for old in list_tokens(engine):
+            if old.name == row.name and old.id != row.id and old.revoked_at is None:
+                revoke_token(engine, old.id or 0)
+                err.print(f"token {old.id} ({old.name}) revoked", highlight=False)
     err.print(
         f"token {row.id} ({row.name}, scopes {row.scopes}); store it now, it is not shown again:",
         highlight=False,
