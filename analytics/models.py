@@ -65,7 +65,8 @@ class InteractionBase(SQLModel):
     event_id: str = Field(sa_type=Identifier, primary_key=True)
     user_id: str = Field(sa_type=Identifier)
     timestamp: datetime = Field(sa_type=UtcTimestamp)
-    prompt: str = Field(sa_type=sa.Text)
+    # NULL when the text was not kept (AFTERSHOCK_STORE_TEXT; analytics.ingest.retention).
+    prompt: str | None = Field(default=None, sa_type=sa.Text)
     response: str | None = Field(default=None, sa_type=sa.Text)
     model_version: str | None = Field(default=None, max_length=255)
     session_id: str | None = Field(default=None, max_length=255)

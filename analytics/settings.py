@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,14 @@ class Settings(BaseSettings):
     )
     timestamp_max_days_ahead: int = Field(
         default=100, ge=0, description="Ingest rejects rows more than this many days from now"
+    )
+    store_text: Literal["all", "sample", "none"] = Field(
+        default="sample",
+        description="Which interactions keep their prompt and response text: all, those of a "
+        "fixed hash sample of users (text_sample_share), or none; features are always kept",
+    )
+    text_sample_share: float = Field(
+        default=0.1, gt=0, le=1, description="The share of users whose text 'sample' keeps"
     )
     api_max_body_bytes: int = Field(
         default=1_048_576,

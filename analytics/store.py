@@ -202,6 +202,23 @@ def load_exposed_feature(engine: sa.Engine, experiment_id: str) -> str | None:
     return value
 
 
+def users_with_text(engine: sa.Engine, user_ids: list[str]) -> set[str]:
+    """Which of ``user_ids`` have an interaction stored with its text (see
+    :mod:`analytics.ingest.retention`), read user by user through the (user, time) index."""
+    table = Interaction.__table__  # type: ignore[attr-defined]
+    found: set[str] = set()
+    with engine.connect() as connection:
+        for start in range(0, len(user_ids), 500):
+            part = user_ids[start : start + 500]
+            query = (
+                sa.select(table.c.user_id)
+                .where(table.c.user_id.in_(part), table.c.prompt.is_not(None))
+                .distinct()
+            )
+            found.update(connection.execute(query).scalars())
+    return found
+
+
 def load_prompt_examples(
     engine: sa.Engine, user_id: str, first_exposure: datetime, *, with_text: bool, per_side: int
 ) -> pd.DataFrame:

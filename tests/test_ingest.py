@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from analytics.errors import IngestError
+from analytics.ingest.retention import TextRetention
 from analytics.ingest.runner import IngestSummary, ingest_file
 from analytics.models import Exposure, IngestKind, IngestRun, IngestStatus, Interaction
 from tests.factories import EXPOSURE_COLUMNS, INTERACTION_COLUMNS, exposure, interaction, write_rows
@@ -59,7 +60,7 @@ def test_each_format_stores_every_interaction_exactly(
     rows[5]["feedback"] = None
     path = write_rows(tmp_path / f"interactions.{fmt}", rows, INTERACTION_COLUMNS)
 
-    summary = ingest(engine, path)
+    summary = ingest(engine, path, retention=TextRetention("all"))
 
     assert (summary.rows_read, summary.rows_inserted, summary.rows_rejected) == (40, 40, 0)
     stored = {r.event_id: r for r in interactions_in(engine)}

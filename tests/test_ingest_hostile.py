@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from analytics.errors import IngestError
+from analytics.ingest.retention import TextRetention
 from analytics.ingest.runner import IngestSummary, ingest_file
 from analytics.ingest.validate import TimestampRange
 from analytics.models import IngestKind, IngestRun, IngestStatus
@@ -30,6 +31,7 @@ def ingest(
     engine: sa.Engine, path: Path, kind: IngestKind = IngestKind.interactions, **kwargs: Any
 ) -> IngestSummary:
     kwargs.setdefault("timestamps", SPAN)
+    kwargs.setdefault("retention", TextRetention("all"))  # these tests read stored text back
     return ingest_file(path, kind, engine=engine, rejects_dir=path.parent / "rejects", **kwargs)
 
 

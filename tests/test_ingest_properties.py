@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import SQLModel
 
+from analytics.ingest.retention import TextRetention
 from analytics.ingest.runner import ingest_file
 from analytics.models import IngestKind
 from tests.factories import INTERACTION_COLUMNS, interaction, write_rows
@@ -79,6 +80,7 @@ def test_any_interleaving_keeps_one_row_per_event(engine: sa.Engine, plan_and_or
                 rejects_dir=Path(scratch),
                 chunk_rows=2,
                 after_chunk=kill if kill_it else None,
+                retention=TextRetention("all"),  # the text is compared below
             )
 
         killed: set[int] = set()

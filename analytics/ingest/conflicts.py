@@ -22,6 +22,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from analytics.ingest.contract import InputContract
+from analytics.ingest.retention import TEXT_COLUMNS
 from analytics.models import Exposure, IngestKind, Interaction
 
 DIGEST_COLUMN = "content_digest"
@@ -120,14 +121,27 @@ def find_stored_conflicts(
     rows = table.select(list(contract.columns)).take(pa.array(suspects)).to_pylist()
     conflicts = []
     for index, row in zip(suspects, rows, strict=True):
-        differs = _differing(_as_stored(row), full[keys[index]], contract)
+        before = full[keys[index]]
+        if stored[keys[index]] is None:  # stored before digests: compared whole
+            differs = _differing(_as_stored(row), before, contract)
+        else:  # the digests differ; text a retention mode did not keep cannot say where
+            unkept = {c for c in TEXT_COLUMNS if c in before and before[c] is None}
+            known = _differing(_as_stored(row), before, contract, skip=unkept)
+            differs = known or (
+                [" or ".join(sorted(unkept)) + " (its text is not stored)"] if unkept else []
+            )
         if differs:
             conflicts.append(Conflict(index, _shown(keys[index]), differs))
     return conflicts
 
 
-def _differing(row: dict[str, Any], first: dict[str, Any], contract: InputContract) -> list[str]:
-    return [c for c in content_columns(contract) if row[c] != first[c]]
+def _differing(
+    row: dict[str, Any],
+    first: dict[str, Any],
+    contract: InputContract,
+    skip: frozenset[str] | set[str] = frozenset(),
+) -> list[str]:
+    return [c for c in content_columns(contract) if c not in skip and row[c] != first[c]]
 
 
 def _shown(key: tuple[Any, ...]) -> str:

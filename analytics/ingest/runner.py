@@ -47,6 +47,7 @@ from analytics.ingest.readers import (
     detect_format,
     read_batches,
 )
+from analytics.ingest.retention import TextRetention
 from analytics.ingest.validate import CheckedBatch, Reject, TimestampRange, check_batch
 from analytics.ingest.writers import PreparedRows, drop_repeated_keys, prepare_rows, write_prepared
 from analytics.models import IngestKind, IngestReject, IngestRun, IngestStatus, utc_now
@@ -98,20 +99,24 @@ def ingest_file(
     progress: Progress | None = None,
     after_chunk: Callable[[int], None] | None = None,
     timestamps: TimestampRange | None = None,
+    retention: TextRetention | None = None,
 ) -> IngestSummary:
     """Ingest ``path`` as ``kind`` and return what happened.
 
     Raises :class:`IngestError` (recording a ``refused`` run) when the file is refused.
     ``after_chunk`` is called with the checkpoint after each committed chunk. Two ingests of
-    the same file never run at once (:mod:`analytics.ingest.locks`).
+    the same file never run at once (:mod:`analytics.ingest.locks`). ``timestamps`` and
+    ``retention`` (which interactions keep their text) default to the settings'.
     """
     ensure_schema(engine)
     contract = CONTRACTS[kind]
+    settings = get_settings()
     if timestamps is None:
-        settings = get_settings()
         timestamps = TimestampRange.ending_days_after(
             settings.timestamp_min, settings.timestamp_max_days_ahead
         )
+    if retention is None:
+        retention = TextRetention(settings.store_text, settings.text_sample_share)
     if not path.is_file():
         raise IngestError(path, _not_a_file(path))
     file_format = detect_format(path)
@@ -140,6 +145,7 @@ def ingest_file(
                 progress,
                 after_chunk,
                 timestamps,
+                retention,
             )
         except IngestError as exc:
             _mark_failed(engine, run.id, str(exc))
@@ -182,6 +188,7 @@ def _write_and_finish(
     progress: Progress | None,
     after_chunk: Callable[[int], None] | None,
     timestamps: TimestampRange,
+    retention: TextRetention,
 ) -> IngestSummary:
     assert run.id is not None
     resumed_from = run.rows_done
@@ -199,6 +206,7 @@ def _write_and_finish(
             progress,
             after_chunk,
             timestamps,
+            retention,
         )
     except IngestError as exc:  # pass 1 read it whole, so the file changed since
         raise IngestError(
@@ -228,11 +236,15 @@ def _write_chunks(
     progress: Progress | None,
     after_chunk: Callable[[int], None] | None,
     timestamps: TimestampRange,
+    retention: TextRetention,
 ) -> int:
     """Pass 2: commit every chunk after the run's checkpoint; return the rows done."""
     assert run.id is not None
     done = run.rows_done
-    for chunk in _prepared_chunks(engine, path, file_format, contract, chunk_rows, run, timestamps):
+    chunks = _prepared_chunks(
+        engine, path, file_format, contract, chunk_rows, run, timestamps, retention
+    )
+    for chunk in chunks:
         _commit_chunk(engine, run.id, chunk)
         done += chunk.raw_rows
         if progress:
@@ -263,6 +275,7 @@ def _prepared_chunks(
     chunk_rows: int,
     run: IngestRun,
     timestamps: TimestampRange,
+    retention: TextRetention,
 ) -> Iterator[_PreparedChunk]:
     """Pass 2's chunks after the run's checkpoint: validated, deduplicated, driver-ready."""
     assert run.id is not None
@@ -285,7 +298,7 @@ def _prepared_chunks(
             unique = unique.append_column(DIGEST_COLUMN, content_digests(unique, contract))
             content = unique.select([*contract.columns, DIGEST_COLUMN])
             if contract.kind is IngestKind.interactions:
-                unique = with_features(unique)
+                unique = retention.apply(with_features(unique))
             yield checked, unique, raw_rows, _Written(content, lines, len(conflicts))
 
     def prepared(

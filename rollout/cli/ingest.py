@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -30,9 +31,28 @@ def exposures(files: Files, strict: Strict = False, as_json: AsJson = False) -> 
     _ingest("exposures", files, strict, as_json)
 
 
-def interactions(files: Files, strict: Strict = False, as_json: AsJson = False) -> None:
+class StoreText(StrEnum):
+    all = "all"
+    sample = "sample"
+    none = "none"
+
+
+def interactions(
+    files: Files,
+    strict: Strict = False,
+    as_json: AsJson = False,
+    store_text: Annotated[
+        StoreText | None,
+        typer.Option(
+            "--store-text",
+            help="Which prompts and responses to keep: all, a fixed sample of users' "
+            "(default, AFTERSHOCK_TEXT_SAMPLE_SHARE), or none. Features are always kept. "
+            "Default: AFTERSHOCK_STORE_TEXT.",
+        ),
+    ] = None,
+) -> None:
     """Ingest the LLM feature's interaction logs."""
-    _ingest("interactions", files, strict, as_json)
+    _ingest("interactions", files, strict, as_json, store_text)
 
 
 class _BarProgress:
@@ -53,15 +73,23 @@ class _BarProgress:
 
 
 def _ingest(
-    kind: Literal["exposures", "interactions"], files: list[Path], strict: bool, as_json: bool
+    kind: Literal["exposures", "interactions"],
+    files: list[Path],
+    strict: bool,
+    as_json: bool,
+    store_text: StoreText | None = None,
 ) -> None:
     from analytics.db import get_engine
+    from analytics.ingest.retention import TextRetention
     from analytics.ingest.runner import ingest_file
     from analytics.models import IngestKind
     from analytics.settings import get_settings
 
     settings = get_settings()
     engine = get_engine()
+    retention = TextRetention(
+        store_text.value if store_text else settings.store_text, settings.text_sample_share
+    )
     summaries: list[IngestSummary] = []
     refused = 0
     for path in files:
@@ -82,6 +110,7 @@ def _ingest(
                     strict=strict,
                     chunk_rows=settings.ingest_chunk_rows,
                     progress=_BarProgress(bar),
+                    retention=retention,
                 )
         except AftershockError as exc:
             refused += 1

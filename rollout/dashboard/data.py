@@ -36,6 +36,7 @@ from analytics.store import (
     load_exposure_span,
     load_latest_analysis,
     load_prompt_examples,
+    users_with_text,
 )
 from rollout.documents import PlanDocument
 from rollout.errors import FlagValuesError
@@ -167,13 +168,30 @@ def score_histogram(run_id: int, control: str, bins: int = 40) -> pd.DataFrame:
 
 @st.cache_data(ttl=LONG, max_entries=8)
 def example_users(run_id: int, control: str, limit: int = 200) -> pd.DataFrame:
-    """Treated users with interactions on both sides of their first exposure, most adapted
-    first: candidates for the before/after prompt examples."""
+    """Treated users with interactions on both sides of their first exposure, those whose
+    text is stored first (``has_text``; see AFTERSHOCK_STORE_TEXT), then most adapted first:
+    candidates for the before/after prompt examples."""
     users = analysis_users(run_id)
     candidates = users[(users["variation"] != control) & (users["n_pre"] >= 2)]
     candidates = candidates[candidates["n_post"] >= 2]
-    ordered = candidates.sort_values("adaptation_score", ascending=False, na_position="last")
-    columns = ["user_id", "variation", "first_exposure", "adaptation_label", "adaptation_score"]
+    # The most adapted few thousand are enough to find examples among; asking the logs
+    # which of them kept their text costs a read per user.
+    candidates = candidates.sort_values(
+        "adaptation_score", ascending=False, na_position="last"
+    ).head(limit * 10)
+    kept = users_with_text(engine(), candidates["user_id"].astype(str).tolist())
+    candidates = candidates.assign(has_text=candidates["user_id"].astype(str).isin(kept))
+    ordered = candidates.sort_values(
+        ["has_text", "adaptation_score"], ascending=[False, False], na_position="last"
+    )
+    columns = [
+        "user_id",
+        "variation",
+        "first_exposure",
+        "adaptation_label",
+        "adaptation_score",
+        "has_text",
+    ]
     return ordered[columns].head(limit).reset_index(drop=True)
 
 
