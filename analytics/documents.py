@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
 from analytics.inference.results import BucketShift, DriftRow, HalfLifeResult, StyleShiftRow
@@ -23,8 +23,30 @@ USERS_CSV_COLUMNS = (
     "adaptation_score",
     "adaptation_p",
     "adaptation_label",
+    "adaptation_method",
+    "unscored_reason",
 )
 """The columns of ``users.csv`` (and of a stored run's per-user rows), in order."""
+
+ADAPTATION_METHODS = ("pre_post", "learning_curve")
+"""How a user was scored (``users.csv``'s ``adaptation_method``; empty when not scored):
+their change from before first exposure to after it, or from their first days on the feature
+to their later ones."""
+
+UNSCORED_REASONS: dict[str, str] = {
+    "too_few_pre": "too few interactions before first exposure, and too few since for their "
+    "first days to be compared with their later ones",
+    "too_few_post": "too few interactions since first exposure",
+    "too_few_early": "no pre-period, and too few interactions in their first days on the feature",
+    "too_few_late": "no pre-period, and too few interactions after their first days on the feature",
+    "no_interactions": "no interaction logged",
+    "too_few_controls": "fewer than 50 eligible control users for their method (10 per "
+    "cross-fitting fold)",
+    "no_treatment": "no treatment variation to compare with",
+    "no_style_variation": "their style metrics did not vary, so there was nothing to score",
+}
+"""Why a user was not scored (``users.csv``'s ``unscored_reason``; empty when scored), each
+in plain words."""
 
 LABELS = ("adapted", "partial", "unadapted", "new", "insufficient_data")
 """Every adaptation label, most adapted first (``users.csv``'s ``adaptation_label``)."""
@@ -32,6 +54,11 @@ SCORED_LABELS = LABELS[:3]
 """The labels of users who could be scored (``new`` and ``insufficient_data`` could not)."""
 
 Row = TypeVar("Row")
+
+
+def _counts(data: Mapping[str, Any] | None) -> dict[str, int]:
+    """Counts by name from JSON (none in an older document: empty)."""
+    return {str(k): int(v) for k, v in (data or {}).items()}
 
 
 def clean(value: Any) -> Any:
@@ -58,6 +85,29 @@ def _row(cls: type[Row], data: Mapping[str, Any]) -> Row:
     return cls(**values)
 
 
+# Before the style shift compared all randomised users, its rows held only the difference in
+# differences, under the names the between-arms estimate has now.
+_DID_NAMES = {
+    "ci_low": "did_ci_low",
+    "ci_high": "did_ci_high",
+    "p_value": "did_p_value",
+    "n_control": "did_n_control",
+    "n_variation": "did_n_variation",
+    "error": "did_error",
+}
+
+
+def _style_row(cls: type[Row], data: Mapping[str, Any]) -> Row:
+    """A style shift row (or one of its buckets); an older, DiD-only row keeps its figures
+    as the ``did_*`` ones, and its between-arms figures (and q-value) are None."""
+    if "effect" in data or "did" not in data:
+        return _row(cls, data)
+    moved = {
+        _DID_NAMES.get(k, k): v for k, v in data.items() if k not in ("q_value", "significant")
+    }
+    return _row(cls, moved)
+
+
 @dataclass(frozen=True)
 class Srm:
     """The sample-ratio-mismatch check of the exposures (``error``: why it was not tested,
@@ -76,11 +126,21 @@ class AdaptationSummary:
     labels: dict[str, int]  # of the treated users
     half_life: HalfLifeResult | None
     labels_by_variation: dict[str, dict[str, int]]
+    # Treated users scored by each method, and not scored by reason (empty in documents
+    # written before they were counted).
+    methods: dict[str, int] = field(default_factory=dict)
+    unscored: dict[str, int] = field(default_factory=dict)
+    unscored_by_variation: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def scored_users(self) -> int:
         """Treated users who could be scored (the denominator of the adapted share)."""
         return sum(self.labels.get(label, 0) for label in SCORED_LABELS)
+
+    @property
+    def unscored_users(self) -> int:
+        """Treated users who could not be scored."""
+        return sum(self.labels.get(label, 0) for label in LABELS if label not in SCORED_LABELS)
 
 
 @dataclass(frozen=True)
@@ -131,6 +191,11 @@ class AnalysisDocument:
                 "labels_by_variation": {
                     v: dict(counts) for v, counts in adaptation.labels_by_variation.items()
                 },
+                "methods": dict(adaptation.methods),
+                "unscored": dict(adaptation.unscored),
+                "unscored_by_variation": {
+                    v: dict(counts) for v, counts in adaptation.unscored_by_variation.items()
+                },
             },
             "style_shift_by_days": [_row_json(r) for r in self.style_shift_by_days],
             "variation_names": dict(self.variation_names),
@@ -158,14 +223,22 @@ class AnalysisDocument:
                 error=None if srm.get("error") is None else str(srm["error"]),
             ),
             behavior_drift=[_row(DriftRow, r) for r in data.get("behavior_drift", [])],
-            style_shift=[_row(StyleShiftRow, r) for r in data.get("style_shift", [])],
+            style_shift=[_style_row(StyleShiftRow, r) for r in data.get("style_shift", [])],
             adaptation=AdaptationSummary(
                 half_life_days=adaptation.get("half_life_days"),
                 labels=dict(adaptation.get("labels") or {}),
                 half_life=None if half_life is None else _row(HalfLifeResult, half_life),
                 labels_by_variation={str(v): dict(c) for v, c in by_variation.items()},
+                methods=_counts(adaptation.get("methods")),
+                unscored=_counts(adaptation.get("unscored")),
+                unscored_by_variation={
+                    str(v): _counts(c)
+                    for v, c in (adaptation.get("unscored_by_variation") or {}).items()
+                },
             ),
-            style_shift_by_days=[_row(BucketShift, r) for r in data.get("style_shift_by_days", [])],
+            style_shift_by_days=[
+                _style_row(BucketShift, r) for r in data.get("style_shift_by_days", [])
+            ],
             variation_names={str(k): str(v) for k, v in names.items()},
             code_version=str(data.get("code_version", "")),
         )

@@ -11,11 +11,17 @@ first exposure, :math:`n` interactions since, and the experiment's adaptation ha
     \\frac{n}{n + n_{1/2}}\\Bigr)
 
 - :math:`a`, the evidence that the user adapted: for a scored user, one minus the local false
-  discovery rate of their p-value among the scored users of their variation
-  (``adaptation_evidence``), an estimate of the probability that they adapted. Users who
-  cannot be scored (``new`` users, with no habits from before to compare with, and
+  discovery rate of their p-value among the scored users of their variation and method
+  (``adaptation_evidence``), an estimate of the probability that they adapted. Users without
+  a pre-period are scored too when they can be, by their own trajectory since first exposure
+  (``learning_curve``): they get their own evidence like everybody else, so a new user whose
+  prompts have not moved carries little risk instead of the base rate. Users who still cannot
+  be scored (``new`` users with too few interactions since exposure, and
   ``insufficient_data``) get the share of scored users of their variation who adapted (the
-  mean evidence): the base rate, so a ``new`` user's risk grows with tenure and use alone.
+  mean evidence): the base rate, so such a user's risk grows with tenure and use alone.
+  Methods have different power, so each method's p-values get their own local false
+  discovery rates when ``adaptation_method`` is given (rows without it, or empty, as in runs
+  stored before it existed, are taken together by variation).
 - :math:`1 - 2^{-d/h}`, the share of the full adaptation reachable in :math:`d` days if it
   follows the fitted saturating curve (``h`` defaults to ``DEFAULT_HALF_LIFE_DAYS`` when the
   analysis could not fit one).
@@ -113,12 +119,21 @@ def score_users(users: pd.DataFrame, as_of: pd.Timestamp, params: RiskParams) ->
     """``users`` (users.csv columns) with ``evidence``, ``days_exposed`` and ``risk``."""
     out = users.copy()
     out["evidence"] = np.nan
+    scored_rows = out["adaptation_p"].notna()
+    # Each method's p-values are their own family (a method with less power has fewer small
+    # p-values; pooled, its users would borrow the other method's local fdr).
+    method = (
+        out["adaptation_method"].fillna("").astype(str)
+        if "adaptation_method" in out
+        else pd.Series("", index=out.index)
+    )
     for _, rows in out.groupby("variation"):
-        scored = rows.index[rows["adaptation_p"].notna()]
+        scored = rows.index[scored_rows[rows.index]]
         prior = DEFAULT_PRIOR
         if len(scored):
-            p_values = out.loc[scored, "adaptation_p"].to_numpy(dtype=float)
-            out.loc[scored, "evidence"] = adaptation_evidence(p_values)
+            for _, family in method[scored].groupby(method[scored]):
+                p_values = out.loc[family.index, "adaptation_p"].to_numpy(dtype=float)
+                out.loc[family.index, "evidence"] = adaptation_evidence(p_values)
             prior = float(out.loc[scored, "evidence"].mean())
         out.loc[rows.index.difference(scored), "evidence"] = prior
     first = pd.to_datetime(out["first_exposure"], utc=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from analytics.analysis.params import AnalysisParams
 from analytics.analysis.pipeline import run_analysis
 from analytics.db import get_engine
 from analytics.demo import DemoConfig, generate_demo, write_demo
+from analytics.inference.multiple import benjamini_hochberg
 from analytics.ingest.runner import ingest_file
 from analytics.models import IngestKind
 from tests.session_cache import SessionCache
@@ -27,7 +29,19 @@ from tests.session_cache import SessionCache
 DATA_SETS = 200
 CHUNKS = 20  # of DATA_SETS // CHUNKS data sets each
 ALPHA = 0.05
-Run = tuple[tuple[bool, bool], np.ndarray]
+TABLES = ("behaviour drift", "style shift", "style shift DiD")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One analysed A/A data set: whether each of TABLES alarmed (any BH q below alpha),
+    the per-user adaptation p-values of scored users, and the style table's p-values of its
+    between-arms effect and of its DiD (None where a test could not run)."""
+
+    fired: tuple[bool, bool, bool]
+    p_values: np.ndarray
+    style_p_values: tuple[float | None, ...]
+    did_p_values: tuple[float | None, ...]
 
 
 def aa_config(seed: int) -> DemoConfig:
@@ -42,21 +56,25 @@ def aa_config(seed: int) -> DemoConfig:
     )
 
 
-def analyse_aa(folder: Path, seed: int) -> tuple[tuple[bool, bool], np.ndarray]:
-    """Whether any metric was BH-significant in each table (behaviour drift, style shift),
-    and the per-user p-values of scored users."""
+def analyse_aa(folder: Path, seed: int) -> Run:
+    """The A/A data set of ``seed``, generated, ingested and analysed."""
     paths = write_demo(generate_demo(aa_config(seed)), folder)
     engine = get_engine(f"sqlite:///{folder / 'aa.db'}")
     for kind in (IngestKind.exposures, IngestKind.interactions):
         ingest_file(paths[kind.value], kind, engine=engine, rejects_dir=folder)
     result = run_analysis(engine, AnalysisParams("chat-model-upgrade", alpha=ALPHA))
-    fired = tuple(
-        any(r.q_value is not None and r.q_value < ALPHA for r in table)
-        for table in (result.behavior_drift, result.style_shift)
+    drift, style = result.behavior_drift, result.style_shift
+    did_p_values = tuple(r.did_p_value for r in style)
+    # The DiD has no q-values of its own in the table: BH across it, as for the effect.
+    did_q = benjamini_hochberg([np.nan if p is None else p for p in did_p_values])
+    fired = (
+        any(r.q_value is not None and r.q_value < ALPHA for r in drift),
+        any(r.q_value is not None and r.q_value < ALPHA for r in style),
+        bool((did_q < ALPHA).any()),
     )
     p_values = result.users["adaptation_p"].dropna().to_numpy()
     engine.dispose()
-    return (fired[0], fired[1]), p_values
+    return Run(fired, p_values, tuple(r.p_value for r in style), did_p_values)
 
 
 def analysed_chunk(cache: SessionCache, chunk: int) -> list[Run]:
@@ -70,23 +88,41 @@ def analysed_chunk(cache: SessionCache, chunk: int) -> list[Run]:
         for seed in seeds:
             scratch = folder / f"aa{seed}"
             scratch.mkdir()
-            fired, p_values = analyse_aa(scratch, seed)
-            runs.append({"seed": seed, "fired": fired, "p_values": p_values.tolist()})
+            run = analyse_aa(scratch, seed)
+            runs.append(
+                {
+                    "seed": seed,
+                    "fired": run.fired,
+                    "p_values": run.p_values.tolist(),
+                    "style_p_values": run.style_p_values,
+                    "did_p_values": run.did_p_values,
+                }
+            )
             shutil.rmtree(scratch)
         (folder / "runs.json").write_text(json.dumps(runs))
 
     stored = json.loads((cache.once(f"aa/chunk-{chunk:02d}", build) / "runs.json").read_text())
     assert [r["seed"] for r in stored] == list(seeds)
-    return [((r["fired"][0], r["fired"][1]), np.array(r["p_values"], dtype=float)) for r in stored]
+    return [
+        Run(
+            (r["fired"][0], r["fired"][1], r["fired"][2]),
+            np.array(r["p_values"], dtype=float),
+            tuple(r["style_p_values"]),
+            tuple(r["did_p_values"]),
+        )
+        for r in stored
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_aa_data_sets_are_analysed_end_to_end(session_cache: SessionCache, chunk: int) -> None:
     # Every data set is analysed and scores users with p-values (the tests below judge them).
-    for _, p_values in analysed_chunk(session_cache, chunk):
-        assert len(p_values) > 0
-        assert ((p_values >= 0) & (p_values <= 1)).all()
+    for run in analysed_chunk(session_cache, chunk):
+        assert len(run.p_values) > 0
+        assert ((run.p_values >= 0) & (run.p_values <= 1)).all()
+        # Every style metric is compared between arms, new users included.
+        assert all(p is not None for p in run.style_p_values)
 
 
 @pytest.fixture(scope="module")
@@ -101,21 +137,33 @@ def test_per_user_adaptation_p_values_are_uniform_under_the_null(
 ) -> None:
     # Empirical p-values against control users: uniform (at most as discrete as the number
     # of control users allows) when nobody adapts.
-    pooled = np.concatenate([p for _, p in aa_runs])
+    pooled = np.concatenate([run.p_values for run in aa_runs])
     assert len(pooled) > 5000
+    assert_uniform(pooled)
+
+
+def assert_uniform(pooled: np.ndarray) -> None:
+    """The share of p-values at or below each level is the level, up to three binomial
+    standard errors and 0.01 for discreteness."""
     for level in (0.05, 0.10, 0.25, 0.50):
         share = float((pooled <= level).mean())
         assert abs(share - level) < 0.01 + 3 * np.sqrt(level * (1 - level) / len(pooled)), level
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("table", "name"),
-    [
-        (0, "behaviour drift"),
-        (1, "style shift"),
-    ],
-)
+@pytest.mark.parametrize("estimate", ["style_p_values", "did_p_values"])
+def test_style_shift_p_values_are_uniform_under_the_null(aa_runs: list[Run], estimate: str) -> None:
+    # The between-arms effect and the DiD of every style metric: 7 per data set. Metrics of
+    # one data set share users, so this is a check of the marginal distribution, not a test
+    # of independent draws (the alarm rates below judge the tables as a whole).
+    pooled = np.array([p for run in aa_runs for p in getattr(run, estimate) if p is not None])
+    assert len(pooled) >= 0.95 * 7 * DATA_SETS
+    assert_uniform(pooled)
+    assert stats.kstest(pooled, "uniform").pvalue > 0.001
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("table", "name"), list(enumerate(TABLES)))
 def test_aa_data_sets_raise_alarms_at_most_at_alpha(
     aa_runs: list[Run], table: int, name: str
 ) -> None:
@@ -123,6 +171,8 @@ def test_aa_data_sets_raise_alarms_at_most_at_alpha(
     # within the table). Under the complete null BH's false discovery rate is its family-wise
     # rate, so at most alpha of the data sets may show any significant metric in a table, up
     # to the simulation's 95% interval. (Across the two tables the rate is about 1 - 0.95^2.)
-    alarms = sum(fired[table] for fired, _ in aa_runs)
+    # The style table is judged twice: on its between-arms effect (its q-values) and on the
+    # DiD beside it (BH across the DiD's p-values).
+    alarms = sum(run.fired[table] for run in aa_runs)
     upper = stats.binom.ppf(0.975, DATA_SETS, ALPHA) / DATA_SETS
     assert alarms / DATA_SETS <= upper, f"{name}: {alarms} of {DATA_SETS} A/A data sets alarmed"

@@ -142,3 +142,49 @@ def test_users_of_a_variation_where_nobody_adapted_carry_little_risk() -> None:
     scored = score_users(frame, pd.Timestamp("2026-11-16", tz="UTC"), RiskParams(2.8))
     assert scored["evidence"].max() < 0.5
     assert scored["risk"].mean() < 0.05
+
+
+def test_new_users_scored_by_their_trajectory_get_their_own_evidence_per_method() -> None:
+    # Returning users (pre_post) with strong evidence, new users (learning_curve) with weak
+    # p-values but some adapted, and new users still unscored.
+    rng = np.random.default_rng(8)
+    n_returning, n_new, n_unscored = 1500, 600, 200
+    returning_p = np.r_[rng.uniform(0, 1, 900), rng.beta(0.2, 8, 600)]
+    new_p = np.r_[rng.uniform(0, 1, 450), rng.beta(0.5, 4, 150)]
+    n = n_returning + n_new + n_unscored
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(n)],
+            "variation": "1",
+            "adaptation_p": np.r_[returning_p, new_p, np.full(n_unscored, np.nan)],
+            "adaptation_method": ["pre_post"] * n_returning
+            + ["learning_curve"] * n_new
+            + [""] * n_unscored,
+            "adaptation_label": ["unadapted"] * (n_returning + n_new) + ["new"] * n_unscored,
+            "first_exposure": pd.Timestamp("2026-10-20", tz="UTC"),
+            "n_post": 30,
+        }
+    )
+    scored = score_users(frame, pd.Timestamp("2026-11-16", tz="UTC"), RiskParams(2.8))
+    # Each method's users get the local fdr of their own method's p-values.
+    for method, p in (("pre_post", returning_p), ("learning_curve", new_p)):
+        np.testing.assert_allclose(
+            scored.loc[scored["adaptation_method"] == method, "evidence"],
+            adaptation_evidence(p),
+        )
+    # A new user whose trajectory shows nothing carries little risk, not the base rate.
+    quiet_new = (scored["adaptation_method"] == "learning_curve") & (scored["adaptation_p"] > 0.5)
+    unscored = scored["adaptation_method"] == ""
+    assert scored.loc[quiet_new, "risk"].max() < scored.loc[unscored, "risk"].min()
+    # Unscored users keep the documented base rate: the mean evidence of the scored ones.
+    base = scored.loc[~unscored, "evidence"].mean()
+    assert scored.loc[unscored, "evidence"].unique() == pytest.approx([base])
+    # Rows without the method column (stored runs' rows) pool a variation's p-values.
+    pooled = score_users(
+        frame.drop(columns="adaptation_method"), pd.Timestamp("2026-11-16", tz="UTC"), RiskParams()
+    )
+    scored_rows = frame["adaptation_p"].notna()
+    np.testing.assert_allclose(
+        pooled.loc[scored_rows, "evidence"],
+        adaptation_evidence(frame.loc[scored_rows, "adaptation_p"].to_numpy()),
+    )

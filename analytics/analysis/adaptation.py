@@ -1,40 +1,55 @@
 """Per-user adaptation: how far each user's prompting style moved, against control's null.
 
-For each user with enough interactions before and after first exposure, the change of their
-style metrics (post-period mean minus pre-period mean) is a vector :math:`\\Delta_u`. Control
-users carry the same calendar drift, so their changes are the null: :math:`\\Delta_u` is
-centred on the mean change of control users first exposed in the same week,
-:math:`r_u = \\Delta_u - \\mu_{s(u)}` (on all control users' mean in a week with too few of
-them).
+Each user's change :math:`\\Delta_u` (one entry per style metric) and its noise covariance
+:math:`V_u` come from :mod:`analytics.analysis.user_changes`: the user's style regressed on
+the adaptation curve (0 before exposure, :math:`1 - 2^{-t/h}` after it), with the baseline
+of control users where the user's own is noisy. A user is scored by one of two methods,
+which differ only in the interactions that enter :math:`\\Delta_u` and :math:`V_u`:
 
-The score is covariance-aware and points where the variation moved users: with
-:math:`\\Sigma` the covariance of control users' centred changes and :math:`\\delta` the
-variation's difference in differences, Fisher's discriminant direction
+- ``pre_post``: users with at least ``min_pre`` interactions before first exposure and
+  ``min_post`` after it; the change from before exposure to after it.
+- ``learning_curve``: the others (no pre-period, or too short a one) with at least
+  ``min_early`` interactions in their first ``early_days`` days on the feature and
+  ``min_late`` after those; the change from their first days to their later ones, against
+  control users scored the same way (control users of the same method, so of the same
+  tenure: their own learning curve is the null).
+
+Within a method, control users carry the same calendar drift, so their changes are the null:
+:math:`\\Delta_u` is centred on the mean change of control users first exposed in the same
+week, :math:`r_u = \\Delta_u - \\mu_{s(u)}` (on all control users' mean in a week with too
+few of them). The score is covariance-aware and points where the variation moved users:
+with :math:`\\Sigma` the covariance of control users' centred changes and :math:`\\delta`
+the variation's mean centred change, Fisher's discriminant direction
 :math:`w = \\Sigma^{-1}\\delta` and
 
 .. math::
 
-    s_u = \\frac{w^\\top r_u}{\\sqrt{\\beta + k_u\\,\\omega}},\\qquad
-    k_u = \\frac{1}{n_{pre}} + \\frac{1}{n_{post}},\\quad \\omega = w^\\top W w,
+    s_u = \\frac{w^\\top r_u}{\\sqrt{\\beta + w^\\top V_u w}},
 
-where :math:`W` is the pooled within-user covariance of single interactions (from the SQL
-cross-products) and :math:`\\beta = w^\\top \\Sigma w - \\overline{k}\\,\\omega` the part of
-control users' spread that is not sampling noise. The denominator makes a light user's
-noisy change and a heavy user's precise one comparable. The p-value is empirical: the share
-of control users (others than the user) whose score is at least as high; Benjamini-Hochberg
-then runs across the users of each variation. Control users are scored the same way, along
-the direction of the first treatment, which shows the false-positive rate.
+where :math:`\\beta = w^\\top \\Sigma w - \\overline{w^\\top V_v w}` is the part of control
+users' spread that is not sampling noise (:math:`V_u = k_u W` with
+:math:`k_u = 1/n_{pre} + 1/n_{post}` in the plain post-minus-pre case). The denominator makes
+a light user's noisy change and a heavy user's precise one comparable. The p-value is
+empirical: the share of control users of the same method (others than the user) whose score
+is at least as high; Benjamini-Hochberg then runs across the users of each variation (both
+methods in one family). Control users are scored the same way, along the direction of the
+first treatment, which shows the false-positive rate.
 
 The direction is cross-fitted (Chernozhukov et al. 2018): users fall into five folds by a hash
 of their id, and each fold is scored with the direction and null covariance estimated on the
 other four, so that a user's own noise cannot pull the direction towards them.
 
-One function per step, in the order :func:`score_adaptation` runs them:
-:func:`style_changes` and :func:`eligible_users`; :func:`exposure_strata` and
-:func:`centre_changes` (:math:`r_u`); :func:`within_user_covariance` (:math:`W`);
-:func:`noise_factors` (:math:`k_u`); :func:`assign_folds`, :func:`fit_direction`
-(:math:`w, \\omega, \\beta`), :func:`score_fold` (:math:`s_u`) and :func:`cross_fit_scores`;
-:func:`empirical_p_values`; :func:`label_users`.
+A user who is not scored has a reason (``unscored_reason``, :func:`route_users` and
+:func:`score_adaptation`): ``too_few_post``, ``too_few_pre``, ``too_few_early``,
+``too_few_late``, ``no_interactions``, ``too_few_controls`` (the method has fewer than
+``MIN_CONTROLS_PER_FOLD * FOLDS`` = 50 eligible control users), ``no_treatment``,
+``no_style_variation`` (nothing to project: the style metrics did not vary).
+
+One function per step, in the order :func:`score_adaptation` runs them: :func:`route_users`;
+per method, :func:`analytics.analysis.user_changes.user_changes` (:math:`\\Delta_u, V_u`) and
+:func:`centre_changes` (:math:`r_u`); :func:`assign_folds`, :func:`fit_direction`
+(:math:`w, \\beta`), :func:`score_fold` (:math:`s_u`) and :func:`cross_fit_scores`;
+:func:`empirical_p_values`; then :func:`label_users`.
 """
 
 from __future__ import annotations
@@ -44,11 +59,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analytics.analysis.user_periods import STYLE_COLUMNS, STYLE_PAIRS
-from analytics.documents import LABELS
+from analytics.analysis.user_changes import STYLE as STYLE  # the metrics' order, for callers
+from analytics.analysis.user_changes import (
+    centre_changes,
+    curve_sums,
+    curve_weights,
+    exposure_strata,
+    null_periods,
+    user_changes,
+    within_user_covariance,
+)
+from analytics.documents import ADAPTATION_METHODS, LABELS, UNSCORED_REASONS
+from analytics.features.metrics import DAY_BINS
 from analytics.inference.multiple import benjamini_hochberg
 
-STYLE = list(STYLE_COLUMNS)
 FOLDS = 5  # cross-fitting folds for the direction (users are assigned by a hash of their id)
 MIN_CONTROLS_PER_FOLD = 10  # nobody is scored with fewer than this many eligible controls x FOLDS
 RIDGE = 1e-9  # ridge added to the null covariance, relative to its trace
@@ -61,8 +85,18 @@ class AdaptationParams:
     Attributes
     ----------
     min_pre, min_post : int
-        Interactions a user needs before and after first exposure to be scored (to be
-        *eligible*); the others are ``insufficient_data`` (``new`` without any before).
+        Interactions a user needs before and after first exposure to be scored by
+        ``pre_post``; a user with fewer before is routed to ``learning_curve``, one with enough
+        before but fewer after is not scored (``too_few_post``).
+    min_early, min_late : int
+        Interactions a ``learning_curve`` user needs in their first ``early_days`` days since
+        first exposure and from then on (``too_few_early``, ``too_few_late``).
+    early_days : int
+        Where a user's first days on the feature end: a bin start of
+        :data:`analytics.features.metrics.DAY_BINS` after 0.
+    fallback_half_life_days : float
+        Half-life of the adaptation curve when the analysis could not fit one (the curve
+        weighs each day since exposure by how far adaptation has got by then).
     alpha : float
         Benjamini-Hochberg level, across the users of each variation, for ``adapted``.
     partial_p : float
@@ -74,181 +108,75 @@ class AdaptationParams:
         Eligible control users a stratum needs to be centred on its own mean; a stratum with
         fewer is centred on the mean of all eligible control users.
 
-    Nobody is scored unless at least ``MIN_CONTROLS_PER_FOLD * FOLDS`` (10 x 5 = 50) control
-    users are eligible and there is a treatment: each fold's direction and null covariance
-    come from the eligible control users of the other folds, and the empirical p-values from
-    all of them. Below that, every user with a pre-period is ``insufficient_data``.
+    A method scores nobody unless at least ``MIN_CONTROLS_PER_FOLD * FOLDS`` (10 x 5 = 50)
+    of its control users are eligible and there is a treatment: each fold's direction and
+    null covariance come from the eligible control users of the other folds, and the
+    empirical p-values from all of them. Below that, its users are not scored
+    (``too_few_controls``; ``no_treatment`` without a treatment).
     """
 
     min_pre: int = 3
     min_post: int = 3
+    min_early: int = 2
+    min_late: int = 3
+    early_days: int = 3  # days 0-2 since first exposure are a new user's first days
+    fallback_half_life_days: float = 3.0  # as rollout.risk's DEFAULT_HALF_LIFE_DAYS
     alpha: float = 0.05  # BH level for ``adapted``
     partial_p: float = 0.10  # unadjusted p below which a user not ``adapted`` is ``partial``
     stratum_days: float = 7.0  # calendar strata of first exposure for the control null
     min_stratum_controls: int = 30
 
+    def __post_init__(self) -> None:
+        """``early_days`` must end a bin of days since exposure (a ``ValueError`` says so)."""
+        if self.early_days not in DAY_BINS[1:]:
+            raise ValueError(
+                f"early_days must be one of {', '.join(map(str, DAY_BINS[1:]))}, "
+                f"not {self.early_days!r}"
+            )
+
 
 @dataclass(frozen=True, eq=False)
 class Direction:
-    """A fitted score direction: :math:`w`, :math:`\\omega = w^\\top W w` and :math:`\\beta`
-    (see :func:`fit_direction`)."""
+    """A fitted score direction: :math:`w` and :math:`\\beta` (see :func:`fit_direction`)."""
 
     w: np.ndarray
-    omega: float
     beta: float
 
 
-def within_user_covariance(periods: pd.DataFrame) -> np.ndarray:
-    r"""Pooled covariance of the style metrics between interactions of the same user-period.
+def route_users(
+    n_pre: np.ndarray,
+    n_post: np.ndarray,
+    n_early: np.ndarray,
+    n_late: np.ndarray,
+    params: AdaptationParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's method, as far as their own interactions allow, or why they have none.
 
-    With :math:`g` running over user-periods with :math:`n_g \ge 2` interactions and
-    :math:`a, b` style metrics,
+    ``pre_post`` with at least ``min_pre`` interactions before first exposure and
+    ``min_post`` after it; otherwise ``learning_curve`` with at least ``min_early`` in the
+    first ``early_days`` days since exposure and ``min_late`` after them. The reason of a
+    user who fits neither, the first that applies: ``too_few_post`` (enough before, too few
+    after), ``no_interactions`` (none at all), ``too_few_pre`` (a pre-period too short for
+    ``pre_post`` and too little for ``learning_curve``), ``too_few_early``,
+    ``too_few_late``. Returns (method, reason), ``""`` where none applies.
 
-    .. math::
-
-        W_{ab} = \frac{\sum_g \left(\sum_{i \in g} a_i b_i
-            - \sum_{i \in g} a_i \sum_{i \in g} b_i / n_g\right)}{\sum_g (n_g - 1)}
-
-    the within-group covariance of one-way ANOVA: each user-period's own mean is taken out,
-    so :math:`W` is the noise of a single interaction around its user's mean in that period.
-
-    Parameters
-    ----------
-    periods : pandas.DataFrame
-        One row per user-period (:func:`analytics.analysis.user_periods.load_within_user`):
-        ``n``, ``{metric}__sum``, ``{metric}__sumsq`` and ``{a}__x__{b}`` for each pair of
-        :data:`analytics.analysis.user_periods.STYLE_PAIRS`.
-
-    Returns
-    -------
-    numpy.ndarray
-        Symmetric ``len(STYLE)`` x ``len(STYLE)`` matrix in the order of :data:`STYLE`;
-        zeros when no user-period has two interactions.
-
-    References
-    ----------
-    Johnson, R. A. & Wichern, D. W. (2007). *Applied Multivariate Statistical Analysis*, 6th
-    ed., chapter 6 (the pooled within-group covariance :math:`S_{pooled}`).
-
-    Checked against: ``numpy.cov(ddof=1)`` of each user-period's raw interactions, weighted by
-    :math:`n_g - 1` (tests).
+    Checked against: one hand-built user per outcome (tests).
     """
-    k = len(STYLE)
-    out = np.zeros((k, k))
-    rows = periods[periods["n"] >= 2]
-    n = rows["n"].to_numpy()
-    for i, a in enumerate(STYLE):
-        for j, b in enumerate(STYLE):
-            if i > j:
-                continue
-            if i == j:
-                cross = rows[f"{a}__sumsq"].to_numpy()
-            else:
-                pair = f"{a}__x__{b}" if (a, b) in STYLE_PAIRS else f"{b}__x__{a}"
-                cross = rows[pair].to_numpy()
-            centred = cross - rows[f"{a}__sum"].to_numpy() * rows[f"{b}__sum"].to_numpy() / n
-            out[i, j] = out[j, i] = centred.sum() / max(float((n - 1).sum()), 1.0)
-    return out
-
-
-def style_changes(users: pd.DataFrame) -> np.ndarray:
-    r"""Each user's change of each style metric, :math:`\Delta_{u,m} = \bar m^{post}_u -
-    \bar m^{pre}_u` (columns ``{metric}__post`` and ``{metric}__pre``), in the order of
-    :data:`STYLE`; NaN where a period has no value.
-
-    Checked against: the column differences by hand (tests).
-    """
-    return np.column_stack([users[f"{m}__post"] - users[f"{m}__pre"] for m in STYLE])
-
-
-def eligible_users(users: pd.DataFrame, change: np.ndarray, params: AdaptationParams) -> np.ndarray:
-    """Users with at least ``params.min_pre`` interactions before first exposure and
-    ``params.min_post`` after, and a finite change of every style metric.
-
-    Checked against: hand-built users on either side of the thresholds (tests).
-    """
-    return np.asarray(
-        (users["n_pre"] >= params.min_pre).to_numpy()
-        & (users["n_post"] >= params.min_post).to_numpy()
-        & np.isfinite(change).all(axis=1),
-        dtype=bool,
+    pre_post = (n_pre >= params.min_pre) & (n_post >= params.min_post)
+    curve = (n_pre < params.min_pre) & (n_early >= params.min_early) & (n_late >= params.min_late)
+    method = np.where(pre_post, "pre_post", np.where(curve, "learning_curve", ""))
+    reason = np.select(
+        [
+            pre_post | curve,
+            n_pre >= params.min_pre,
+            (n_pre + n_post) == 0,
+            n_pre > 0,
+            n_early < params.min_early,
+        ],
+        ["", "too_few_post", "no_interactions", "too_few_pre", "too_few_early"],
+        default="too_few_late",
     )
-
-
-def exposure_strata(first_exposure: pd.Series, days: float) -> np.ndarray:
-    r"""Calendar stratum of each user's first exposure,
-    :math:`s(u) = \lfloor (t_u - \min_v t_v) / \text{days} \rfloor`.
-
-    Checked against: day counts by hand (tests).
-    """
-    start = first_exposure.min()
-    elapsed = (first_exposure - start) / pd.Timedelta(days=days)
-    return np.asarray(np.floor(elapsed.to_numpy(dtype=float)), dtype=int)
-
-
-def centre_changes(
-    change: np.ndarray, strata: np.ndarray, reference: np.ndarray, min_stratum_controls: int
-) -> np.ndarray:
-    r"""Changes net of the calendar drift that control users of the same stratum show.
-
-    .. math::
-
-        r_u = \Delta_u - \mu_{s(u)}, \qquad
-        \mu_s = \begin{cases}
-            \frac{1}{|C_s|} \sum_{v \in C_s} \Delta_v & |C_s| \ge \text{min\_stratum\_controls}
-            \\
-            \frac{1}{|C|} \sum_{v \in C} \Delta_v & \text{otherwise}
-        \end{cases}
-
-    with :math:`C` the reference (eligible control) users and :math:`C_s` those of stratum
-    :math:`s`; without any reference user, :math:`\mu_s = 0`. Post-stratification on the
-    week of first exposure: users exposed in the same week share its calendar drift, whatever
-    their variation.
-
-    Parameters
-    ----------
-    change : numpy.ndarray
-        Users x metrics changes :math:`\Delta_u` (:func:`style_changes`).
-    strata : numpy.ndarray
-        Integer stratum of each user (:func:`exposure_strata`).
-    reference : numpy.ndarray
-        Boolean mask of the users whose changes are the null (eligible control users); their
-        changes must be finite.
-    min_stratum_controls : int
-        Reference users a stratum needs to be centred on its own mean.
-
-    Returns
-    -------
-    numpy.ndarray
-        :math:`r_u` for every user (NaN where :math:`\Delta_u` is).
-
-    References
-    ----------
-    Holt, D. & Smith, T. M. F. (1979). Post Stratification. *JRSS A* 142(1), 33-46.
-
-    Checked against: the reference users' ``pandas`` ``groupby("stratum").mean()``, with the
-    same fallback, subtracted by stratum (tests).
-    """
-    residual = np.full_like(change, np.nan)
-    overall = change[reference].mean(axis=0) if reference.any() else np.zeros(change.shape[1])
-    for stratum in np.unique(strata):
-        members = strata == stratum
-        controls = members & reference
-        centre = (
-            change[controls].mean(axis=0) if controls.sum() >= min_stratum_controls else overall
-        )
-        residual[members] = change[members] - centre
-    return residual
-
-
-def noise_factors(n_pre: np.ndarray, n_post: np.ndarray) -> np.ndarray:
-    r"""Sampling-noise factor of each user's change, :math:`k_u = 1/n_{pre} + 1/n_{post}`
-    (each count at least 1): the variance of a difference of two independent means of
-    interactions with covariance :math:`W` is :math:`k_u W`.
-
-    Checked against: the formula by hand (tests).
-    """
-    return np.asarray(1.0 / np.maximum(n_pre, 1) + 1.0 / np.maximum(n_post, 1), dtype=float)
+    return np.asarray(method, dtype=object), np.asarray(reason, dtype=object)
 
 
 def assign_folds(user_ids: pd.Series, folds: int = FOLDS) -> np.ndarray:
@@ -261,9 +189,7 @@ def assign_folds(user_ids: pd.Series, folds: int = FOLDS) -> np.ndarray:
     return np.asarray((hashed % folds).astype(int), dtype=int)
 
 
-def fit_direction(
-    null: np.ndarray, treated: np.ndarray, within: np.ndarray, k_null: np.ndarray
-) -> Direction:
+def fit_direction(null: np.ndarray, treated: np.ndarray, noise_null: np.ndarray) -> Direction:
     r"""Fisher's discriminant direction between treated and null changes, and its noise split.
 
     .. math::
@@ -274,16 +200,15 @@ def fit_direction(
 
     .. math::
 
-        \omega = w^\top W w, \qquad
-        \beta = \max\left(w^\top \Sigma w - \overline{k}_{null}\,\omega,\ 0\right)
+        \beta = \max\left(w^\top \Sigma w - \overline{w^\top V_u w}^{\,null},\ 0\right)
 
     :math:`(\cdot)^{+}` is the Moore-Penrose pseudo-inverse and the tiny ridge keeps a
     near-singular :math:`\Sigma` stable; together they give a metric that never varies a zero
     weight instead of NaN. A NaN in :math:`\delta` (no treated user) counts as zero.
-    :math:`\mathrm{Var}(w^\top r_u) = \beta + k_u \omega` splits the null spread of the score
-    into a between-user part :math:`\beta` and the sampling noise :math:`k_u \omega` of a user
-    with :math:`k_u = 1/n_{pre} + 1/n_{post}`; :math:`\beta` is its method-of-moments
-    estimate, as the between-study variance of DerSimonian & Laird (1986).
+    :math:`\mathrm{Var}(w^\top r_u) = \beta + w^\top V_u w` splits the null spread of the
+    score into a between-user part :math:`\beta` and the sampling noise :math:`w^\top V_u w`
+    of a user (:math:`k_u\,w^\top W w` in the plain post-minus-pre case); :math:`\beta` is its
+    method-of-moments estimate, as the between-study variance of DerSimonian & Laird (1986).
 
     Parameters
     ----------
@@ -291,15 +216,14 @@ def fit_direction(
         Centred changes (users x metrics) of the reference users the direction is fitted on.
     treated : numpy.ndarray
         Centred changes of the treated users it is fitted on.
-    within : numpy.ndarray
-        Within-user covariance :math:`W` (:func:`within_user_covariance`).
-    k_null : numpy.ndarray
-        :math:`k_u` of the ``null`` users (:func:`noise_factors`).
+    noise_null : numpy.ndarray
+        Noise covariances :math:`V_u` (users x metrics x metrics) of the ``null`` users
+        (:func:`analytics.analysis.user_changes.estimate_changes`).
 
     Returns
     -------
     Direction
-        :math:`w`, :math:`\omega` and :math:`\beta`.
+        :math:`w` and :math:`\beta`.
 
     References
     ----------
@@ -310,37 +234,42 @@ def fit_direction(
     Trials* 7(3), 177-188.
 
     Checked against: ``numpy.linalg.solve(Sigma, delta)`` on a well-conditioned
-    :math:`\Sigma`, and :math:`\omega, \beta` by their formulas (tests).
+    :math:`\Sigma`, and :math:`\beta` by its formula (tests).
     """
     null_cov = np.cov(null, rowvar=False)
-    delta = treated.mean(axis=0) - null.mean(axis=0)
+    delta = treated.mean(axis=0) - null.mean(axis=0) if len(treated) else np.zeros(len(null_cov))
     ridge = RIDGE * np.trace(null_cov) * np.eye(null.shape[1])
     # The pseudo-inverse copes with a metric that never varies.
     w = np.linalg.pinv(null_cov + ridge) @ np.nan_to_num(delta)
-    omega = float(w @ within @ w)
-    beta = max(float(w @ null_cov @ w) - float(k_null.mean()) * omega, 0.0)
-    return Direction(w=w, omega=omega, beta=beta)
+    noise = float(noise_along(noise_null, w).mean()) if len(noise_null) else 0.0
+    beta = max(float(w @ null_cov @ w) - noise, 0.0)
+    return Direction(w=w, beta=beta)
 
 
-def score_fold(residual: np.ndarray, k: np.ndarray, direction: Direction) -> np.ndarray:
+def noise_along(noise: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Each user's sampling variance along ``w``, :math:`w^\\top V_u w`."""
+    return np.asarray(np.einsum("i,uij,j->u", w, noise, w), dtype=float)
+
+
+def score_fold(residual: np.ndarray, noise: np.ndarray, direction: Direction) -> np.ndarray:
     r"""Standardised scores of users along a fitted direction.
 
     .. math::
 
-        s_u = \frac{w^\top r_u}{\sqrt{\beta + k_u\,\omega}}
+        s_u = \frac{w^\top r_u}{\sqrt{\beta + w^\top V_u w}}
 
-    NaN where the denominator is zero (a zero direction).
+    NaN where the denominator is zero (a zero direction, or no noise along it).
 
     Checked against: the formula evaluated user by user (tests).
     """
-    scale = np.sqrt(direction.beta + k * direction.omega)
-    return np.asarray(residual @ direction.w / np.where(scale > 0, scale, np.nan), dtype=float)
+    variance = direction.beta + noise_along(noise, direction.w)
+    scale = np.sqrt(np.where(variance > 0, variance, np.nan))
+    return np.asarray(residual @ direction.w / scale, dtype=float)
 
 
 def cross_fit_directions(
     residual: np.ndarray,
-    k: np.ndarray,
-    within: np.ndarray,
+    noise: np.ndarray,
     fold: np.ndarray,
     null: np.ndarray,
     treated: np.ndarray,
@@ -351,10 +280,8 @@ def cross_fit_directions(
 
     Parameters
     ----------
-    residual, k : numpy.ndarray
-        Centred changes and noise factors of all users.
-    within : numpy.ndarray
-        Within-user covariance :math:`W`.
+    residual, noise : numpy.ndarray
+        Centred changes (users x metrics) and noise covariances :math:`V_u` of all users.
     fold : numpy.ndarray
         Fold of each user (:func:`assign_folds`).
     null, treated : numpy.ndarray
@@ -377,15 +304,14 @@ def cross_fit_directions(
         # bend towards their own noise and make them look adapted.
         rest = fold != f
         directions.append(
-            fit_direction(residual[null & rest], residual[treated & rest], within, k[null & rest])
+            fit_direction(residual[null & rest], residual[treated & rest], noise[null & rest])
         )
     return directions
 
 
 def cross_fit_scores(
     residual: np.ndarray,
-    k: np.ndarray,
-    within: np.ndarray,
+    noise: np.ndarray,
     fold: np.ndarray,
     null: np.ndarray,
     treated: np.ndarray,
@@ -400,11 +326,11 @@ def cross_fit_scores(
     Checked against: fold by fold, :func:`score_fold` with a direction fitted on the other
     folds' users (tests).
     """
-    directions = cross_fit_directions(residual, k, within, fold, null, treated, folds)
+    directions = cross_fit_directions(residual, noise, fold, null, treated, folds)
     projected = np.full(len(residual), np.nan)
     for f, direction in enumerate(directions):
         here = fold == f
-        projected[here] = score_fold(residual[here], k[here], direction)
+        projected[here] = score_fold(residual[here], noise[here], direction)
     return projected
 
 
@@ -458,11 +384,14 @@ def label_users(
 ) -> np.ndarray:
     """Each user's label, the first that applies of:
 
-    ``new``: no interaction before first exposure (``n_pre == 0``);
-    ``insufficient_data``: not scored (p NaN);
+    ``new``: not scored (p NaN) and no interaction before first exposure (``n_pre == 0``);
+    ``insufficient_data``: not scored;
     ``adapted``: :math:`q \\le` ``params.alpha``;
     ``partial``: :math:`p \\le` ``params.partial_p``;
     ``unadapted``: the rest.
+
+    A user without a pre-period whom ``learning_curve`` scored gets a label of the evidence
+    like anybody else: ``new`` means no pre-period and nothing to score yet.
 
     Checked against: one hand-built user per rule, and the rules' precedence (tests).
     """
@@ -471,60 +400,148 @@ def label_users(
         "adapted",
         np.where(p_values <= params.partial_p, "partial", "unadapted"),
     )
-    label = np.where(np.isnan(p_values), "insufficient_data", label)
-    return np.where(n_pre == 0, "new", label)
+    unscored = np.where(n_pre == 0, "new", "insufficient_data")
+    return np.asarray(np.where(np.isnan(p_values), unscored, label), dtype=object)
+
+
+def score_method(
+    curves: pd.DataFrame,
+    variation: np.ndarray,
+    control: str,
+    treatments: list[str],
+    strata: np.ndarray,
+    fold: np.ndarray,
+    within: np.ndarray,
+    params: AdaptationParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One method's scores, p-values and reasons for its users (one row each, in order).
+
+    Changes and their noise (:func:`analytics.analysis.user_changes.user_changes`), centred
+    by stratum (:func:`centre_changes`), scored along the cross-fitted direction of their
+    variation (control users along the first treatment's; :func:`cross_fit_scores`), and
+    empirical p-values (:func:`empirical_p_values`) against the method's control users
+    along the same direction. Reasons: ``no_treatment``, ``too_few_controls`` (fewer than
+    ``MIN_CONTROLS_PER_FOLD * FOLDS`` control users), ``no_style_variation`` (no finite
+    score); ``""`` for a scored user.
+
+    Checked against: :func:`score_adaptation`'s seeded simulations (tests).
+    """
+    size = len(curves)
+    scores, p_values = np.full(size, np.nan), np.full(size, np.nan)
+    reason = np.full(size, "", dtype=object)
+    is_control = variation == control
+    if not treatments:
+        reason[:] = "no_treatment"
+        return scores, p_values, reason
+    if is_control.sum() < MIN_CONTROLS_PER_FOLD * FOLDS:
+        reason[:] = "too_few_controls"
+        return scores, p_values, reason
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        change, noise, _ = user_changes(
+            curves, strata, is_control, within, params.min_stratum_controls
+        )
+        finite = np.isfinite(change).all(axis=1) & np.isfinite(noise).all(axis=(1, 2))
+        reference = is_control & finite
+        if reference.sum() < MIN_CONTROLS_PER_FOLD * FOLDS:
+            reason[:] = "too_few_controls"
+            return scores, p_values, reason
+        change[~finite] = np.nan
+        residual = centre_changes(change, strata, reference, params.min_stratum_controls)
+        for name in [control, *treatments]:
+            direction_of = treatments[0] if name == control else name
+            treated = (variation == direction_of) & finite
+            projected = cross_fit_scores(residual, noise, fold, reference, treated)
+            null = projected[reference & np.isfinite(projected)]
+            members = (variation == name) & np.isfinite(projected)
+            if len(null) < 2:
+                continue
+            scores[members] = projected[members]
+            p_values[members] = empirical_p_values(projected[members], null, is_control[members])
+    reason[np.isnan(p_values)] = "no_style_variation"
+    return scores, p_values, reason
 
 
 def score_adaptation(
     users: pd.DataFrame,
     moments: pd.DataFrame,
+    bins: pd.DataFrame,
     control: str,
     treatments: list[str],
     params: AdaptationParams = AdaptationParams(),
+    half_life_days: float | None = None,
 ) -> pd.DataFrame:
-    """Scores, p-values and labels for every user of ``control`` and ``treatments``
-    (``moments``: a sample of users' second moments, :func:`load_within_user`).
+    """Scores, p-values, labels and methods for every user of ``control`` and ``treatments``.
 
-    The method is the module's: changes centred by stratum (:func:`centre_changes`), scored
-    along a cross-fitted direction (:func:`cross_fit_scores`; control users along the first
-    treatment's), empirical p-values against the eligible control users
-    (:func:`empirical_p_values`), Benjamini-Hochberg per variation, labels
-    (:func:`label_users`).
+    ``users``: one row per user (``user_id``, ``variation``, ``first_exposure``, ``n_pre``,
+    ``n_post``); ``moments``: a sample of users' second moments
+    (:func:`analytics.analysis.user_periods.load_within_user`); ``bins``: every user's sums
+    per bin of days since exposure (:func:`analytics.analysis.user_periods.load_user_bins`);
+    ``half_life_days``: the experiment's fitted adaptation half-life, the curve's shape
+    (None: ``params.fallback_half_life_days``).
+
+    Users are routed to a method (:func:`route_users`), each method scores its users
+    (:func:`score_method`), Benjamini-Hochberg runs across the scored users of each variation
+    (both methods in one family), and :func:`label_users` labels them. The within-user
+    covariance :math:`W` comes from the periods that carry no adaptation: pre-periods and
+    control users' post-periods (:func:`analytics.analysis.user_changes.null_periods`).
 
     Returns ``users`` with ``adaptation_score``, ``adaptation_p``, ``adaptation_q``,
-    ``adaptation_label`` (NaN, and ``insufficient_data`` or ``new``, for users not scored;
-    see :class:`AdaptationParams` for when nobody is).
+    ``adaptation_label``, ``adaptation_method`` (``pre_post``, ``learning_curve``, or ``""``
+    when not scored) and ``unscored_reason`` (``""`` when scored; see
+    :data:`analytics.documents.UNSCORED_REASONS`).
 
-    Checked against: seeded simulations (planted adaptation along one metric is found; under
-    the null few users are ``adapted``), and the demo's golden users.csv (tests).
+    Checked against: seeded simulations (planted adaptation is found for returning and new
+    users; under the null few users are ``adapted`` and p-values are uniform), and the
+    demo's golden users.csv (tests).
     """
     out = users.copy()
-    change = style_changes(out)
-    eligible = eligible_users(out, change, params)
-    is_control = (out["variation"] == control).to_numpy()
-    reference = eligible & is_control
+    variation = out["variation"].astype(str).to_numpy()
+    is_control = variation == control
+    half_life = half_life_days if half_life_days and half_life_days > 0 else None
+    weights = curve_weights(half_life or params.fallback_half_life_days)
+    within = within_user_covariance(null_periods(moments, out.loc[is_control, "user_id"]))
     strata = exposure_strata(out["first_exposure"], params.stratum_days)
-    residual = centre_changes(change, strata, reference, params.min_stratum_controls)
-    within = within_user_covariance(moments)
-    k_u = noise_factors(out["n_pre"].to_numpy(), out["n_post"].to_numpy())
-    scores = np.full(len(out), np.nan)
-    p_values = np.full(len(out), np.nan)
-    q_values = np.full(len(out), np.nan)
     fold = assign_folds(out["user_id"])
-    if reference.sum() >= MIN_CONTROLS_PER_FOLD * FOLDS and treatments:
-        for variation in [control, *treatments]:
-            direction_of = treatments[0] if variation == control else variation
-            treated = (out["variation"] == direction_of).to_numpy() & eligible
-            projected = cross_fit_scores(residual, k_u, within, fold, reference, treated)
-            members = (out["variation"] == variation).to_numpy() & eligible
-            null = projected[reference]
-            scores[members] = projected[members]
-            p_values[members] = empirical_p_values(projected[members], null, is_control[members])
-            q_values[members] = benjamini_hochberg(p_values[members])
+    post = curve_sums(
+        bins, out["user_id"], weights, include_pre=False, early_days=params.early_days
+    )
+    method, reason = route_users(
+        out["n_pre"].to_numpy(),
+        out["n_post"].to_numpy(),
+        post["n_early"].to_numpy(),
+        post["n_late"].to_numpy(),
+        params,
+    )
+    scores, p_values = np.full(len(out), np.nan), np.full(len(out), np.nan)
+    for name in ADAPTATION_METHODS:
+        index = np.flatnonzero(method == name)
+        if not len(index):
+            continue
+        curves = post
+        if name == "pre_post":
+            curves = curve_sums(
+                bins, out["user_id"], weights, include_pre=True, early_days=params.early_days
+            )
+        scores[index], p_values[index], reason[index] = score_method(
+            curves.iloc[index],
+            variation[index],
+            control,
+            treatments,
+            strata[index],
+            fold[index],
+            within,
+            params,
+        )
+    q_values = np.full(len(out), np.nan)
+    for name in np.unique(variation):
+        scored = (variation == name) & ~np.isnan(p_values)
+        q_values[scored] = benjamini_hochberg(p_values[scored])
     out["adaptation_score"] = scores
     out["adaptation_p"] = p_values
     out["adaptation_q"] = q_values
     out["adaptation_label"] = label_users(p_values, q_values, out["n_pre"].to_numpy(), params)
+    out["adaptation_method"] = np.where(np.isnan(p_values), "", method)
+    out["unscored_reason"] = np.where(np.isnan(p_values), reason, "")
     return out
 
 
@@ -533,3 +550,19 @@ def label_counts(scored: pd.DataFrame, variation: str | None = None) -> dict[str
     rows = scored if variation is None else scored[scored["variation"] == variation]
     counted = rows["adaptation_label"].value_counts()
     return {label: int(counted.get(label, 0)) for label in LABELS}
+
+
+def unscored_counts(scored: pd.DataFrame, variation: str | None = None) -> dict[str, int]:
+    """How many users were not scored for each reason of :data:`UNSCORED_REASONS` (of one
+    variation, or of all)."""
+    rows = scored if variation is None else scored[scored["variation"] == variation]
+    counted = rows["unscored_reason"].value_counts()
+    return {reason: int(counted.get(reason, 0)) for reason in UNSCORED_REASONS}
+
+
+def method_counts(scored: pd.DataFrame, variation: str | None = None) -> dict[str, int]:
+    """How many users each method of :data:`ADAPTATION_METHODS` scored (of one variation, or
+    of all)."""
+    rows = scored if variation is None else scored[scored["variation"] == variation]
+    counted = rows["adaptation_method"].value_counts()
+    return {method: int(counted.get(method, 0)) for method in ADAPTATION_METHODS}

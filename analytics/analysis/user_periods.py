@@ -8,11 +8,13 @@ memory therefore grows with users, not with interactions; the statistics run on 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import combinations, pairwise
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -173,6 +175,39 @@ def roll_up_buckets(bins: pd.DataFrame) -> pd.DataFrame:
     for label, (start, stop) in BUCKETS.items():
         labels[(post["bin"] >= start) & (post["bin"] < stop)] = label
     return roll_up(post, labels, "bucket")
+
+
+def roll_up_curves(
+    bins: pd.DataFrame, weights: Mapping[int, float], *, include_pre: bool, early_days: int
+) -> pd.DataFrame:
+    r"""Per user, the sums a regression of the style metrics on an adaptation curve needs.
+
+    With :math:`g_b` = ``weights[bin]`` the curve's value in each bin (0 before exposure)
+    and the bin rows of the user (the pre-period's only with ``include_pre``):
+    ``n`` (:math:`\sum_b n_b`), ``g_sum`` (:math:`\sum_b g_b n_b`), ``gg_sum``
+    (:math:`\sum_b g_b^2 n_b`), and per style metric ``{metric}__sum`` (:math:`\sum_b S_b`)
+    and ``{metric}__gsum`` (:math:`\sum_b g_b S_b`); ``n_early`` and ``n_late``, the
+    interactions before and from day ``early_days`` since first exposure. Style metrics are
+    never NULL, so their counts are ``n``. Indexed by ``user_id``; a user without any row is
+    absent.
+    """
+    rows = bins if include_pre else bins[bins["bin"] >= 0]
+    g = rows["bin"].map(weights).to_numpy(dtype=float)
+    n = rows["n"].to_numpy(dtype=float)
+    day = rows["bin"].to_numpy()
+    columns: dict[str, Any] = {
+        "user_id": rows["user_id"].to_numpy(),
+        "n": n,
+        "n_early": np.where((day >= 0) & (day < early_days), n, 0.0),
+        "n_late": np.where(day >= early_days, n, 0.0),
+        "g_sum": g * n,
+        "gg_sum": g * g * n,
+    }
+    for metric in STYLE_COLUMNS:
+        total = rows[f"{metric}__sum"].to_numpy(dtype=float)
+        columns[f"{metric}__sum"] = total
+        columns[f"{metric}__gsum"] = g * total
+    return pd.DataFrame(columns).groupby("user_id", sort=False).sum()
 
 
 def user_means(periods: pd.DataFrame) -> pd.DataFrame:

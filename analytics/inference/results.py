@@ -172,10 +172,12 @@ class HalfLifeResult:
 class CupedAdjustment:
     """CUPED-adjusted sufficient statistics of the post-period metric, one per group.
 
-    ``theta`` is the regression coefficient of the post value on the pre value;
-    ``variance_reduction`` is the fraction of the variance of the difference in means that
-    the adjustment removed (0 when ``theta`` is 0). ``control`` and ``treatment`` are ``None``
-    when ``error`` is set.
+    ``theta`` is the regression coefficient of the post value on the pre value (with several
+    covariates, :func:`~analytics.inference.cuped.cuped_adjust_covariates`, the first one's;
+    ``coefficients`` holds them all, 0 for a covariate without spread); ``variance_reduction``
+    is the fraction of the variance of the difference in means that the adjustment removed
+    (0 when every coefficient is 0). ``control`` and ``treatment`` are ``None`` when ``error``
+    is set.
     """
 
     theta: float | None
@@ -183,6 +185,7 @@ class CupedAdjustment:
     treatment: SampleStats | None
     variance_reduction: float | None
     error: str | None = None
+    coefficients: tuple[float, ...] = ()  # one per covariate; ``theta`` is the first
 
     @property
     def ok(self) -> bool:
@@ -215,33 +218,64 @@ class DriftRow:
 
 @dataclass(frozen=True)
 class StyleShiftRow:
-    """One row of the prompt-style shift table: the variation's difference in differences
-    against control, beside the user-clustered OLS estimate of the same."""
+    """One row of the prompt-style shift table (``analysis.json``'s ``style_shift``).
+
+    ``effect`` (with ``ci_low``, ``ci_high``, ``p_value``, ``q_value``, ``significant``)
+    compares all randomised users with a post-period value between arms: the variation's
+    post-period mean minus control's, CUPED-adjusted by the pre-period mean where a user has
+    one (``n_control``, ``n_variation`` users). ``did`` (``did_*``) is the difference in
+    differences over users with both periods (``did_n_control``, ``did_n_variation``): did the
+    same users change their writing; ``ols_did`` and ``ols_se`` are the same DiD as the
+    user-clustered OLS interaction coefficient. ``error`` is the between-arms test's,
+    ``did_error`` the DiD's.
+    """
 
     metric: str
     variation: str
-    did: float | None
+    effect: float | None
     ci_low: float | None
     ci_high: float | None
     p_value: float | None
-    ols_did: float | None
-    ols_se: float | None
     n_control: int
     n_variation: int
+    did: float | None
+    did_ci_low: float | None
+    did_ci_high: float | None
+    did_p_value: float | None
+    ols_did: float | None
+    ols_se: float | None
+    did_n_control: int
+    did_n_variation: int
     error: str | None
-    q_value: float | None = None  # set across the table by with_q_values
+    did_error: str | None
+    q_value: float | None = None  # set across the table by with_q_values, on p_value
     significant: bool = False
 
 
 @dataclass(frozen=True)
 class BucketShift:
-    """The style shift of one metric in one bucket of days since first exposure."""
+    """The style shift of one metric in one bucket of days since first exposure.
+
+    ``effect`` compares the bucket's per-user means between arms (every user with a value in
+    the bucket, CUPED-adjusted by the pre-period mean where a user has one); ``did`` is the
+    difference in differences of the bucket mean minus the pre-period mean, over users with
+    both. ``n_*`` count the users of each.
+    """
 
     metric: str
     variation: str
     bucket: str
-    did: float | None
+    effect: float | None
     ci_low: float | None
     ci_high: float | None
     p_value: float | None
+    n_control: int
     n_variation: int
+    did: float | None
+    did_ci_low: float | None
+    did_ci_high: float | None
+    did_p_value: float | None
+    did_n_control: int
+    did_n_variation: int
+    error: str | None = None
+    did_error: str | None = None

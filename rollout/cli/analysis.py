@@ -99,7 +99,6 @@ def _print_analysis(document: AnalysisDocument, run_id: int, out_dir: Path | Non
     )
     tables: tuple[tuple[str, Sequence[DriftRow | StyleShiftRow], str], ...] = (
         ("Behaviour drift", document.behavior_drift, "effect"),
-        ("Prompt-style shift (DiD)", document.style_shift, "did"),
     )
     for title, rows, effect in tables:
         table = Table("metric", "variation", effect, "95% CI", "q", title=title)
@@ -115,6 +114,7 @@ def _print_analysis(document: AnalysisDocument, run_id: int, out_dir: Path | Non
                 else f"{row.q_value:.2g}" + (" *" if row.significant else ""),
             )
         out.print(table)
+    out.print(_style_table(document.style_shift))
     adaptation = document.adaptation
     half_life = adaptation.half_life_days
     out.print(
@@ -124,8 +124,64 @@ def _print_analysis(document: AnalysisDocument, run_id: int, out_dir: Path | Non
         highlight=False,
         soft_wrap=True,
     )
+    _print_scoring(document)
     if out_dir is not None:
         out.print(f"wrote {out_dir / 'analysis.json'} and {out_dir / 'users.csv'}", highlight=False)
+
+
+def _print_scoring(document: AnalysisDocument) -> None:
+    """How the treated users were scored, why the others were not, and, when nobody could
+    be, what scoring needs."""
+    from analytics.analysis.adaptation import FOLDS, MIN_CONTROLS_PER_FOLD
+    from analytics.documents import UNSCORED_REASONS
+
+    adaptation = document.adaptation
+    methods = [f"{m} {n:,}" for m, n in adaptation.methods.items() if n]
+    if methods:
+        out.print("  scored by " + ", ".join(methods), highlight=False, soft_wrap=True)
+    for reason, n in adaptation.unscored.items():
+        if n:
+            words = UNSCORED_REASONS.get(reason, reason)
+            out.print(f"  not scored: {n:,} {reason} ({words})", highlight=False, soft_wrap=True)
+    if adaptation.scored_users == 0 and adaptation.unscored_users > 0:
+        out.print(
+            "  nobody could be scored: each method needs at least "
+            f"{MIN_CONTROLS_PER_FOLD * FOLDS} eligible control users ({MIN_CONTROLS_PER_FOLD} "
+            f"per cross-fitting fold, {FOLDS} folds) and a treatment variation",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _style_table(rows: Sequence[StyleShiftRow]) -> Table:
+    """The style shift: all randomised users between arms (q is its), then the DiD."""
+    table = Table(
+        "metric",
+        "variation",
+        "effect",
+        "95% CI",
+        "q",
+        "DiD",
+        "DiD 95% CI",
+        title="Prompt-style shift (effect: all users, between arms; DiD: users with both periods)",
+    )
+
+    def interval(low: float | None, high: float | None) -> str:
+        return "-" if low is None or high is None else f"[{low:.3g}, {high:.3g}]"
+
+    for row in rows:
+        table.add_row(
+            row.metric,
+            row.variation,
+            "-" if row.effect is None else f"{row.effect:+.4g}",
+            interval(row.ci_low, row.ci_high),
+            "-"
+            if row.q_value is None
+            else f"{row.q_value:.2g}" + (" *" if row.significant else ""),
+            "-" if row.did is None else f"{row.did:+.4g}",
+            interval(row.did_ci_low, row.did_ci_high),
+        )
+    return table
 
 
 def status() -> None:

@@ -5,6 +5,7 @@ from datetime import datetime
 
 import streamlit as st
 
+from analytics.documents import UNSCORED_REASONS
 from rollout.dashboard import data, ui
 
 st.title("Aftershock")
@@ -23,6 +24,13 @@ outline = None if plan is None else data.plan_outline(plan.id, plan.version)
 
 labels = adaptation.labels
 scored = adaptation.scored_users
+unscored_help = "; ".join(
+    f"{n:,} {UNSCORED_REASONS.get(reason, reason)}"
+    for reason, n in adaptation.unscored.items()
+    if n
+)
+if unscored_help:
+    unscored_help = f"Not scored: {unscored_help}."
 first, second = st.columns(3), st.columns(3)
 first[0].metric(
     "Behaviour drift",
@@ -40,8 +48,10 @@ first[1].metric(
     delta=f"{labels.get('adapted', 0):,} of {scored:,} scored",
     delta_color="off",
     delta_arrow="off",
-    help="Adapted users among the treated users whose prompts could be compared before and "
-    "after first exposure (adapted, partial or unadapted).",
+    help="Adapted users among the treated users who could be scored (adapted, partial or "
+    "unadapted): by how their prompts changed from before first exposure to after it, or, "
+    "without enough of a pre-period, from their first days on the feature to their later "
+    "ones." + (f" {unscored_help}" if unscored_help else ""),
     border=True,
 )
 interval = (
@@ -98,6 +108,13 @@ second[2].metric(
 
 st.subheader("In short")
 st.markdown(ui.plain_summary(document, plan, outline))
+if adaptation.unscored_users and not scored:
+    st.warning(
+        f"None of the {adaptation.unscored_users:,} treated users could be scored for "
+        "adaptation. Scoring needs at least 50 eligible control users per method (10 per "
+        "cross-fitting fold) and a few interactions per user: "
+        + (unscored_help or "see the adaptation section of the README.")
+    )
 if plan is None:
     st.info(ui.no_plan_hint(experiment))
 
