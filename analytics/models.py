@@ -197,10 +197,16 @@ class AnalysisRunBase(SQLModel):
     code_version: str = Field(max_length=64)
     parameters: dict[str, Any] = Field(sa_type=JsonDocument)
     results: dict[str, Any] = Field(sa_type=JsonDocument)  # the analysis.json document
+    # "analysis" (aftershock analyze, the API, the dashboard) or "report_snapshot" (as of a
+    # week's start or end, kept so that the weekly report is not computed twice).
+    purpose: str = Field(default="analysis", max_length=16)
+    # The stored data it read (analytics.store.data_version): equal means nothing changed.
+    data_version: str | None = Field(default=None, max_length=128)
 
 
 class AnalysisRun(AnalysisRunBase, table=True):
-    """One run of ``aftershock analyze``: its parameters, code version and results."""
+    """One run of ``aftershock analyze`` (or a weekly report's snapshot, by ``purpose``): its
+    parameters, code version and results."""
 
     __tablename__ = "analysis_runs"
 
@@ -221,6 +227,9 @@ class AnalysisUser(SQLModel, table=True):
     adaptation_score: float | None = None
     adaptation_p: float | None = None
     adaptation_label: str = Field(max_length=32)
+    # How the user was scored and, when not, why (users.csv; NULL in runs before 0009).
+    adaptation_method: str | None = Field(default=None, max_length=32)
+    unscored_reason: str | None = Field(default=None, max_length=32)
 
 
 class ExperimentSnapshotBase(SQLModel):

@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -29,6 +29,7 @@ from analytics.models import (
     ExperimentSnapshot,
     Exposure,
     FeatureSnapshot,
+    IngestRun,
     Interaction,
     utc_now,
 )
@@ -75,6 +76,7 @@ def save_analysis(engine: sa.Engine, result: AnalysisOutput) -> int:
             code_version=document.code_version,
             parameters=result.parameters(),
             results=document.to_json(),
+            data_version=getattr(result, "data_version", None),
         )
         session.add(run)
         session.flush()
@@ -90,9 +92,11 @@ def save_analysis(engine: sa.Engine, result: AnalysisOutput) -> int:
                 "adaptation_score": _float(score),
                 "adaptation_p": _float(p_value),
                 "adaptation_label": label,
+                "adaptation_method": method or None,
+                "unscored_reason": reason or None,
             }
-            for user_id, variation, first, n_pre, n_post, score, p_value, label in zip(
-                *(users[c] for c in USERS_CSV_COLUMNS), strict=True
+            for user_id, variation, first, n_pre, n_post, score, p_value, label, method, reason in (
+                zip(*(users[c] for c in USERS_CSV_COLUMNS), strict=True)
             )
         ]
         if rows:  # Core executemany: an ORM bulk insert is several times slower here
@@ -120,7 +124,7 @@ def load_latest_analysis(
     with Session(engine) as session:
         runs = session.exec(
             select(AnalysisRun.id, AnalysisRun.parameters)
-            .where(AnalysisRun.experiment_id == experiment_id)
+            .where(AnalysisRun.experiment_id == experiment_id, AnalysisRun.purpose == "analysis")
             .order_by(col(AnalysisRun.id).desc())
         )
         for run_id, parameters in runs:
@@ -142,8 +146,99 @@ def list_analysed_experiments(engine: sa.Engine) -> list[str]:
     """Experiments with at least one stored analysis, most recently analysed first."""
     ensure_schema(engine)
     with Session(engine) as session:
-        runs = session.exec(select(AnalysisRun.experiment_id).order_by(col(AnalysisRun.id).desc()))
+        runs = session.exec(
+            select(AnalysisRun.experiment_id)
+            .where(AnalysisRun.purpose == "analysis")
+            .order_by(col(AnalysisRun.id).desc())
+        )
         return list(dict.fromkeys(runs.all()))
+
+
+# --- reusing an analysis of the same data -----------------------------------------------------
+
+
+def data_version(engine: sa.Engine) -> str:
+    """What identifies the stored data an analysis reads: the newest ingest run that wrote
+    rows, the rows ingests wrote in all, and the exposures and interactions stored now (rows
+    removed by ``aftershock db check --remove`` change the last two). Equal versions mean the
+    same data; it is read before an analysis starts, so one that overlaps an ingest is stored
+    with the older version and never reused for the newer data."""
+    runs = IngestRun.__table__  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        newest, written = connection.execute(
+            sa.select(sa.func.max(runs.c.id), sa.func.sum(runs.c.rows_inserted)).where(
+                runs.c.rows_inserted > 0
+            )
+        ).one()
+        counts = [
+            connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            for table in (Exposure.__table__, Interaction.__table__)  # type: ignore[attr-defined]
+        ]
+    return f"{newest or 0}:{written or 0}:{counts[0]}:{counts[1]}"
+
+
+def data_end(engine: sa.Engine, experiment_id: str) -> datetime:
+    """The latest stored instant an analysis of ``experiment_id`` could read: its last
+    exposure or the last interaction (of anyone; an upper bound), whichever is later."""
+    exposures = Exposure.__table__  # type: ignore[attr-defined]
+    interactions = Interaction.__table__  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        ends = [
+            connection.execute(
+                sa.select(sa.func.max(exposures.c.timestamp)).where(
+                    exposures.c.experiment_id == experiment_id
+                )
+            ).scalar(),
+            connection.execute(sa.select(sa.func.max(interactions.c.timestamp))).scalar(),
+        ]
+    return max((e for e in ends if e is not None), default=datetime.min.replace(tzinfo=UTC))
+
+
+def find_reusable_analysis(
+    engine: sa.Engine,
+    experiment_id: str,
+    parameters: dict[str, Any],
+    version: str,
+    code_version: str,
+) -> AnalysisDocument | None:
+    """The document of a stored run (an analysis or a report snapshot) of ``experiment_id``
+    with these parameters, over data of ``version``, by this code version; else None."""
+    ensure_schema(engine)
+    with Session(engine) as session:
+        runs = session.exec(
+            select(AnalysisRun.parameters, AnalysisRun.results)
+            .where(
+                AnalysisRun.experiment_id == experiment_id,
+                AnalysisRun.data_version == version,
+                AnalysisRun.code_version == code_version,
+            )
+            .order_by(col(AnalysisRun.id).desc())
+        )
+        for stored, results in runs:
+            if stored == parameters:
+                return AnalysisDocument.from_json(results)
+    return None
+
+
+def save_report_snapshot(
+    engine: sa.Engine, parameters: dict[str, Any], document: AnalysisDocument, version: str
+) -> int:
+    """Keep an analysis as of a moment for the weekly report (its document, without per-user
+    rows); it is never an experiment's latest analysis."""
+    with Session(engine) as session:
+        run = AnalysisRun(
+            experiment_id=document.experiment_id,
+            analysed_at=datetime.fromisoformat(document.analysed_at),
+            code_version=document.code_version,
+            parameters=parameters,
+            results=document.to_json(),
+            purpose="report_snapshot",
+            data_version=version,
+        )
+        session.add(run)
+        session.commit()
+        assert run.id is not None
+        return run.id
 
 
 def load_analysis_users(engine: sa.Engine, run_id: int) -> pd.DataFrame:
@@ -155,7 +250,12 @@ def load_analysis_users(engine: sa.Engine, run_id: int) -> pd.DataFrame:
     columns = ["analysis_run_id", *USERS_CSV_COLUMNS]
     import pandas as pd
 
-    return pd.DataFrame(rows, columns=columns).drop(columns="analysis_run_id")
+    users = pd.DataFrame(rows, columns=columns).drop(columns="analysis_run_id")
+    # As users.csv writes them: empty, not missing, when a user was scored (or a run predates
+    # the columns).
+    for column in ("adaptation_method", "unscored_reason"):
+        users[column] = users[column].fillna("")
+    return users
 
 
 def _float(value: Any) -> float | None:
@@ -176,6 +276,21 @@ def list_exposed_experiments(engine: sa.Engine) -> list[str]:
     ensure_schema(engine)
     with Session(engine) as session:
         return sorted(session.exec(select(Exposure.experiment_id).distinct()).all())
+
+
+def experiment_hint(engine: sa.Engine, experiment_id: str) -> str:
+    """What to say after "experiment X has no exposures": the closest stored experiment's key
+    when it looks like a typo, else the stored keys (or that there are none)."""
+    import difflib
+
+    known = list_exposed_experiments(engine)
+    if not known:
+        return "no exposures are stored yet: ingest them first (aftershock ingest exposures FILE)"
+    close = difflib.get_close_matches(experiment_id, known, n=1, cutoff=0.8)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    shown = ", ".join(repr(k) for k in known[:10]) + (", ..." if len(known) > 10 else "")
+    return f"experiments with exposures: {shown}"
 
 
 def load_exposure_span(engine: sa.Engine, experiment_id: str) -> tuple[datetime, datetime] | None:

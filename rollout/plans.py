@@ -18,8 +18,10 @@ from analytics.models import Interaction
 from analytics.sqltypes import UtcTimestamp
 from analytics.store import (
     StoredAnalysis,
+    experiment_hint,
     load_analysis,
     load_analysis_users,
+    load_exposure_span,
     load_latest_analysis,
 )
 from analytics.timestamps import accepted_range, require_in_range
@@ -74,6 +76,11 @@ def load_plan_analysis(
             )
     else:
         run = load_latest_analysis(engine, experiment_id, full_only=True)
+        if run is None and load_exposure_span(engine, experiment_id) is None:
+            raise PlanError(
+                f"experiment {experiment_id!r} has no exposures; "
+                f"{experiment_hint(engine, experiment_id)}"
+            )
         if run is None:
             raise PlanError(
                 f"experiment {experiment_id!r} has no stored analysis of all its data: run "

@@ -25,6 +25,7 @@ from analytics.analysis.params import AnalysisParams
 from analytics.analysis.pipeline import run_analysis
 from analytics.db import get_engine
 from analytics.demo import DemoConfig
+from analytics.features.metrics import metric_label, verdict
 from analytics.models import Interaction
 from analytics.settings import get_settings
 from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
@@ -184,8 +185,17 @@ def test_overview_shows_the_stored_figures(dashboard: Demo) -> None:
 
 def test_drift_shows_the_stored_table_and_the_change_points(dashboard: Demo) -> None:
     app = open_page("drift")
-    table = app.dataframe[0].value
     stored = dashboard.analysis["behavior_drift"]
+    # First the table for the product manager: plain names, what it means for users.
+    readable = app.dataframe[0].value
+    assert list(readable["what"]) == [metric_label(r["metric"]) for r in stored]
+    assert list(readable["for users"]) == [
+        verdict(r["metric"], r["effect"], r["significant"]) for r in stored
+    ]
+    assert "worse for users" in set(readable["for users"])  # the demo's sycophantic model
+    assert all(e.startswith("p ") for e in readable["evidence"])
+    # Then, under "how this is computed", the analyst's table as stored.
+    table = app.dataframe[1].value
     assert list(table["metric"]) == [r["metric"] for r in stored]
     for column in ("effect", "ci_low", "ci_high", "q_value"):
         assert list(table[column]) == pytest.approx([r[column] for r in stored], nan_ok=True)
@@ -227,14 +237,21 @@ def _prompts(demo: Demo, user: str, first: datetime) -> list[str]:
 def test_style_shows_the_stored_shift_adaptation_and_prompts(dashboard: Demo) -> None:
     app = open_page("style")
     analysis = dashboard.analysis
-    did = app.dataframe[0].value
+    readable = app.dataframe[0].value
+    assert list(readable["what"]) == [metric_label(r["metric"]) for r in analysis["style_shift"]]
+    assert list(readable["clear change"]) == [
+        "yes" if r["significant"] else "no" for r in analysis["style_shift"]
+    ]
+    did = app.dataframe[1].value  # the analyst's table, under "how this is computed"
     assert list(did["metric"]) == [r["metric"] for r in analysis["style_shift"]]
     assert list(did["did"]) == pytest.approx([r["did"] for r in analysis["style_shift"]])
     fit = analysis["adaptation"]["half_life"]
     shown = metrics(app)
     assert shown["Adaptation half-life"][0] == f"{fit['half_life_days']:.1f} days"
-    assert shown["Plateau (adaptation score units)"][0] == f"{fit['amplitude']:.2f}"
-    labels = app.dataframe[1].value
+    treated = analysis["adaptation"]["labels"]
+    scored = treated["adapted"] + treated["partial"] + treated["unadapted"]
+    assert shown["Treated users adapted"][0] == f"{treated['adapted']:,} of {scored:,} scored"
+    labels = app.dataframe[2].value
     for variation, counts in analysis["adaptation"]["labels_by_variation"].items():
         row = labels.loc[f"variation {variation}"]
         assert {k: int(row[k]) for k in counts} == counts
@@ -421,7 +438,8 @@ def test_ramp_shows_the_stage_evaluates_guardrails_and_audits(dashboard: Demo) -
         f"{plan.current_stage} of 0–{stages - 1}",
         f"{stage['kind']}: {stage['cohort']} to {stage['coverage']:.0%}",
     )
-    assert shown["Hold until"][1] == f"UTC · {plan.current_stage + 1} / {stages} stages applied"
+    assert shown["Hold until"][1] == f"{plan.current_stage + 1} / {stages} stages applied"
+    assert shown["Hold until"][0].endswith(" UTC")  # the reader's zone (UTC in the test browser)
     events = load_plan_events(engine_of(dashboard), dashboard.plan_id)
     trail = app.dataframe[-1].value
     assert len(trail) == len(events)
@@ -436,6 +454,10 @@ def test_ramp_shows_the_stage_evaluates_guardrails_and_audits(dashboard: Demo) -
     said = " ".join(m.value for m in (*app.info, *app.success, *app.error))
     assert f"**{decision.details['action'].upper()}** for stage {plan.current_stage}" in said
     assert len(app.dataframe[-1].value) == len(after)
+    # The summary at the top shows the decision just made, not the one before it.
+    summary = app.dataframe[0].value
+    row = summary[summary["plan"] == plan.id].iloc[0]
+    assert row["latest guardrail decision"] == decision.details["action"]
 
 
 @pytest.fixture
@@ -457,7 +479,8 @@ def forced(database: str, demo_databases: DemoDatabases) -> tuple[sa.Engine, int
     )
     stages = len(document["stages"])
     reason = "the launch freeze starts on Friday; the cohort cannot wait for the hold"
-    apply_stage(engine, plan_id, 0, client=None, environments=["production"])
+    # The demo's own plan may still be in progress: this one takes over from it.
+    apply_stage(engine, plan_id, 0, client=None, environments=["production"], supersede=True)
     for stage in range(1, stages):
         if evaluate_plan(engine, plan_id, record=False).action != "advance":
             plan = load_plan(engine, plan_id)
@@ -538,10 +561,9 @@ def test_weekly_report_previews_and_offers_downloads(dashboard: Demo) -> None:
     except ImportError as error:
         pytest.skip(f"rollout.report cannot be imported yet: {error}")
     app = open_page("weekly_report")
-    week = app.selectbox(key="report_week")
-    assert week.options  # the experiment's weeks, newest first
-    app = button(app, "Build report").click().run()
     assert not app.exception
+    week = app.selectbox(key="report_week")
+    assert week.options and week.value == week.options[0]  # the newest week, shown at once
     built = report.build_weekly_report(engine_of(dashboard), EXPERIMENT, week.value)
     preview = " ".join(m.value for m in app.markdown)
     assert built.title in preview

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import zipfile
 from collections.abc import Iterator
+from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -26,8 +27,9 @@ from analytics.analysis.params import AnalysisParams
 from analytics.analysis.pipeline import analysis_document, run_analysis
 from analytics.analysis.user_periods import PeriodParams
 from analytics.demo import DemoConfig
+from analytics.features.metrics import describe_p, metric_label, verdict
 from analytics.settings import get_settings
-from analytics.store import save_analysis
+from analytics.store import data_end, load_latest_analysis, save_analysis
 from rollout.cli.report import report
 from rollout.documents import PlanOption, PlanStage
 from rollout.report import (
@@ -162,15 +164,19 @@ def test_html_is_self_contained_and_shows_the_analysis_numbers(
     drift = rows_by_key(page.tables["behavior_drift"])
     assert len(drift) == len(document["behavior_drift"])
     for row in document["behavior_drift"]:
-        shown = drift[(row["metric"], row["variation"])]
-        assert shown["effect"] == format_number(row["effect"], signed=True)
-        assert shown["control mean"] == format_number(row["control_mean"])
-        assert shown["significant"] == ("yes" if row["significant"] else "no")
+        shown = drift[(metric_label(row["metric"]), row["variation"])]
+        assert shown["change"] == format_number(row["effect"], signed=True)
+        assert shown["control"] == format_number(row["control_mean"])
+        assert shown["for users"] == verdict(row["metric"], row["effect"], row["significant"])
+        assert shown["evidence"] == describe_p(row["q_value"])
     style = rows_by_key(page.tables["style_shift"])
     for row in document["style_shift"]:
-        assert style[(row["metric"], row["variation"])]["DiD"] == format_number(
-            row["did"], signed=True
-        )
+        shown = style[(metric_label(row["metric"]), row["variation"])]
+        assert shown["change"] == format_number(row["effect"], signed=True)
+        assert shown["DiD"] == format_number(row["did"], signed=True)
+        assert shown["clear change"] == ("yes" if row["significant"] else "no")
+    assert "style_shift_by_days" not in page.tables  # drawn as a chart, not shown twice
+    assert "For engineers" in text and "`" not in reference.recommendation
     totals = {row[0]: row[2] for row in page.tables["new_users"][1:]}
     assert totals == {v: f"{n:,}" for v, n in document["users"].items()}
     labels = {row[0]: row[1] for row in page.tables["adaptation_labels"][1:]}
@@ -203,11 +209,44 @@ def test_csv_zip_holds_one_table_per_file(reference: WeeklyReport) -> None:
             7,
         ),
         "style_shift.csv": (
-            ["metric", "variation", "did", "ci_low", "ci_high", "q_value", "significant"],
+            [
+                "metric",
+                "variation",
+                "effect",
+                "ci_low",
+                "ci_high",
+                "p_value",
+                "q_value",
+                "significant",
+                "n_control",
+                "n_variation",
+                "did",
+                "did_ci_low",
+                "did_ci_high",
+                "did_p_value",
+                "did_n_control",
+                "did_n_variation",
+            ],
             7,
         ),
         "style_shift_by_days.csv": (
-            ["metric", "variation", "bucket", "did", "ci_low", "ci_high", "n_variation"],
+            [
+                "metric",
+                "variation",
+                "bucket",
+                "effect",
+                "ci_low",
+                "ci_high",
+                "p_value",
+                "n_control",
+                "n_variation",
+                "did",
+                "did_ci_low",
+                "did_ci_high",
+                "did_p_value",
+                "did_n_control",
+                "did_n_variation",
+            ],
             28,
         ),
         "adaptation_labels.csv": (["label", "this_week", "previous_week", "change"], 5),
@@ -484,8 +523,10 @@ def test_weeks_before_the_experiment_and_without_a_plan(engine: sa.Engine, tmp_p
     assert later.stages == ()
     assert "No rollback step was taken this week." in later.headline
     assert "a rollback should be planned" in later.recommendation
-    assert "`aftershock plan --experiment chat-model-upgrade --feature chat-model`" in (
-        later.recommendation
+    # Words for whoever reads it; the command is in the engineers' section.
+    assert "`" not in later.recommendation and "aftershock" not in later.recommendation
+    assert later.engineer_notes[0].startswith(
+        "aftershock plan --experiment chat-model-upgrade --feature chat-model"
     )
     with pytest.raises(ReportError, match="no stored exposures"):
         build_weekly_report(engine, "no-such-experiment", WEEK)
@@ -508,13 +549,33 @@ def test_the_command_writes_each_format(
     reference: WeeklyReport, cli: typer.Typer, tmp_path: Path
 ) -> None:
     runner = CliRunner()
-    for fmt in ("md", "html", "csv"):
-        target = tmp_path / "out" / f"report.{fmt}"
+    for fmt, suffix in (("md", "md"), ("html", "html"), ("csv", "zip")):
+        target = tmp_path / "out" / f"report.{suffix}"
         args = ["report", "--experiment", EXPERIMENT, "--week", WEEK, "--format", fmt]
         result = runner.invoke(cli, [*args, "--out", str(target)])
         assert result.exit_code == 0, result.output
         assert result.stdout.strip() == f"wrote {target}"
         assert target.read_bytes() == report_bytes(reference, fmt)[0]
+    # Without --format the suffix says it; a suffix that names another format is refused.
+    target = tmp_path / "out" / "inferred.md"
+    args = ["report", "--experiment", EXPERIMENT, "--week", WEEK, "--out"]
+    assert runner.invoke(cli, [*args, str(target)]).exit_code == 0
+    assert target.read_bytes() == report_bytes(reference, "md")[0]
+    for out, fmt, said in (
+        ("w.csv", "csv", "writes a zip of CSV files: name the file w.zip"),
+        ("w.html", "pdf", "writes PDF: name the file w.pdf"),
+        ("w.txt", None, "cannot tell the format from 'w.txt'"),
+    ):
+        given = [] if fmt is None else ["--format", fmt]
+        result = runner.invoke(cli, [*args, str(tmp_path / out), *given])
+        shown = " ".join(result.output.replace("│", " ").split())  # Typer draws a box
+        assert result.exit_code == 2 and said in shown, result.output
+        assert not (tmp_path / out).exists()
+    result = runner.invoke(
+        cli, ["report", "--experiment", EXPERIMENT, "--week", "2999-W01", "--out", "x.md"]
+    )
+    shown = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "2999-W01 has not started yet" in shown
 
     result = runner.invoke(
         cli,
@@ -522,6 +583,66 @@ def test_the_command_writes_each_format(
     )
     assert result.exit_code == 2 and "--week" in result.output and "2026-W44" in result.output
     result = runner.invoke(
-        cli, ["report", "--experiment", "nope", "--week", WEEK, "--out", str(tmp_path / "x")]
+        cli, ["report", "--experiment", "nope", "--week", WEEK, "--out", str(tmp_path / "x.md")]
     )
     assert result.exit_code == 1 and "no stored exposures" in result.stderr
+    assert f"experiments with exposures: '{EXPERIMENT}'" in result.stderr
+    typo = EXPERIMENT[:-2] + EXPERIMENT[-1]
+    result = runner.invoke(
+        cli, ["report", "--experiment", typo, "--week", WEEK, "--out", str(tmp_path / "x.md")]
+    )
+    assert f"did you mean '{EXPERIMENT}'?" in result.stderr
+
+
+# --- each analysis once per version of the data --------------------------------------------
+
+
+def test_a_second_report_of_the_same_data_analyses_nothing(
+    reference: WeeklyReport, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import rollout.report.build as build
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("analysed again")
+
+    monkeypatch.setattr(build, "run_analysis", refuse)
+    again = build_weekly_report(engine, EXPERIMENT, WEEK)
+    assert report_bytes(again, "md") == report_bytes(reference, "md")
+    # The snapshots are the report's: the experiment's latest analysis is still the stored one.
+    latest = load_latest_analysis(engine, EXPERIMENT)
+    assert latest is not None and latest.until is None
+
+    # New data makes them stale: the next report analyses again.
+    monkeypatch.undo()
+    calls: list[object] = []
+    real = build.run_analysis
+
+    def counted(*args: object) -> object:
+        calls.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(build, "run_analysis", counted)
+    load_demo(engine, tmp_path, DemoConfig(n_users=20, seed=77))
+    build_weekly_report(engine, EXPERIMENT, WEEK)
+    assert len(calls) == 2
+
+
+def test_a_week_ending_after_the_data_reuses_the_stored_analysis(
+    engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rollout.report.build as build
+
+    load_demo(engine, tmp_path, DemoConfig(n_users=300, seed=5))
+    save_analysis(engine, run_analysis(engine, AnalysisParams(EXPERIMENT)))
+    end = data_end(engine, EXPERIMENT)
+    last = IsoWeek(*end.isocalendar()[:2])  # the week the data ends in
+    calls: list[datetime | None] = []
+    real = build.run_analysis
+
+    def counted(engine: sa.Engine, params: AnalysisParams) -> object:
+        calls.append(params.periods.until)
+        return real(engine, params)
+
+    monkeypatch.setattr(build, "run_analysis", counted)
+    build_weekly_report(engine, EXPERIMENT, last.label)
+    assert calls == [last.start]  # only the week's start: its end is after all the data

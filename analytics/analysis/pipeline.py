@@ -16,7 +16,13 @@ import pandas as pd
 import sqlalchemy as sa
 
 import analytics
-from analytics.analysis.adaptation import STYLE, label_counts, score_adaptation
+from analytics.analysis.adaptation import (
+    STYLE,
+    label_counts,
+    method_counts,
+    score_adaptation,
+    unscored_counts,
+)
 from analytics.analysis.cohorts import Cohorts, load_cohorts
 from analytics.analysis.params import AnalysisParams
 from analytics.analysis.user_periods import (
@@ -46,6 +52,7 @@ from analytics.inference.style_shift import (
     compute_style_shift,
     estimate_half_life,
 )
+from analytics.store import data_version, experiment_hint
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class AnalysisResult:
     half_life: HalfLifeResult | None
     users: pd.DataFrame  # one row per analysed user, with the adaptation columns
     daily: pd.DataFrame
+    data_version: str | None = None  # of the stored data read (analytics.store.data_version)
 
     def document(self) -> AnalysisDocument:
         """``analysis.json`` of this result."""
@@ -71,11 +79,63 @@ class AnalysisResult:
         return self.params.to_json()
 
 
+@dataclass(frozen=True)
+class AnalysisFrames:
+    """What the inference reads, as the SQL loaders return it (each grows with users, not
+    interactions): the cohorts (``load_cohorts``), the per-user, per-bin sums
+    (``load_user_bins``), the daily means per variation (``load_daily``) and the within-user
+    moments of ``sample_users`` of the cohort (``load_within_user``). The Spark path
+    (``analytics.spark``) builds the same frames from a lake."""
+
+    cohorts: Cohorts
+    bins: pd.DataFrame
+    daily: pd.DataFrame
+    moments: pd.DataFrame
+    data_version: str | None = None  # of the stored data read (analytics.store.data_version)
+
+
 def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
     """Run every stage on the stored data of ``params.experiment_id``."""
+    return analyse_frames(load_analysis_frames(engine, params), params)
+
+
+def load_analysis_frames(engine: sa.Engine, params: AnalysisParams) -> AnalysisFrames:
+    """The loading half of :func:`run_analysis`: the frames, read with SQL. Refuses (before
+    reading the interactions) what :func:`analyse_frames` would refuse, with the remedy."""
     backfill_features(engine)  # rows stored before the feature columns existed, if any
+    version = data_version(engine)  # before reading: an ingest meanwhile makes it older
     cohorts = load_cohorts(engine, params.experiment_id, params.control, params.periods.until)
-    when = "" if params.periods.until is None else f" before {params.periods.until}"
+    if cohorts.users.empty and not cohorts.multiple_exposures:
+        raise NotFoundError(
+            f"experiment {params.experiment_id!r} has no exposures{_when(params)}; "
+            f"{experiment_hint(engine, params.experiment_id)}"
+        )
+    check_cohorts(cohorts, params)
+    bins = load_user_bins(engine, params.experiment_id, params.periods)
+    if bins.empty:
+        raise NotFoundError(
+            f"the users exposed in {params.experiment_id!r} have no interaction logs in the "
+            "analysed window: ingest them first (aftershock ingest interactions FILE)"
+        )
+    return AnalysisFrames(
+        cohorts=cohorts,
+        bins=bins,
+        daily=load_daily(engine, params.experiment_id, params.periods),
+        moments=load_within_user(
+            engine, params.experiment_id, sample_users(cohorts.users["user_id"]), params.periods
+        ),
+        data_version=version,
+    )
+
+
+def _when(params: AnalysisParams) -> str:
+    return "" if params.periods.until is None else f" before {params.periods.until}"
+
+
+def check_cohorts(cohorts: Cohorts, params: AnalysisParams) -> None:
+    """Refuse cohorts no analysis can run on: nobody left, no control user, or an expected
+    split of another length than the variations seen."""
+    when = _when(params)
     if cohorts.users.empty and cohorts.multiple_exposures:
         raise NotFoundError(
             f"all {cohorts.multiple_exposures:,} exposed users of {params.experiment_id!r}"
@@ -84,10 +144,7 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
             "the exposure events' variation_id)"
         )
     if cohorts.users.empty:
-        raise NotFoundError(
-            f"experiment {params.experiment_id!r} has no exposures{when}: ingest them first "
-            "(aftershock ingest exposures FILE)"
-        )
+        raise NotFoundError(f"experiment {params.experiment_id!r} has no exposures{when}")
     if cohorts.counts.get(params.control, 0) == 0:
         seen = ", ".join(f"{v} ({n:,} users)" for v, n in cohorts.counts.items() if n)
         raise ConfigError(
@@ -95,23 +152,28 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
             f"{params.experiment_id!r}{when} (variations seen: {seen}): pass --control with "
             "the control's variation"
         )
-    counts = list(cohorts.counts.values())
-    weights = params.weights or tuple(1.0 for _ in counts)
-    if len(weights) != len(counts):
+    weights = params.weights or tuple(1.0 for _ in cohorts.variations)
+    if len(weights) != len(cohorts.variations):
         raise ConfigError(
-            f"{len(weights)} expected weights for the {len(counts)} variations seen in the "
-            f"exposures of {params.experiment_id!r} ({', '.join(cohorts.variations)})"
+            f"{len(weights)} expected weights for the {len(cohorts.variations)} variations seen "
+            f"in the exposures of {params.experiment_id!r} ({', '.join(cohorts.variations)})"
         )
-    srm = srm_test(counts, weights)
-    bins = load_user_bins(engine, params.experiment_id, params.periods)
+
+
+def analyse_frames(frames: AnalysisFrames, params: AnalysisParams) -> AnalysisResult:
+    """The inference half of :func:`run_analysis`: every statistic, from the frames (read with
+    SQL, or built by Spark) and the parameters."""
+    cohorts, bins, daily = frames.cohorts, frames.bins, frames.daily
+    check_cohorts(cohorts, params)
     if bins.empty:
         raise NotFoundError(
-            f"the users exposed in {params.experiment_id!r} have no interaction logs in the "
-            "analysed window: ingest them first (aftershock ingest interactions FILE)"
+            f"the users exposed in {params.experiment_id!r} have no interactions in the "
+            f"analysed window{_when(params)}"
         )
+    counts = list(cohorts.counts.values())
+    srm = srm_test(counts, params.weights or tuple(1.0 for _ in counts))
     periods = roll_up_periods(bins)
     users = _analysed_users(cohorts, periods)
-    daily = load_daily(engine, params.experiment_id, params.periods)
     treatments = cohorts.treatments
     post_sums = periods[periods["post"] == 1].merge(
         cohorts.users[["user_id", "variation"]], on="user_id"
@@ -132,14 +194,21 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
         users, bucket_means, params.control, treatments, alpha=params.alpha
     )
     directions = {v: np.array([_did(style, m, v) for m in STYLE], dtype=float) for v in treatments}
-    moments = load_within_user(
-        engine, params.experiment_id, sample_users(cohorts.users["user_id"]), params.periods
-    )
-    scored = score_adaptation(users, moments, params.control, treatments, params.adaptation)
+    moments = frames.moments
     half_life = None
     if treatments:
         composite = _composite_by_bin(bins, users, params.control, directions[treatments[0]])
         half_life = estimate_half_life(composite, params.control, treatments[0], alpha=params.alpha)
+    # The fitted half-life shapes the adaptation curve each user's change is measured along.
+    scored = score_adaptation(
+        users,
+        moments,
+        bins,
+        params.control,
+        treatments,
+        params.adaptation,
+        half_life_days=None if half_life is None else half_life.half_life_days,
+    )
     return AnalysisResult(
         params=params,
         analysed_at=datetime.now(UTC),
@@ -152,6 +221,7 @@ def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
         half_life=half_life,
         users=scored,
         daily=daily,
+        data_version=frames.data_version,
     )
 
 
@@ -173,6 +243,8 @@ def _bucket_means(buckets: pd.DataFrame) -> pd.DataFrame:
 
 
 def _did(rows: list[StyleShiftRow], metric: str, variation: str) -> float:
+    """The metric's difference in differences, not the between-arms ``effect``: the
+    adaptation direction and the half-life composite score users' pre-to-post change."""
     for row in rows:
         if row.metric == metric and row.variation == variation and row.did is not None:
             return row.did
@@ -236,6 +308,9 @@ def analysis_document(result: AnalysisResult) -> AnalysisDocument:
             labels=label_counts(treated),
             half_life=half_life,
             labels_by_variation={v: label_counts(result.users, v) for v in cohorts.variations},
+            methods=method_counts(treated),
+            unscored=unscored_counts(treated),
+            unscored_by_variation={v: unscored_counts(result.users, v) for v in cohorts.variations},
         ),
         style_shift_by_days=list(result.bucket_shifts),
         variation_names=dict(result.params.variation_names),

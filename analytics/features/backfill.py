@@ -14,14 +14,14 @@ from analytics.models import Interaction
 
 
 def missing_features(engine: sa.Engine) -> bool:
-    """Whether any stored interaction lacks its features (answered from the narrow index)."""
+    """Whether any stored interaction lacks its features and has the text to compute them
+    from (found through the narrow index; every row stored without its text got its features
+    at ingest, analytics.ingest.retention)."""
     table = Interaction.__table__  # type: ignore[attr-defined]
+    missing = sa.and_(table.c.prompt_length.is_(None), table.c.prompt.is_not(None))
     with engine.connect() as connection:
         return (
-            connection.execute(
-                sa.select(sa.literal(1)).where(table.c.prompt_length.is_(None)).limit(1)
-            ).first()
-            is not None
+            connection.execute(sa.select(sa.literal(1)).where(missing).limit(1)).first() is not None
         )
 
 
@@ -36,7 +36,11 @@ def backfill_features(engine: sa.Engine, batch_rows: int = 20_000) -> int:
         with engine.connect() as connection:
             rows = connection.execute(
                 sa.select(table.c.event_id, table.c.prompt, table.c.response)
-                .where(table.c.event_id > last, table.c.prompt_length.is_(None))
+                .where(
+                    table.c.event_id > last,
+                    table.c.prompt_length.is_(None),
+                    table.c.prompt.is_not(None),
+                )
                 .order_by(table.c.event_id)
                 .limit(batch_rows)
             ).all()

@@ -232,3 +232,25 @@ def metric_label(metric: str) -> str:
     """The metric in plain words ("hedging"); an unknown name as it is."""
     spec = METRICS.get(metric)
     return metric if spec is None else spec.label
+
+
+def describe_p(value: float | None) -> str:
+    """A p- or q-value as a reader meets it: ``p < 0.001``, ``p = 0.032``, ``p = n/a``."""
+    if value is None or value != value:  # None or NaN
+        return "p = n/a"
+    return (
+        "p < 0.001" if value < 0.001 else f"p = {value:.2g}" if value < 0.01 else f"p = {value:.2f}"
+    )
+
+
+def verdict(metric: str, effect: float | None, significant: bool | None) -> str:
+    """What a change means for users, from the metric's ``worse`` direction: ``worse for
+    users``, ``better for users``, ``changed (neither good nor bad)``, or ``no clear
+    change`` when the test did not find one."""
+    if not significant or effect is None or effect == 0:
+        return "no clear change"
+    spec = METRICS.get(metric)
+    if spec is None or spec.worse is None:
+        return "changed (neither good nor bad)"
+    worse = effect > 0 if spec.worse == "higher" else effect < 0
+    return "worse for users" if worse else "better for users"

@@ -523,8 +523,8 @@ def iso_weeks(span: tuple[datetime, datetime]) -> list[str]:
 
 @st.cache_data(ttl=MEDIUM, max_entries=16, show_spinner="Building the report…")
 def weekly_report(experiment_id: str, week: str) -> WeeklyReport:
-    """rollout.report's weekly report (the analysis as of the week's end, twice: slow, so
-    cached and built only when asked)."""
+    """rollout.report's weekly report (its analyses are stored and reused while the data is
+    the same, so only a week's first report takes seconds)."""
     from rollout.report import build_weekly_report
 
     return build_weekly_report(engine(), experiment_id, week)

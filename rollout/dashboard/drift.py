@@ -8,7 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from analytics.analysis.params import AnalysisParams
+from analytics.features.metrics import METRICS, describe_p, metric_label, verdict
 from rollout.dashboard import data, ui
+from rollout.dashboard.times import column
 
 st.title("Behaviour drift")
 experiment, run = ui.analysed_experiment()
@@ -28,27 +30,72 @@ COLUMNS = [
     "drift_began",
 ]
 drift = pd.DataFrame([asdict(row) for row in document.behavior_drift]).reindex(columns=COLUMNS)
+
+
+def _in_unit(metric: str, value: float | None) -> str:
+    """A level in the metric's unit: ``120 words``, ``12.5%``."""
+    spec = METRICS.get(metric)
+    if value is None or pd.isna(value):
+        return "-"
+    if spec is not None and spec.is_share:
+        return f"{value:.1%}"
+    unit = "" if spec is None else spec.plain_unit or ""
+    return f"{value:,.1f} {unit}".rstrip()
+
+
+readable = pd.DataFrame(
+    [
+        {
+            "what": metric_label(row.metric),
+            "variation": ui.variation_name(document, row.variation),
+            "control": _in_unit(row.metric, row.control_mean),
+            "new model": _in_unit(row.metric, row.variation_mean),
+            "change": "-" if row.effect is None else ui.format_change(row.metric, row.effect),
+            "for users": verdict(row.metric, row.effect, row.significant),
+            "evidence": describe_p(row.q_value),
+            "began": row.drift_began,
+        }
+        for row in document.behavior_drift
+    ]
+)
 st.markdown(
-    "Post-exposure difference of per-user means, variation minus control, CUPED-adjusted by "
-    "each user's own pre-exposure mean (rates: the pooled share, delta method); 95% CI; "
-    "`q_value` is Benjamini-Hochberg adjusted across the table; `drift_began` is the start of "
-    "the last shift detected in the daily variation-minus-control series."
+    "How the new model's answers differ from the control's, for the users who saw each. "
+    "**For users** says whether the change is good or bad for them; **evidence** is how "
+    "unlikely a difference this large would be by chance (smaller is stronger)."
 )
-number = st.column_config.NumberColumn(format="%.4g")
 st.dataframe(
-    drift,
+    readable,
     hide_index=True,
-    column_config=dict.fromkeys(
-        ("control_mean", "variation_mean", "effect", "ci_low", "ci_high", "p_value", "q_value"),
-        number,
-    ),
+    column_config={
+        "began": column("began"),
+        "for users": st.column_config.TextColumn(width="medium"),
+    },
 )
+with st.expander("How this is computed"):
+    st.markdown(
+        "Post-exposure difference of per-user means, variation minus control, CUPED-adjusted "
+        "by each user's own pre-exposure mean (rates: the pooled share, delta method); 95% "
+        "confidence interval; `q_value` is the p-value adjusted by Benjamini-Hochberg across "
+        "the table (what **evidence** shows); `drift_began` is the start of the last shift "
+        "detected in the daily variation-minus-control series."
+    )
+    number = st.column_config.NumberColumn(format="%.4g")
+    st.dataframe(
+        drift,
+        hide_index=True,
+        column_config=dict.fromkeys(
+            ("control_mean", "variation_mean", "effect", "ci_low", "ci_high", "p_value", "q_value"),
+            number,
+        ),
+    )
 
 st.subheader("Daily series")
 metrics = list(dict.fromkeys(drift["metric"]))
 ranked = drift.sort_values("q_value", na_position="last")
 default = metrics.index(ranked["metric"].iloc[0]) if len(ranked) else 0
-metric = st.selectbox("Metric", metrics, index=default, key="drift_metric")
+metric = st.selectbox(
+    "Metric", metrics, index=default, format_func=metric_label, key="drift_metric"
+)
 pre_days = AnalysisParams.from_json(run.parameters).periods.pre_days
 daily = data.daily_series(experiment, pre_days, run.until)
 if daily.empty:
@@ -66,7 +113,7 @@ lines = (
     .mark_line(point=alt.OverlayMarkDef(size=16))
     .encode(
         x=x,
-        y=alt.Y(f"{metric}:Q", title=metric),
+        y=alt.Y(f"{metric}:Q", title=metric_label(metric)),
         color=alt.Color(
             "variation:N",
             title=None,
@@ -98,8 +145,8 @@ if not began.empty:
 st.altair_chart(chart.properties(height=360), width="stretch")
 st.caption(
     "Daily mean per variation of the users analysed (each user's interactions from "
-    f"{pre_days:g} days before first exposure); the dashed rule marks "
-    "`drift_began`."
+    f"{pre_days:g} days before first exposure); the dashed line marks when the difference "
+    "began."
     if pre_days is not None
-    else "Daily mean per variation; the dashed rule marks `drift_began`."
+    else "Daily mean per variation; the dashed line marks when the difference began."
 )

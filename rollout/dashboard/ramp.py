@@ -9,6 +9,7 @@ import streamlit as st
 
 from analytics.errors import AftershockError
 from rollout.dashboard import data, ui
+from rollout.dashboard.times import column, when
 from rollout.report.rollback import mode_words
 
 PLANS_SHOWN = 20
@@ -19,6 +20,17 @@ plans = data.experiment_plans(experiment)
 if not plans:
     st.info(ui.no_plan_hint(experiment))
     st.stop()
+
+
+def evaluate(plan_id: int) -> None:
+    """The button's callback: it runs before the page does, so every table on the page,
+    the summary at the top included, shows the decision just recorded."""
+    try:
+        data.evaluate_guardrails(plan_id)
+        st.session_state.pop("ramp_error", None)
+    except AftershockError as error:
+        st.session_state["ramp_error"] = str(error)
+
 
 rows = []
 for state in plans[:PLANS_SHOWN]:
@@ -40,7 +52,15 @@ for state in plans[:PLANS_SHOWN]:
             "created at": state.created_at,
         }
     )
-st.dataframe(pd.DataFrame(rows), hide_index=True)
+st.dataframe(
+    pd.DataFrame(rows),
+    hide_index=True,
+    column_config={
+        "stage applied at": column("stage applied at"),
+        "decided at": column("decided at"),
+        "created at": column("created at"),
+    },
+)
 
 by_id = {state.id: state for state in plans[:PLANS_SHOWN]}
 plan_id: int = st.selectbox(
@@ -95,8 +115,8 @@ if current >= 0:
         hold = plan.stage_applied_at + timedelta(hours=stage.min_hold_hours)
         cards[2].metric(
             "Hold until",
-            f"{hold:%b %d %H:%M}",
-            delta=f"UTC · {ui.progress(plan, len(stages))} applied",
+            when(hold),
+            delta=f"{ui.progress(plan, len(stages))} applied",
             delta_color="off",
             delta_arrow="off",
             border=True,
@@ -109,16 +129,16 @@ else:
     )
 
 st.subheader("Guardrails")
-if st.button(
+st.button(
     "Evaluate the guardrails now",
     disabled=current < 0,
     help="Judge the current stage from the logs since it was applied, and record the "
     "decision (as `aftershock guardrails --plan ID` does).",
-):
-    try:
-        data.evaluate_guardrails(plan_id)
-    except AftershockError as error:
-        st.error(str(error))
+    on_click=evaluate,
+    args=(plan_id,),
+)
+if "ramp_error" in st.session_state:
+    st.error(st.session_state.pop("ramp_error"))
 events = data.plan_events(plan_id)
 decision = data.latest_decision(events)
 if decision is None:
@@ -129,8 +149,7 @@ else:
     )
     say(
         f"**{str(decision['action']).upper()}** for stage {decision['stage']} "
-        f"(decided {pd.Timestamp(decision['at']):%Y-%m-%d %H:%M} UTC). "
-        + " ".join(decision.get("reasons", []))
+        f"(decided {when(decision['at'])}). " + " ".join(decision.get("reasons", []))
     )
     active = decision.get("active_users", {})
     st.caption(
@@ -171,7 +190,7 @@ for advance in forced:
     )
     st.error(
         f"**Stage {advance.stage} was forced** past the guardrails{said} by "
-        f"**{advance.actor}** on {pd.Timestamp(advance.at):%Y-%m-%d %H:%M} UTC. "
+        f"**{advance.actor}** on {when(advance.at)}. "
         f"Reason: {advance.reason or 'none recorded'}",
         icon=":material/fast_forward:",
     )
@@ -195,7 +214,7 @@ st.dataframe(
         ]
     ),
     hide_index=True,
-    column_config={"what": st.column_config.TextColumn(width="large")},
+    column_config={"time": column("time"), "what": st.column_config.TextColumn(width="large")},
 )
 
 st.subheader("Audit trail")
@@ -212,8 +231,20 @@ trail = pd.DataFrame(
         for event in reversed(events)
     ]
 )
-st.dataframe(
+picked = st.dataframe(
     trail,
     hide_index=True,
-    column_config={"details": st.column_config.TextColumn(width="large")},
+    column_config={"time": column("time"), "details": st.column_config.TextColumn(width="large")},
+    on_select="rerun",
+    selection_mode="single-row",
+    key="ramp_audit",
 )
+rows_picked = picked.selection.rows if picked is not None else []
+if rows_picked:
+    event = trail.iloc[rows_picked[0]]
+    st.markdown(
+        f"**{event['action']}** ({event['outcome']}) by {event['actor']}, {when(event['time'])}"
+    )
+    st.write(event["details"])
+else:
+    st.caption("Select an event to read its details in full.")

@@ -4,13 +4,13 @@ adapted, and what that looks like in one user's prompts."""
 from dataclasses import asdict
 
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analytics.documents import LABELS
-from analytics.features.metrics import BUCKETS
+from analytics.documents import LABELS, SCORED_LABELS
+from analytics.features.metrics import BUCKETS, describe_p, metric_label
 from rollout.dashboard import data, ui
+from rollout.dashboard.times import when
 
 LAST_DAY = 28.0  # where the open-ended "14+" bucket is drawn to
 
@@ -21,30 +21,80 @@ control = document.control
 adaptation = document.adaptation
 fit = adaptation.half_life
 
-st.subheader("Style shift (difference in differences)")
+STYLE_NUMBERS = ("effect", "ci_low", "ci_high", "p_value", "q_value")
+DID_NUMBERS = ("did", "did_ci_low", "did_ci_high", "did_p_value")
+ESTIMATES = ("between arms", "DiD")  # the by-days chart's two series
+OFFSET = 0.3  # days: the two series side by side
+
+st.subheader("Style shift")
 st.markdown(
-    "Per style metric: the variation's mean per-user change from before to after first "
-    "exposure, minus control's (over users with at least two interactions on each side); "
-    "95% CI; `q_value` is Benjamini-Hochberg adjusted across the table."
+    "How the new model's users write after they first met it, against the control's users: "
+    "every randomised user who wrote since, new users included. **Clear change** says "
+    "whether the difference is larger than chance would give; **same users** is how the "
+    "users who also wrote before changed, against control users over the same time."
 )
+readable = pd.DataFrame(
+    [
+        {
+            "what": metric_label(row.metric),
+            "variation": ui.variation_name(document, row.variation),
+            "change": "-" if row.effect is None else ui.format_change(row.metric, row.effect),
+            "clear change": "yes" if row.significant else "no",
+            "evidence": describe_p(row.q_value),
+            "same users": "-" if row.did is None else ui.format_change(row.metric, row.did),
+            "users": f"{row.n_control:,} control, {row.n_variation:,} new model",
+        }
+        for row in document.style_shift
+    ]
+)
+st.dataframe(readable, hide_index=True)
 style = pd.DataFrame([asdict(row) for row in document.style_shift]).reindex(
-    columns=["metric", "variation", "did", "ci_low", "ci_high", "p_value", "q_value", "significant"]
+    columns=[
+        "metric",
+        "variation",
+        *STYLE_NUMBERS,
+        "significant",
+        "n_control",
+        "n_variation",
+        *DID_NUMBERS,
+        "did_n_control",
+        "did_n_variation",
+    ]
 )
-number = st.column_config.NumberColumn(format="%.4g")
-st.dataframe(
-    style,
-    hide_index=True,
-    column_config=dict.fromkeys(("did", "ci_low", "ci_high", "p_value", "q_value"), number),
-)
+with st.expander("How this is computed"):
+    st.markdown(
+        "Per style metric, `effect`: the variation's per-user mean after first exposure minus "
+        "control's, over every randomised user with a prompt since (new users included; "
+        "`n_control`, `n_variation`), adjusted by how each user wrote before where they did "
+        "(CUPED, with an indicator for users without a pre-period); 95% CI; `q_value` is "
+        "Benjamini-Hochberg adjusted across the table (what **evidence** shows). `did`: the "
+        "difference in differences, how the same users' prompts changed from before to after "
+        "first exposure beyond control's change (users with at least two interactions on each "
+        "side: `did_n_control`, `did_n_variation`)."
+    )
+    number = st.column_config.NumberColumn(format="%.4g")
+    st.dataframe(
+        style,
+        hide_index=True,
+        column_config=dict.fromkeys((*STYLE_NUMBERS, *DID_NUMBERS), number),
+    )
 
 st.subheader("Shift by days since exposure")
 left, right = st.columns(2)
 half_life = None if fit is None else fit.half_life_days
-amplitude = None if fit is None else fit.amplitude
-left.metric("Adaptation half-life", ui.format_days(adaptation.half_life_days), border=True)
+left.metric(
+    "Adaptation half-life",
+    ui.format_days(adaptation.half_life_days),
+    help="How long after first exposure users' style had moved half as far as it finally did.",
+    border=True,
+)
+treated = adaptation.labels
+scored = sum(int(treated.get(k, 0)) for k in SCORED_LABELS)
 right.metric(
-    "Plateau (adaptation score units)",
-    "n/a" if amplitude is None else f"{amplitude:.2f}",
+    "Treated users adapted",
+    f"{int(treated.get('adapted', 0)):,} of {scored:,} scored",
+    help="Users the analysis could score (enough interactions); the others are counted on "
+    "the overview with the reason.",
     border=True,
 )
 by_days = pd.DataFrame([asdict(row) for row in document.style_shift_by_days])
@@ -57,12 +107,30 @@ else:
         "Style metric",
         metrics,
         index=metrics.index(significant[0]) if significant else 0,
+        format_func=metric_label,
         key="style_metric",
     )
-    points = by_days[by_days["metric"] == metric].copy()
+    rows = by_days[by_days["metric"] == metric]
+    # One point per bucket and estimate: between arms (every user active in the bucket) and
+    # the difference in differences (users who also wrote before), drawn side by side.
+    points = pd.concat(
+        [
+            rows.assign(estimate=ESTIMATES[0], shift=rows["effect"]),
+            rows.assign(
+                estimate=ESTIMATES[1],
+                shift=rows["did"],
+                ci_low=rows["did_ci_low"],
+                ci_high=rows["did_ci_high"],
+                n_variation=rows["did_n_variation"],
+            ),
+        ],
+        ignore_index=True,
+    )
+    points = points[points["shift"].notna()].copy()
     points["start"] = points["bucket"].map(lambda b: BUCKETS[b][0])
     points["end"] = points["bucket"].map(lambda b: min(BUCKETS[b][1], LAST_DAY))
-    points["day"] = (points["start"] + points["end"]) / 2
+    side = points["estimate"].map({ESTIMATES[0]: -OFFSET, ESTIMATES[1]: OFFSET})
+    points["day"] = (points["start"] + points["end"]) / 2 + side
     points["variation"] = points["variation"].map(lambda v: ui.variation_name(document, v))
     x = alt.X("day:Q", title="days since first exposure", scale=alt.Scale(domain=[0, LAST_DAY]))
     shift = alt.Chart(points).encode(
@@ -71,55 +139,38 @@ else:
         tooltip=[
             "bucket:N",
             "variation:N",
-            alt.Tooltip("did:Q", format=".4g", title="shift"),
+            "estimate:N",
+            alt.Tooltip("shift:Q", format=".4g"),
             alt.Tooltip("ci_low:Q", format=".4g"),
             alt.Tooltip("ci_high:Q", format=".4g"),
             alt.Tooltip("n_variation:Q", title="users"),
         ],
     )
-    # Both axes show zero at the same height; the curve's plateau lines up with the largest
-    # bucket shift, so the two shapes can be compared (their units differ).
-    low = min(0.0, float(points["ci_low"].min()))
+    low = min(0.0, float(points["ci_low"].min()))  # zero always on the axis
     high = max(0.0, float(points["ci_high"].max()))
     left_axis = alt.Scale(domain=[low, high], nice=False)
-    did = alt.Y("did:Q", title=f"{metric}: shift vs control", scale=left_axis)
-    layer = (
-        shift.mark_rule(strokeWidth=2).encode(y=alt.Y("ci_low:Q", scale=left_axis), y2="ci_high:Q")
-        + shift.mark_rule(strokeWidth=1, opacity=0.5).encode(x="start:Q", x2="end:Q", y=did)
-        + shift.mark_point(filled=True, size=80).encode(y=did)
+    y = alt.Y("shift:Q", title=f"{metric_label(metric)}: shift vs control", scale=left_axis)
+    shape = alt.Shape(
+        "estimate:N",
+        scale=alt.Scale(domain=list(ESTIMATES), range=["circle", "triangle-up"]),
+        legend=alt.Legend(orient="top", title=None),
     )
-    largest = float(points["did"].max())
-    if half_life is not None and amplitude is not None and largest > 0 and amplitude > 0:
-        t = np.linspace(0.0, LAST_DAY, 113)
-        curve = pd.DataFrame({"day": t, "fitted": amplitude * (1.0 - 2.0 ** (-t / half_life))})
-        ratio = amplitude / largest
-        fitted = (
-            alt.Chart(curve)
-            .mark_line(color="#7f7f7f", strokeDash=[5, 3])
-            .encode(
-                x=x,
-                y=alt.Y(
-                    "fitted:Q",
-                    title="fitted adaptation (score units)",
-                    scale=alt.Scale(domain=[low * ratio, high * ratio], nice=False),
-                    axis=alt.Axis(orient="right", titleColor="#7f7f7f"),
-                ),
-                tooltip=[
-                    alt.Tooltip("day:Q", format=".1f"),
-                    alt.Tooltip("fitted:Q", format=".3f"),
-                ],
-            )
-        )
-        chart = alt.layer(layer, fitted).resolve_scale(y="independent")
-    else:
-        chart = layer
+    layer = shift.mark_rule(strokeWidth=2).encode(
+        y=alt.Y("ci_low:Q", scale=left_axis), y2="ci_high:Q"
+    ) + shift.mark_point(filled=True, size=80).encode(y=y, shape=shape)
+    chart = layer
     st.altair_chart(chart.properties(height=340), width="stretch")
     st.caption(
-        "Points: the metric's shift (variation minus control, 95% CI) per bucket of days since "
-        "exposure, drawn across the bucket. Dashed line, right axis: the saturating curve "
-        "A·(1 − 2^(−t/h)) fitted to the users' composite adaptation score, with plateau "
-        "A and half-life h as stored; zero lines up on both axes and the plateau with the "
-        "largest bucket shift."
+        "The metric's shift (variation minus control, with its 95% interval) per bucket of "
+        "days since a user's first exposure: circles compare every user active in the bucket, "
+        "triangles the same users' change since before first exposure. A shift that grows "
+        "with the days is adaptation under way."
+        + (
+            f" Across the style metrics, half of the eventual shift came within "
+            f"{half_life:.1f} days (the adaptation half-life)."
+            if half_life is not None
+            else ""
+        )
     )
 
 st.subheader("Adaptation scores: treated against control")
@@ -216,12 +267,19 @@ user = str(
 chosen = candidates[candidates["user_id"] == user].iloc[0]
 first_exposure = pd.Timestamp(chosen["first_exposure"])
 examples = data.prompt_examples(user, first_exposure.to_pydatetime(), with_text=not hide)
+score = chosen["adaptation_score"]
 st.caption(
-    f"First exposure {first_exposure:%Y-%m-%d %H:%M} UTC; adaptation score "
-    f"{float(chosen['adaptation_score']):.2f} ({labels_of[user]}). The last two prompts "
-    "before first exposure and the last two after it"
-    + (", text hidden." if hide else f", cut to {data.PROMPT_CHARS} characters.")
+    f"First exposure {when(first_exposure)}; adaptation score "
+    + ("not computed" if pd.isna(score) else f"{float(score):.2f}")
+    + f" ({labels_of[user]}). The last two prompts before first exposure and the last two "
+    "after it" + (", text hidden." if hide else f", cut to {data.PROMPT_CHARS} characters.")
 )
+if not hide and not bool(chosen["has_text"]):
+    st.info(
+        "This user's prompts were stored without their text (AFTERSHOCK_STORE_TEXT: by "
+        "default only a fixed sample of users keeps it, and users with text are listed "
+        "first). The measures below are from the full text, computed when it was ingested."
+    )
 sides = dict(zip(("before", "after"), st.columns(2), strict=True))
 for side, column in sides.items():
     column.markdown(f"**{side.capitalize()} first exposure**")
@@ -232,8 +290,8 @@ for side, column in sides.items():
         flags = [f for f in ("hedge", "pushback", "constraint") if getattr(example, f)]
         box = column.container(border=True)
         box.caption(
-            f"{example.timestamp:%Y-%m-%d %H:%M} UTC · day {example.days_since_exposure:+.1f} · "
+            f"{when(example.timestamp)} · day {example.days_since_exposure:+.1f} · "
             f"{example.prompt_length} words" + (f" · {', '.join(flags)}" if flags else "")
         )
-        if not hide:
+        if not hide and isinstance(example.prompt, str):
             box.text(example.prompt)

@@ -138,7 +138,7 @@ def _listing(parts: list[str]) -> str:
 
 
 def _changes(rows: Sequence[DriftRow | StyleShiftRow], value: str, limit: int = 3) -> list[str]:
-    """The ``limit`` most significant rows' changes (``value``: ``effect`` or ``did``)."""
+    """The ``limit`` most significant rows' changes (``value``: the figure to show)."""
     changes = [(r, getattr(r, value)) for r in rows if r.significant]
     found = [(r, change) for r, change in changes if change is not None]
     found.sort(key=lambda pair: (pair[0].q_value or 1.0, -abs(pair[1])))
@@ -168,14 +168,15 @@ def plain_summary(
         sentences.append(f"No change in the model's behaviour was found between {who} and control.")
     labels = document.adaptation.labels
     share = adapted_share(labels)
-    style = _changes(document.style_shift, "did")
+    # The style table's significance is the between-arms comparison of all randomised users.
+    style = _changes(document.style_shift, "effect")
+    if style:
+        sentences.append(f"Users of {who} write differently from control's: {_listing(style)}.")
     if share is not None:
         sentence = (
             f"{labels['adapted']:,} of the treated users whose prompts could be compared "
             f"({format_share(share)}) adapted how they write"
         )
-        if style:
-            sentence += f", relative to control: {_listing(style)}"
         half_life = document.adaptation.half_life_days
         if half_life is not None:
             sentence += (

@@ -1,5 +1,5 @@
 """Weekly report: one ISO week of an experiment in plain words and tables (rollout.report),
-previewed here and downloaded as HTML, Markdown or CSV."""
+the latest week shown at once, downloaded as HTML, Markdown or CSV."""
 
 import importlib
 
@@ -26,15 +26,11 @@ weeks = data.iso_weeks(span)
 week = st.selectbox("ISO week (UTC, Monday to Sunday)", weeks, key="report_week")
 st.caption(
     "The report analyses the data as it stood at the end of the week (and at its start, to "
-    "show what changed), with the parameters of the latest stored analysis. It takes a few "
-    "seconds on a large database, so it is built when you ask."
+    "show what changed), with the parameters of the latest stored analysis. Each analysis is "
+    "kept until new data arrives, so only the first report of a week takes a few seconds."
 )
-built = st.session_state.setdefault("built_reports", [])
-if st.button("Build report", type="primary"):
+with st.spinner(f"Building the report of {week}..."):
     data.weekly_report(experiment, week)
-    built.append((experiment, week))
-if (experiment, week) not in built:
-    st.stop()
 
 markdown = data.weekly_report_markdown(experiment, week)
 downloads = st.columns(len(FORMATS))

@@ -6,14 +6,16 @@ self-contained file: inline CSS, Altair charts as inline SVG, no external URL),
 
 The drift and style-shift tables are the analysis pipeline run on the data as it stood at the
 end of the week (``PeriodParams(until=...)``, the same as ``aftershock analyze --as-of``), with
-the parameters of the experiment's latest stored run; these runs are not stored. Rollback
+the parameters of the experiment's latest stored run. Each is computed once per version of the
+stored data: kept as a report snapshot (never an experiment's latest analysis) and reused by
+the next report of the same data, as is the stored full analysis when the week ends after the
+data does. Rollback
 steps are the plans' recorded events (``plan_events``), so the report, the CLI and the API
 show the same numbers. Nothing in the output depends on the wall clock: the same data gives
 the same Markdown byte for byte.
 """
 
 from rollout.report.build import build_weekly_report
-from rollout.report.charts import build_figures, chart_svg
 from rollout.report.model import (
     REPORT_FORMATS,
     ExperimentNotFoundError,
@@ -40,10 +42,8 @@ __all__ = [
     "ReportError",
     "WeekError",
     "WeeklyReport",
-    "build_figures",
     "build_tables",
     "build_weekly_report",
-    "chart_svg",
     "find_chromium",
     "format_number",
     "parse_iso_week",

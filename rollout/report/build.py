@@ -11,13 +11,23 @@ from typing import TypeVar
 import pandas as pd
 import sqlalchemy as sa
 
+import analytics
 from analytics.analysis.cohorts import Cohorts, load_cohorts
 from analytics.analysis.params import AnalysisParams, build_analysis_params
 from analytics.analysis.pipeline import analysis_document, run_analysis
 from analytics.documents import LABELS, SCORED_LABELS, AnalysisDocument
 from analytics.features.metrics import METRICS
 from analytics.inference.results import DriftRow, StyleShiftRow
-from analytics.store import load_exposed_feature, load_exposure_span, load_latest_analysis
+from analytics.store import (
+    data_end,
+    data_version,
+    experiment_hint,
+    find_reusable_analysis,
+    load_exposed_feature,
+    load_exposure_span,
+    load_latest_analysis,
+    save_report_snapshot,
+)
 from rollout.documents import PlanDocument
 from rollout.models import PlanEvent
 from rollout.report.model import (
@@ -87,13 +97,14 @@ def build_weekly_report(
     span = load_exposure_span(engine, experiment_id)
     if span is None:
         raise ExperimentNotFoundError(
-            f"experiment {experiment_id!r} has no stored exposures: "
-            "ingest them first (`aftershock ingest exposures FILE`)"
+            f"experiment {experiment_id!r} has no stored exposures; "
+            f"{experiment_hint(engine, experiment_id)}"
         )
     first, _ = span
     params = _stored_params(engine, experiment_id)
-    now = _analyse(engine, params, iso.end)
-    before = _analyse(engine, params, iso.start)
+    version = data_version(engine)
+    now = _analyse(engine, params, iso.end, version)
+    before = _analyse(engine, params, iso.start, version)
     plans = _plans(engine, experiment_id, feature_key)
     document = now.document
     drift = () if document is None else tuple(document.behavior_drift)
@@ -130,6 +141,7 @@ def build_weekly_report(
         headline=headline,
         recommendation=_recommendation(context, plans, drift, document is not None),
         plan=_plan_view(engine, plans, iso),
+        engineer_notes=_engineer_notes(context, plans),
     )
 
 
@@ -143,20 +155,33 @@ def _stored_params(engine: sa.Engine, experiment_id: str) -> AnalysisParams:
     return AnalysisParams.from_json(run.parameters)
 
 
-def _analyse(engine: sa.Engine, params: AnalysisParams, until: datetime) -> _Snapshot:
-    """The analysis as of ``until``, not stored; no document when nobody was exposed yet."""
+def _analyse(engine: sa.Engine, params: AnalysisParams, until: datetime, version: str) -> _Snapshot:
+    """The analysis as of ``until``; no document when nobody was exposed yet.
+
+    Computed once per data version: a stored snapshot of the same moment, parameters, data and
+    code is reused, and so is the stored full analysis when nothing stored is as late as
+    ``until`` (the snapshot would read the same rows). Otherwise the analysis runs and its
+    document is kept as a report snapshot (analytics.store.save_report_snapshot)."""
     cohorts = load_cohorts(engine, params.experiment_id, params.control, until)
     if cohorts.users.empty:
         return _Snapshot(cohorts, None)
     weights = params.weights
     if weights is not None and len(weights) != len(cohorts.variations):
         weights = None  # a variation had no users yet: check the split of those seen
-    moment = replace(
-        params,
-        weights=weights,
-        periods=replace(params.periods, until=until),
-    )
-    return _Snapshot(cohorts, analysis_document(run_analysis(engine, moment)))
+    moment = replace(params, weights=weights, periods=replace(params.periods, until=until))
+    candidates = [moment]
+    if until > data_end(engine, params.experiment_id):
+        candidates.append(replace(moment, periods=replace(moment.periods, until=None)))
+    for candidate in candidates:
+        document = find_reusable_analysis(
+            engine, params.experiment_id, candidate.to_json(), version, analytics.__version__
+        )
+        if document is not None:
+            return _Snapshot(cohorts, document)
+    result = run_analysis(engine, moment)
+    document = analysis_document(result)
+    save_report_snapshot(engine, moment.to_json(), document, result.data_version or version)
+    return _Snapshot(cohorts, document)
 
 
 def _plans(engine: sa.Engine, experiment_id: str, feature_key: str | None) -> list[_Plan]:
@@ -425,19 +450,20 @@ def _drift_sentence(context: _Context, drift: Sequence[DriftRow]) -> str:
 
 def _style_sentence(context: _Context, style: Sequence[StyleShiftRow]) -> str:
     metrics = sorted({line.metric for line in style})
-    found = [(line, line.did) for line in _by_q(style) if line.did is not None]
+    # The between-arms comparison (all randomised users), as the table's q-values are its.
+    found = [(line, line.effect) for line in _by_q(style) if line.effect is not None]
     if not found:
-        return "Its users' way of writing has not shifted measurably against control's."
+        return "Its users do not write measurably differently from control's."
     several = len({line.variation for line in style}) > 1
     parts = []
-    for line, did in found[:3]:
+    for line, effect in found[:3]:
         what, _ = _plain(line.metric)
         where = f" ({context.variation(line.variation)})" if several else ""
-        parts.append(f"{what}{where} {_change(line.metric, did)}")
+        parts.append(f"{what}{where} {_change(line.metric, effect)}")
     count = len({line.metric for line, _ in found})
     return (
-        f"Its users now write differently, beyond the change seen in control, on {count} of "
-        f"{len(metrics)} style metrics: {_listing(parts)}."
+        f"Its users write differently from control's on {count} of {len(metrics)} style "
+        f"metrics: {_listing(parts)}."
     )
 
 
@@ -496,21 +522,44 @@ def _recommendation(
                 f"It runs {mode}" + (f": {meaning}." if meaning else "."),
             ]
         )
-    command = (
-        f"`aftershock plan --experiment {context.experiment_id} "
-        f"--feature {context.feature_key or 'FEATURE'}`"
-    )
+    where = "in the dashboard's Rollback planner (the commands are at the end, for engineers)"
     if any(line.significant for line in drift):
         text = (
             "The new version behaves measurably differently and no rollback plan existed by the "
-            f"end of the week: a rollback should be planned; run {command}."
+            f"end of the week: a rollback should be planned, {where}."
         )
     else:
-        text = f"No plan yet: run {command} if the change is to be rolled back."
+        text = f"No plan yet: if the change is to be rolled back, plan it {where}."
     if later:
         plan = later[-1]  # the first one made after the week
         text += f" (Plan {plan.id} was created later, on {plan.created.date().isoformat()}.)"
     return text
+
+
+def _engineer_notes(context: _Context, plans: Sequence[_Plan]) -> tuple[str, ...]:
+    """The commands behind the recommendation, for the engineers' section."""
+    experiment, feature = context.experiment_id, context.feature_key or "FEATURE"
+    plan = _standing(plans, context.week)
+    notes = [
+        f"aftershock report --experiment {experiment} --week {context.week.label} "
+        "--out report.pdf  (this report again; .html, .md or .zip for the others)",
+        f"aftershock analyze --experiment {experiment}  (the analysis on all the data now)",
+    ]
+    if plan is None:
+        notes.insert(
+            0,
+            f"aftershock plan --experiment {experiment} --feature {feature}  (plan the "
+            "rollback; add --record-only to try it without writing GrowthBook)",
+        )
+    else:
+        notes.insert(
+            0,
+            f"aftershock guardrails --plan {plan.id}  (what the guardrails say of the current "
+            "stage); POST /v1/plans/{id}/advance to move on (the flag-ramp API)".replace(
+                "{id}", str(plan.id)
+            ),
+        )
+    return tuple(notes)
 
 
 def _progress(plan: _Plan, week: IsoWeek) -> str:

@@ -11,11 +11,11 @@ import pandas as pd
 import vl_convert
 
 from analytics.documents import LABELS
-from analytics.features.metrics import BUCKETS
+from analytics.features.metrics import BUCKETS, metric_label
 from rollout.documents import PlanOption
 from rollout.report.model import ReportError, WeeklyReport
 from rollout.report.rollback import option_title
-from rollout.report.tables import chart_metrics
+from rollout.report.tables import DAYS_ESTIMATES, chart_metrics
 
 # --- charts ---------------------------------------------------------------------------------
 
@@ -75,15 +75,21 @@ def _days_chart(report: WeeklyReport) -> alt.TopLevelMixin | None:
     metrics = chart_metrics(report)
     rows = [
         {
-            "metric": line.metric,
+            "metric": metric_label(line.metric),
             "variation": line.variation,
             "days": line.bucket,
-            "did": line.did,
-            "low": line.ci_low,
-            "high": line.ci_high,
+            "estimate": estimate,
+            "shift": value,
+            "low": low,
+            "high": high,
         }
         for line in report.style_by_days
-        if line.metric in metrics and line.did is not None
+        if line.metric in metrics
+        for estimate, value, low, high in (
+            (DAYS_ESTIMATES[0], line.effect, line.ci_low, line.ci_high),
+            (DAYS_ESTIMATES[1], line.did, line.did_ci_low, line.did_ci_high),
+        )
+        if value is not None
     ]
     if not rows:
         return None
@@ -95,18 +101,24 @@ def _days_chart(report: WeeklyReport) -> alt.TopLevelMixin | None:
             title="days since first exposure",
             axis=alt.Axis(labelAngle=0),
         ),
+        xOffset=alt.XOffset("estimate:N", scale=alt.Scale(domain=list(DAYS_ESTIMATES))),
         color=alt.Color("variation:N", legend=alt.Legend(orient="top") if several else None),
+    )
+    shape = alt.Shape(
+        "estimate:N",
+        scale=alt.Scale(domain=list(DAYS_ESTIMATES), range=["circle", "triangle-up"]),
+        legend=alt.Legend(orient="top", title=None),
     )
     layers = alt.layer(
         alt.Chart().mark_rule(color="#999").encode(y=alt.datum(0)),
         base.mark_errorbar().encode(
-            y=alt.Y("low:Q", title="DiD (metric units)"), y2=alt.Y2("high:Q")
+            y=alt.Y("low:Q", title="shift vs control (metric units)"), y2=alt.Y2("high:Q")
         ),
-        base.mark_point(filled=True, size=50).encode(y=alt.Y("did:Q")),
+        base.mark_point(filled=True, size=50).encode(y=alt.Y("shift:Q"), shape=shape),
         data=pd.DataFrame(rows),
     ).properties(width=130, height=150)
     chart: alt.TopLevelMixin = layers.facet(
-        column=alt.Column("metric:N", sort=metrics, title=None),
+        column=alt.Column("metric:N", sort=[metric_label(m) for m in metrics], title=None),
         title="Style shift by days since first exposure (95% CI)",
     ).resolve_scale(y="independent")
     return chart
@@ -319,7 +331,9 @@ def build_figures(report: WeeklyReport) -> tuple[Figure, ...]:
         ),
         (
             "style_shift_by_days",
-            "Style shift by days since first exposure: the most significant style metrics.",
+            "Style shift by days since first exposure: the most significant style metrics, "
+            "between arms (circles: every user active in the bucket) and as the difference in "
+            "differences (triangles: users who also wrote before first exposure).",
             _days_chart,
         ),
         (

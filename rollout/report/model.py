@@ -170,8 +170,10 @@ class WeeklyReport:
     new_users: tuple[NewUsersLine, ...]
     stages: tuple[StageLine, ...]
     headline: str
-    recommendation: str
+    recommendation: str  # for anyone: no commands in it
     plan: PlanView | None = None
+    # For engineers (the report's last section): the commands behind the recommendation.
+    engineer_notes: tuple[str, ...] = ()
 
     @property
     def has_users(self) -> bool:

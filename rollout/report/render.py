@@ -9,13 +9,15 @@ import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from rollout import browser as headless
-from rollout.report.charts import Figure, build_figures
 from rollout.report.model import MEDIA_TYPES, REPORT_FORMATS, PlanView, ReportError, WeeklyReport
+
+if TYPE_CHECKING:
+    from rollout.report.charts import Figure
 from rollout.report.tables import (
     NO_PLAN,
     PLAN_TABLES,
@@ -38,8 +40,41 @@ DRIFT_COLUMNS = (
     "significant",
     "drift_began",
 )
-STYLE_COLUMNS = ("metric", "variation", "did", "ci_low", "ci_high", "q_value", "significant")
-DAYS_COLUMNS = ("metric", "variation", "bucket", "did", "ci_low", "ci_high", "n_variation")
+STYLE_COLUMNS = (
+    "metric",
+    "variation",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "q_value",
+    "significant",
+    "n_control",
+    "n_variation",
+    "did",
+    "did_ci_low",
+    "did_ci_high",
+    "did_p_value",
+    "did_n_control",
+    "did_n_variation",
+)
+DAYS_COLUMNS = (
+    "metric",
+    "variation",
+    "bucket",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_control",
+    "n_variation",
+    "did",
+    "did_ci_low",
+    "did_ci_high",
+    "did_p_value",
+    "did_n_control",
+    "did_n_variation",
+)
 OPTION_COLUMNS = (
     "name",
     "label",
@@ -81,6 +116,7 @@ h1 { font-size: 1.5rem; margin-bottom: .25rem; }
 h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de; }
 p.period { color: #57606a; margin-top: 0; }
 p.headline { font-size: 1.05rem; }
+#engineers code { white-space: pre-wrap; overflow-wrap: anywhere; font-size: .85em; }
 p.recommendation { background: #f6f8fa; border-left: 4px solid #2f5d9e; padding: .6rem .8rem; }
 p.note { color: #57606a; font-size: .9rem; }
 p.plan { border-left: 4px solid #d1495b; padding: .2rem .8rem; }
@@ -143,22 +179,33 @@ def _html_plan(report: WeeklyReport, tables: dict[str, Table], figures: dict[str
     return "".join(parts)
 
 
+def _html_engineers(report: WeeklyReport) -> str:
+    """The last section: the commands behind the recommendation, for engineers."""
+    if not report.engineer_notes:
+        return ""
+    notes = "".join(f"<li><code>{html.escape(n)}</code></li>" for n in report.engineer_notes)
+    return f'<h2>For engineers</h2><ul id="engineers">{notes}</ul>'
+
+
 def render_html(report: WeeklyReport) -> str:
     """The report as one self-contained HTML file: inline CSS, the charts as inline SVG, no
     script and no external URL (it opens offline and prints as is)."""
     tables = {table.key: table for table in build_tables(report)}
+    from rollout.report.charts import build_figures  # Altair: only for the formats with charts
+
     figures = {figure.key: figure for figure in build_figures(report)}
     order = [
         _html_table(tables["summary"]),
         _html_table(tables["behavior_drift"]),
         _html_table(tables["style_shift"]),
+        # The chart shows the by-days shift; its table is in the Markdown and CSV exports.
         _html_figure(figures["style_shift_by_days"]),
-        _html_table(tables["style_shift_by_days"]),
         _html_table(tables["adaptation_labels"]),
         _html_figure(figures["adaptation_labels"]),
         _html_table(tables["new_users"]),
         _html_plan(report, tables, figures),
         _html_table(tables["stages"]),
+        _html_engineers(report),
     ]
     title = html.escape(report.title)
     return (

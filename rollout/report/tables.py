@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC
 
-from analytics.features.metrics import BUCKETS
+from analytics.features.metrics import BUCKETS, describe_p, metric_label, verdict
 from rollout.documents import PlanOption
 from rollout.report.model import CHART_STYLE_METRICS, PlanView, WeeklyReport
 from rollout.report.rollback import (
@@ -280,29 +280,30 @@ def build_tables(report: WeeklyReport) -> tuple[Table, ...]:
             "behavior_drift",
             "Behaviour drift",
             "How the new version's answers differ from control's: the difference of per-user "
-            "means (variation minus control, CUPED-adjusted), its 95% CI and the "
-            "Benjamini-Hochberg q-value.",
+            "means (variation minus control), its 95% interval, whether the change is good or "
+            "bad for users, and the evidence (how unlikely a difference this large is by "
+            "chance, adjusted for the number of metrics; smaller is stronger).",
             (
-                "metric",
+                "what",
                 "variation",
-                "control mean",
+                "control",
                 "variation mean",
-                "effect",
-                "95% CI",
-                "q",
-                "significant",
-                "drift began",
+                "change",
+                "95% interval",
+                "for users",
+                "evidence",
+                "began",
             ),
             tuple(
                 (
-                    d.metric,
+                    metric_label(d.metric),
                     d.variation,
                     format_number(d.control_mean),
                     format_number(d.variation_mean),
                     format_number(d.effect, signed=True),
                     format_interval(d.ci_low, d.ci_high),
-                    format_p(d.q_value),
-                    "yes" if d.significant else "no",
+                    verdict(d.metric, d.effect, d.significant),
+                    describe_p(d.q_value),
                     d.drift_began or "-",
                 )
                 for d in report.behavior_drift
@@ -312,18 +313,33 @@ def build_tables(report: WeeklyReport) -> tuple[Table, ...]:
         ),
         Table(
             "style_shift",
-            "Style shift (difference in differences)",
-            "How users' prompts changed after first exposure, beyond the change of control "
-            "users over the same time.",
-            ("metric", "variation", "DiD", "95% CI", "q", "significant"),
+            "Style shift",
+            "How the variation's users write after first exposure compared with control's: "
+            "every randomised user with a prompt since, new users included, adjusted by how "
+            "they wrote before where they did (the change; evidence and clear change are its). "
+            "Beside it "
+            "the difference in differences (DiD): how the same users' prompts changed from "
+            "before to after first exposure, beyond control users' change over the same time.",
+            (
+                "what",
+                "variation",
+                "change",
+                "95% interval",
+                "evidence",
+                "clear change",
+                "DiD",
+                "DiD 95% interval",
+            ),
             tuple(
                 (
-                    s.metric,
+                    metric_label(s.metric),
                     s.variation,
-                    format_number(s.did, signed=True),
+                    format_number(s.effect, signed=True),
                     format_interval(s.ci_low, s.ci_high),
-                    format_p(s.q_value),
+                    describe_p(s.q_value),
                     "yes" if s.significant else "no",
+                    format_number(s.did, signed=True),
+                    format_interval(s.did_ci_low, s.did_ci_high),
                 )
                 for s in report.style_shift
             ),
@@ -333,9 +349,11 @@ def build_tables(report: WeeklyReport) -> tuple[Table, ...]:
         Table(
             "style_shift_by_days",
             "Style shift by days since first exposure",
-            "The difference in differences of the charted style metrics, per bucket of days "
-            "since a user's first exposure (a growing shift is adaptation under way).",
-            ("metric", "variation", *BUCKETS),
+            "The charted style metrics per bucket of days since a user's first exposure: the "
+            "variation against control over every user active in the bucket (between arms), "
+            "and the difference in differences over users who also wrote before (DiD); a "
+            "growing shift is adaptation under way.",
+            ("what", "variation", "estimate", *BUCKETS),
             _days_rows(report),
             "No users yet: nothing to compare.",
         ),
@@ -398,22 +416,26 @@ def chart_metrics(report: WeeklyReport) -> list[str]:
     )
     chosen: list[str] = []
     for line in ranked:
-        if line.metric not in chosen and line.did is not None:
+        if line.metric not in chosen and (line.effect is not None or line.did is not None):
             chosen.append(line.metric)
     return chosen[:CHART_STYLE_METRICS]
 
 
+DAYS_ESTIMATES = ("between arms", "DiD")  # the rows of each metric and variation, in order
+
+
 def _days_rows(report: WeeklyReport) -> tuple[tuple[str, ...], ...]:
     metrics = chart_metrics(report)
-    cells: dict[tuple[str, str], dict[str, str]] = {}
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
     for line in report.style_by_days:
         if line.metric in metrics:
-            key = (line.metric, line.variation)
-            cells.setdefault(key, {})[line.bucket] = format_number(line.did, signed=True)
-    ordered = sorted(cells, key=lambda k: (metrics.index(k[0]), k[1]))
+            for estimate, value in zip(DAYS_ESTIMATES, (line.effect, line.did), strict=True):
+                key = (line.metric, line.variation, estimate)
+                cells.setdefault(key, {})[line.bucket] = format_number(value, signed=True)
+    ordered = sorted(cells, key=lambda k: (metrics.index(k[0]), k[1], DAYS_ESTIMATES.index(k[2])))
     return tuple(
-        (metric, variation, *(cells[(metric, variation)].get(b, "-") for b in BUCKETS))
-        for metric, variation in ordered
+        (metric_label(key[0]), *key[1:], *(cells[key].get(b, "-") for b in BUCKETS))
+        for key in ordered
     )
 
 
@@ -458,4 +480,6 @@ def render_markdown(report: WeeklyReport) -> str:
             if report.plan is None:
                 continue
         lines += _md_table(table)
+    if report.engineer_notes:
+        lines += ["## For engineers", "", *(f"    {note}" for note in report.engineer_notes), ""]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -27,6 +27,7 @@ from analytics.features import (
 )
 from analytics.features import behavior as behavior_module
 from analytics.features.lexicons import OPENING_CHARS, build_pattern
+from analytics.features.metrics import describe_p, verdict
 from analytics.models import InteractionFeatures
 
 # The contract's metric names, in its order (DATA_CONTRACT.md, "Metric names").
@@ -488,3 +489,28 @@ def test_features_never_fail_and_keep_length(texts: list[str | None]) -> None:
     for table in (style, behavior):
         for column in table.columns:
             assert column.null_count == sum(t is None for t in texts)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (None, "p = n/a"),
+        (float("nan"), "p = n/a"),
+        (1e-300, "p < 0.001"),
+        (0.00099, "p < 0.001"),
+        (0.0042, "p = 0.0042"),
+        (0.0312, "p = 0.03"),
+        (0.5, "p = 0.50"),
+    ],
+)
+def test_p_values_read_as_a_person_reads_them(value: float | None, said: str) -> None:
+    assert describe_p(value) == said
+
+
+def test_a_verdict_follows_the_metrics_worse_direction() -> None:
+    assert verdict("agreement_rate", 0.2, True) == "worse for users"  # worse: higher
+    assert verdict("agreement_rate", -0.2, True) == "better for users"
+    assert verdict("agreement_rate", 0.2, False) == "no clear change"
+    assert verdict("response_length", 30.0, True) == "changed (neither good nor bad)"
+    lower = next(m for m, spec in METRICS.items() if spec.worse == "lower")
+    assert verdict(lower, -1.0, True) == "worse for users"
