@@ -25,7 +25,7 @@ from analytics.analysis.params import AnalysisParams
 from analytics.analysis.pipeline import run_analysis
 from analytics.db import get_engine
 from analytics.demo import DemoConfig
-from analytics.features.metrics import metric_label, verdict
+from analytics.features.metrics import describe_p, metric_label, verdict
 from analytics.models import Interaction
 from analytics.settings import get_settings
 from analytics.store import load_analysis_users, load_latest_analysis, save_analysis
@@ -166,7 +166,7 @@ def test_overview_shows_the_stored_figures(dashboard: Demo) -> None:
     assert (
         shown["Adaptation half-life"][0] == f"{analysis['adaptation']['half_life_days']:.1f} days"
     )
-    assert shown["Sample ratio"] == ("ok", f"p = {analysis['srm']['p_value']:.3g}")
+    assert shown["Sample ratio"] == ("ok", describe_p(analysis["srm"]["p_value"]))
     significant = {r["metric"] for r in analysis["behavior_drift"] if r["significant"]}
     assert shown["Behaviour drift"] == (
         "found",
@@ -179,8 +179,16 @@ def test_overview_shows_the_stored_figures(dashboard: Demo) -> None:
         f"{plan.status} · plan {plan.id}",
     )
     summary = app.markdown[0].value
-    assert f"{labels['adapted']:,} of the treated users" in summary
+    assert f"{labels['adapted']:,} of the {scored:,} treated users who could be scored" in summary
     assert f"Rollback plan {plan.id}" in summary
+    # Every significant style metric is named, not only the first three.
+    for row in analysis["style_shift"]:
+        if row["significant"]:
+            assert metric_label(row["metric"]) in summary
+    # The next step names what to do and links to the page that does it.
+    step = app.markdown[1].value
+    assert f"Stage {plan.current_stage}" in step or f"Plan {plan.id}" in step
+    assert "Ramp status" in [link.value for link in app.get("page_link")]
 
 
 def test_drift_shows_the_stored_table_and_the_change_points(dashboard: Demo) -> None:

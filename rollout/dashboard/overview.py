@@ -1,12 +1,14 @@
 """Overview: what happened in an experiment, in the numbers of its latest stored analysis, and
 where its rollback stands."""
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
 from analytics.documents import UNSCORED_REASONS
+from analytics.features.metrics import metric_label
 from rollout.dashboard import data, ui
+from rollout.dashboard.times import when
 
 st.title("Aftershock")
 experiment, run = ui.analysed_experiment()
@@ -31,6 +33,67 @@ unscored_help = "; ".join(
 )
 if unscored_help:
     unscored_help = f"Not scored: {unscored_help}."
+
+
+def next_step() -> tuple[str, str, str]:
+    """What to do now, in words, and the page that does it: (text, page, link label)."""
+    if plan is None or outline is None:
+        if significant:
+            return (
+                "The new model behaves differently and no rollback is planned: **plan the "
+                "rollback**. The planner shows who to move first and what each choice costs.",
+                "rollout/dashboard/planner.py",
+                "Plan the rollback",
+            )
+        return (
+            "No behaviour change was found. If the new model is still to be rolled back, "
+            "the planner shows how.",
+            "rollout/dashboard/planner.py",
+            "Rollback planner",
+        )
+    stages = outline.stages
+    ramp = "rollout/dashboard/ramp.py"
+    if plan.status == "completed":
+        return (f"Plan {plan.id} is complete: every user is back.", ramp, "Ramp status")
+    if plan.status == "aborted":
+        return (
+            f"Plan {plan.id} was aborted: plan the rollback again if it is still needed.",
+            "rollout/dashboard/planner.py",
+            "Rollback planner",
+        )
+    if plan.current_stage < 0:
+        return (
+            f"Plan {plan.id} is made and no stage is applied yet: **apply stage 0** "
+            f"({stages[0].cohort} to {stages[0].coverage:.0%}).",
+            ramp,
+            "Ramp status",
+        )
+    decision = data.latest_decision(data.plan_events(plan.id))
+    if plan.status == "paused" or (decision and decision.get("action") == "pause"):
+        return (
+            f"Plan {plan.id} is **paused** at stage {plan.current_stage}: read what the "
+            "guardrails saw before going on.",
+            ramp,
+            "Ramp status",
+        )
+    stage = stages[plan.current_stage]
+    if plan.stage_applied_at is not None:
+        hold = plan.stage_applied_at + timedelta(hours=stage.min_hold_hours)
+        if hold > datetime.now(UTC):
+            return (
+                f"Stage {plan.current_stage} is holding: **wait until {when(hold)}**, then "
+                f"evaluate the guardrails and advance to stage {plan.current_stage + 1}.",
+                ramp,
+                "Ramp status",
+            )
+    return (
+        f"Stage {plan.current_stage}'s hold has passed: **evaluate the guardrails** and, if "
+        f"they say advance, apply stage {plan.current_stage + 1} of {len(stages) - 1}.",
+        ramp,
+        "Ramp status",
+    )
+
+
 first, second = st.columns(3), st.columns(3)
 first[0].metric(
     "Behaviour drift",
@@ -38,8 +101,9 @@ first[0].metric(
     delta=f"{len(significant)} of {len({row.metric for row in drift})} metrics",
     delta_color="off",
     delta_arrow="off",
-    help="Behaviour metrics whose difference from control is significant (BH q < 0.05): "
-    + (", ".join(significant) or "none"),
+    help="Behaviour metrics whose difference from control is larger than chance would give "
+    "(adjusted for the number of metrics): "
+    + (", ".join(map(metric_label, significant)) or "none"),
     border=True,
 )
 first[1].metric(
@@ -71,7 +135,7 @@ first[2].metric(
 second[0].metric(
     "Sample ratio",
     "ok" if srm.ok else "MISMATCH",
-    delta=f"p = {ui.format_p(srm.p_value)}",
+    delta=ui.format_p(srm.p_value),
     delta_color="off",
     delta_arrow="off",
     help="Chi-square test of the users per variation against the designed split; a "
@@ -108,6 +172,11 @@ second[2].metric(
 
 st.subheader("In short")
 st.markdown(ui.plain_summary(document, plan, outline))
+
+st.subheader("Next step")
+what, page, label = next_step()
+st.markdown(what)
+st.page_link(page, label=label, icon=":material/arrow_forward:")
 if adaptation.unscored_users and not scored:
     st.warning(
         f"None of the {adaptation.unscored_users:,} treated users could be scored for "
@@ -121,9 +190,8 @@ if plan is None:
 users = ", ".join(
     f"{ui.variation_name(document, v)}: {n:,} users" for v, n in document.users.items()
 )
-analysed_at = datetime.fromisoformat(document.analysed_at)
 st.caption(
-    f"Analysis {run.id} of {analysed_at:%Y-%m-%d %H:%M} UTC: {users}; "
+    f"Analysis {run.id} of {when(document.analysed_at)}: {users}; "
     f"{document.multiple_exposures:,} users seen in more than one variation excluded."
 )
 st.page_link(

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.documents import SCORED_LABELS, AnalysisDocument
-from analytics.features.metrics import METRICS, metric_label
+from analytics.features.metrics import METRICS, describe_p, metric_label
 from analytics.inference.results import DriftRow, StyleShiftRow
 from analytics.store import StoredAnalysis
 from rollout.dashboard import data
@@ -91,7 +91,8 @@ def no_plan_hint(experiment: str) -> str:
 
 
 def format_p(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
+    """``p < 0.001``, ``p = 0.03`` (analytics.features.metrics.describe_p)."""
+    return describe_p(value)
 
 
 def format_share(value: float | None) -> str:
@@ -137,14 +138,17 @@ def _listing(parts: list[str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _changes(rows: Sequence[DriftRow | StyleShiftRow], value: str, limit: int = 3) -> list[str]:
-    """The ``limit`` most significant rows' changes (``value``: the figure to show)."""
+def _changes(
+    rows: Sequence[DriftRow | StyleShiftRow], value: str, limit: int | None = None
+) -> list[str]:
+    """The significant rows' changes, most significant first (``value``: the figure to show;
+    ``limit``: at most that many)."""
     changes = [(r, getattr(r, value)) for r in rows if r.significant]
     found = [(r, change) for r, change in changes if change is not None]
     found.sort(key=lambda pair: (pair[0].q_value or 1.0, -abs(pair[1])))
     return [
         f"{_words(r.metric)} ({format_change(r.metric, change)})" for r, change in found[:limit]
-    ]
+    ]  # found[:None] is every row
 
 
 def _words(metric: str) -> str:
@@ -173,10 +177,14 @@ def plain_summary(
     if style:
         sentences.append(f"Users of {who} write differently from control's: {_listing(style)}.")
     if share is not None:
+        scored = sum(int(labels.get(k, 0)) for k in SCORED_LABELS)
         sentence = (
-            f"{labels['adapted']:,} of the treated users whose prompts could be compared "
+            f"{labels['adapted']:,} of the {scored:,} treated users who could be scored "
             f"({format_share(share)}) adapted how they write"
         )
+        unscored = document.adaptation.unscored_users
+        if unscored:
+            sentence += f" ({unscored:,} more could not be scored yet; the reasons are above)"
         half_life = document.adaptation.half_life_days
         if half_life is not None:
             sentence += (
@@ -187,11 +195,11 @@ def plain_summary(
     srm = document.srm
     if srm.ok:
         sentences.append(
-            f"The traffic split looks as designed (sample ratio p = {format_p(srm.p_value)})."
+            f"The traffic split looks as designed (sample ratio {format_p(srm.p_value)})."
         )
     else:
         sentences.append(
-            f"The traffic split is off (sample ratio mismatch, p = {format_p(srm.p_value)}): "
+            f"The traffic split is off (sample ratio mismatch, {format_p(srm.p_value)}): "
             "check the assignment before trusting these figures."
         )
     if plan is None or outline is None:
