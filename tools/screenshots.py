@@ -189,9 +189,8 @@ def metrics(page: Page, timeout: float = 60.0) -> dict[str, str]:
     return found
 
 
-def build_report(page: Page) -> None:
-    """Press "Build report" on the weekly report page and wait for the report."""
-    page.get_by_role("button", name="Build report").click()
+def wait_for_report(page: Page) -> None:
+    """Wait until the weekly report page has built its report (it does so on opening)."""
     page.wait_for_selector("text=Download HTML", timeout=120_000)
     wait_until_settled(page)
 
@@ -203,8 +202,8 @@ def capture_all(url: str, out_dir: Path, executable: str) -> list[Path]:
     with chromium(executable) as browser:
         for name, path in PAGES.items():
             page = open_page(browser, f"{url}/{path}")
-            if name == "report" and page.get_by_role("button", name="Build report").count():
-                build_report(page)
+            if name == "report":
+                wait_for_report(page)
             if name in FOCUS:
                 heading = page.get_by_role("heading", name=FOCUS[name])
                 heading.evaluate("element => element.scrollIntoView({block: 'start'})")

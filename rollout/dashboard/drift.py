@@ -10,7 +10,7 @@ import streamlit as st
 from analytics.analysis.params import AnalysisParams
 from analytics.features.metrics import METRICS, describe_p, metric_label, verdict
 from rollout.dashboard import data, ui
-from rollout.dashboard.times import column
+from rollout.dashboard.times import column, instant
 
 st.title("Behaviour drift")
 experiment, run = ui.analysed_experiment()
@@ -53,7 +53,7 @@ readable = pd.DataFrame(
             "change": "-" if row.effect is None else ui.format_change(row.metric, row.effect),
             "for users": verdict(row.metric, row.effect, row.significant),
             "evidence": describe_p(row.q_value),
-            "began": row.drift_began,
+            "began": instant(row.drift_began),
         }
         for row in document.behavior_drift
     ]

@@ -9,7 +9,7 @@ import streamlit as st
 
 from analytics.errors import AftershockError
 from rollout.dashboard import data, ui
-from rollout.dashboard.times import column, when
+from rollout.dashboard.times import column, instant, when
 from rollout.report.rollback import mode_words
 
 PLANS_SHOWN = 20
@@ -45,10 +45,10 @@ for state in plans[:PLANS_SHOWN]:
             "revision": None if outline is None else outline.revision,
             "status": state.status,
             "progress": ui.progress(state, 0 if outline is None else len(outline.stages)),
-            "current stage": None if state.current_stage < 0 else state.current_stage,
-            "stage applied at": state.stage_applied_at,
-            "latest guardrail decision": None if decision is None else decision["action"],
-            "decided at": None if decision is None else decision["at"],
+            "current stage": "-" if state.current_stage < 0 else str(state.current_stage),
+            "stage applied at": instant(state.stage_applied_at),
+            "latest guardrail decision": "-" if decision is None else decision["action"],
+            "decided at": instant(None if decision is None else decision["at"]),
             "created at": state.created_at,
         }
     )

@@ -23,7 +23,7 @@ fit = adaptation.half_life
 
 STYLE_NUMBERS = ("effect", "ci_low", "ci_high", "p_value", "q_value")
 DID_NUMBERS = ("did", "did_ci_low", "did_ci_high", "did_p_value")
-ESTIMATES = ("between arms", "DiD")  # the by-days chart's two series
+ESTIMATES = ("all users", "same users (DiD)")  # the by-days chart's two series
 OFFSET = 0.3  # days: the two series side by side
 
 st.subheader("Style shift")

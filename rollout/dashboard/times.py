@@ -25,9 +25,7 @@ def when(value: object) -> str:
     """``2026-12-08 04:31 CET``: an instant in the reader's zone, to the minute."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
-    moment = pd.Timestamp(value)  # type: ignore[arg-type]
-    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment
-    return f"{moment.tz_convert(reader_zone()):%Y-%m-%d %H:%M %Z}"
+    return f"{instant(value).tz_convert(reader_zone()):%Y-%m-%d %H:%M %Z}"
 
 
 def column(label: str) -> ColumnConfig:
@@ -36,3 +34,12 @@ def column(label: str) -> ColumnConfig:
     return st.column_config.DatetimeColumn(
         f"{label} ({zone})", format="YYYY-MM-DD HH:mm", timezone=zone
     )
+
+
+def instant(value: object) -> pd.Timestamp:
+    """A table cell for :func:`column`: the instant as a UTC timestamp, NaT (shown empty) for
+    none."""
+    if value is None:
+        return pd.NaT  # type: ignore[return-value]
+    moment = pd.Timestamp(value)  # type: ignore[arg-type]
+    return moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")

@@ -184,7 +184,7 @@ def plain_summary(
         )
         unscored = document.adaptation.unscored_users
         if unscored:
-            sentence += f" ({unscored:,} more could not be scored yet; the reasons are above)"
+            sentence += f" ({unscored:,} more could not be scored yet: the adapted card says why)"
         half_life = document.adaptation.half_life_days
         if half_life is not None:
             sentence += (
