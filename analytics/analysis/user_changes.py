@@ -51,8 +51,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.analysis.user_periods import STYLE_COLUMNS, STYLE_PAIRS, roll_up_curves
-from analytics.features.metrics import DAY_BINS
-from analytics.inference.style_shift import bin_midpoints
+from analytics.features.metrics import DAY_BINS, bin_midpoints
 
 STYLE = list(STYLE_COLUMNS)
 PRE_BIN = -1  # load_user_bins' bin of the interactions before first exposure
@@ -61,7 +60,7 @@ PRE_BIN = -1  # load_user_bins' bin of the interactions before first exposure
 def curve_weights(half_life_days: float | None) -> dict[int, float]:
     r"""The adaptation curve in each bin of days since first exposure,
     :math:`g_b = 1 - 2^{-t_b / h}` at the bin's middle :math:`t_b`
-    (:func:`analytics.inference.style_shift.bin_midpoints`), and 0 before exposure.
+    (:func:`analytics.features.metrics.bin_midpoints`), and 0 before exposure.
 
     ``half_life_days`` None (or not positive) gives the step curve, 1 in every bin after
     exposure: the plain post-minus-pre change.

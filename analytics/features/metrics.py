@@ -228,6 +228,12 @@ DAY_BINS = (0, 1, 2, 3, 4, 5, 6, 7, 10, 14, 21)
 BUCKETS = {"0-2": (0, 3), "3-6": (3, 7), "7-13": (7, 14), "14+": (14, 10_000)}
 
 
+def bin_midpoints() -> dict[int, float]:
+    """The middle of each bin of days since exposure (the last bin: a week after its start)."""
+    ends = [*DAY_BINS[1:], DAY_BINS[-1] + 7]
+    return {start: (start + end) / 2 for start, end in zip(DAY_BINS, ends, strict=True)}
+
+
 def metric_label(metric: str) -> str:
     """The metric in plain words ("hedging"); an unknown name as it is."""
     spec = METRICS.get(metric)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from analytics.features.metrics import BUCKETS, DAY_BINS, STYLE_METRICS
+from analytics.features.metrics import BUCKETS, STYLE_METRICS, bin_midpoints
 from analytics.inference.cuped import (
     CovariateStats,
     cuped_covariates_welch_test,
@@ -244,12 +244,6 @@ def compute_bucket_shifts(
                     )
                 )
     return out
-
-
-def bin_midpoints() -> dict[int, float]:
-    """The middle of each bin of days since exposure (the last bin: a week after its start)."""
-    ends = [*DAY_BINS[1:], DAY_BINS[-1] + 7]
-    return {start: (start + end) / 2 for start, end in zip(DAY_BINS, ends, strict=True)}
 
 
 def estimate_half_life(

@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from analytics.analysis.pipeline import AnalysisResult
 
 import pandas as pd
 import sqlalchemy as sa
@@ -14,7 +17,6 @@ import sqlalchemy as sa
 import analytics
 from analytics.analysis.cohorts import Cohorts, load_cohorts
 from analytics.analysis.params import AnalysisParams, build_analysis_params
-from analytics.analysis.pipeline import analysis_document, run_analysis
 from analytics.documents import LABELS, SCORED_LABELS, AnalysisDocument
 from analytics.features.metrics import METRICS
 from analytics.inference.results import DriftRow, StyleShiftRow
@@ -179,9 +181,17 @@ def _analyse(engine: sa.Engine, params: AnalysisParams, until: datetime, version
         if document is not None:
             return _Snapshot(cohorts, document)
     result = run_analysis(engine, moment)
-    document = analysis_document(result)
+    document = result.document()
     save_report_snapshot(engine, moment.to_json(), document, result.data_version or version)
     return _Snapshot(cohorts, document)
+
+
+def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
+    """The analysis pipeline, imported when a report first needs it (its statistics libraries
+    take a second or two to import, which a report built from stored snapshots never pays)."""
+    from analytics.analysis.pipeline import run_analysis as run
+
+    return run(engine, params)
 
 
 def _plans(engine: sa.Engine, experiment_id: str, feature_key: str | None) -> list[_Plan]:
