@@ -150,3 +150,11 @@ st.caption(
     if pre_days is not None
     else "Daily mean per variation; the dashed line marks when the difference began."
 )
+
+st.subheader("Next step")
+st.markdown(
+    "Changes worse for users are the case for a rollback; the style page shows whether users "
+    "have adapted to them, and the planner weighs both."
+)
+st.page_link("rollout/dashboard/style.py", label="Who adapted", icon=":material/edit_note:")
+st.page_link("rollout/dashboard/planner.py", label="Plan the rollback", icon=":material/alt_route:")

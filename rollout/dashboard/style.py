@@ -249,6 +249,12 @@ if outline is not None and outline.cohorts:
         },
     )
 
+st.page_link(
+    "rollout/dashboard/planner.py",
+    label="Next: plan a rollback that moves the least adapted first",
+    icon=":material/alt_route:",
+)
+
 st.subheader("Before and after, for one user")
 candidates = data.example_users(run.id, control)
 if candidates.empty:
