@@ -237,6 +237,32 @@ def bench_planner(users: int = 50_000, runs: int = 5) -> list[Row]:
     ]
 
 
+def bench_spark(rows: int, scales: tuple[int, ...] = (1, 10)) -> list[Row]:
+    """``aftershock spark analyze`` in local mode on date-partitioned Parquet (bench.spark):
+    ``rows`` demo interactions, then ten copies of them with new user ids (ten times the
+    interactions and the users); session start and storing the run included."""
+    out = []
+    for scale in scales:
+        lake = run_module("spark", "data", str(rows), str(scale))
+        with database("sqlite", None) as url:
+            r = run_module("spark", "run", lake["exposures"], lake["interactions"], url)
+        out.append(
+            Row(
+                "spark",
+                "local[*]",
+                f"spark analyze, partitioned Parquet ({r['users']:,} users)",
+                int(r["rows"]),
+                r["seconds"],
+                r["peak_mb"],
+                "",
+                f"session {r['session_s']:.0f} s, analysis {r['analysis_s']:.0f} s, store "
+                f"{r['store_s']:.0f} s; collected {r['collected_mb']:,.0f} MB; JVM peak "
+                f"{r['jvm_peak_mb']:,.0f} MB",
+            )
+        )
+    return out
+
+
 def render(rows: list[Row]) -> str:
     header = ["stage", "backend", "method", "rows", "seconds", "rows/s", "peak MB", "target", "met"]
     # For analyze, "rows" are the users analysed and rows/s users per second.
@@ -256,7 +282,7 @@ def main() -> None:
     parser.add_argument("--naive-rows", type=int, default=20_000)
     parser.add_argument(
         "--only",
-        choices=["ingest", "analyze", "api", "dashboard", "cli", "planner"],
+        choices=["ingest", "analyze", "api", "dashboard", "cli", "planner", "spark"],
         action="append",
         help="run only these",
     )
@@ -265,7 +291,7 @@ def main() -> None:
         "AFTERSHOCK_TEST_POSTGRES_URL"
     )
     backends = ["sqlite"] + (["postgres"] if postgres_url else [])
-    only = set(args.only or ["ingest", "analyze", "api", "dashboard", "cli", "planner"])
+    only = set(args.only or ["ingest", "analyze", "api", "dashboard", "cli", "planner", "spark"])
     results: list[Row] = []
     if "ingest" in only:
         results += bench_ingest(args.rows, args.naive_rows, backends, postgres_url)
@@ -279,6 +305,8 @@ def main() -> None:
         results += bench_cli()
     if "planner" in only:
         results += bench_planner()
+    if "spark" in only:
+        results += bench_spark(args.rows)
     table = render(results)
     print(table)
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from analytics.db import get_engine
+from analytics.features.metrics import describe_p
 from rollout.browser import find_chromium
 from rollout.store import load_plan
 from tests.databases import DemoDatabases
@@ -61,7 +62,7 @@ def test_overview_and_planner_show_the_stored_figures_in_a_browser(
         shows(overview, "Adaptation half-life", f"{half_life:.1f} days")
         shows(overview, "Sample ratio", "ok" if analysis["srm"]["ok"] else "MISMATCH")
         expect(overview.locator("body")).to_contain_text(
-            f"p = {analysis['srm']['p_value']:.3g}", timeout=TIMEOUT_MS
+            describe_p(analysis["srm"]["p_value"]), timeout=TIMEOUT_MS
         )
         shows(overview, "Rollback progress", f"1 / {len(plan['stages'])} stages")
         overview.screenshot(path=str(tmp_path / "overview.png"))

@@ -14,7 +14,7 @@ import sys
 import typer
 
 from analytics.errors import AftershockError
-from rollout.cli import analysis, api, config, db, demo, ingest, plans, report
+from rollout.cli import analysis, api, config, db, demo, ingest, plans, report, spark
 from rollout.cli.console import err, unexpected
 
 app = typer.Typer(
@@ -64,6 +64,13 @@ tokens_app.command("create")(api.tokens_create)
 tokens_app.command("list")(api.tokens_list)
 tokens_app.command("revoke")(api.tokens_revoke)
 app.add_typer(tokens_app, name="tokens")
+
+spark_app = typer.Typer(
+    help="The analysis on Apache Spark, over logs in a lake (needs aftershock[spark]).",
+    no_args_is_help=True,
+)
+spark_app.command("analyze")(spark.analyze)
+app.add_typer(spark_app, name="spark")
 
 
 def main() -> None:
