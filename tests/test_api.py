@@ -120,8 +120,9 @@ def test_analysis_and_plans_from_the_api(api: Api, tmp_path: Path) -> None:
     missing = problem(api.post(f"/v1/features/{FEATURE}/plans", {"alpha": 0.1}), 422)
     assert "body.experiment_id" in missing["detail"]
     unknown = api.post(f"/v1/features/{FEATURE}/plans", {**body, "experiment_id": "nope"})
-    assert "'nope' has no exposures; experiments with exposures: 'chat-model-upgrade'" in (
-        problem(unknown, 409)["detail"]
+    assert (
+        "'nope' has no exposures; experiments with exposures: 'chat-model-upgrade'"
+        in (problem(unknown, 409)["detail"])
     )
     named = api.post(f"/v1/features/{FEATURE}/plans", {**body, "analysis_id": 999})
     assert "has no analysis 999" in problem(named, 404)["detail"]

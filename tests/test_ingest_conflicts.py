@@ -94,8 +94,7 @@ def test_exposure_conflicts_are_found_across_chunks_and_files(
     assert (summary.rows_inserted, summary.rows_rejected) == (5, 1)
     assert (
         "chat-model-upgrade u001 2026-10-02T10:00:00Z 1 was already seen with a different "
-        "feature_key"
-        in reasons(summary)[6]
+        "feature_key" in reasons(summary)[6]
     )
 
     later = [exposure(i) for i in range(5)]
