@@ -89,22 +89,23 @@ def bench_ingest(
     targets = {"sqlite": 100_000, "postgres": 80_000}
     out: list[Row] = []
     for backend in backends:
-        with database(backend, postgres_url) as url:
-            real = measure("aftershock", url, path)
-        rate = real["rows"] / real["seconds"]
-        out.append(
-            Row(
-                "ingest",
-                backend,
-                "aftershock",
-                int(real["rows"]),
-                real["seconds"],
-                real["peak_mb"],
-                f">= {targets[backend]:,}/s, < 1,024 MB",
-                f"rate {'yes' if rate >= targets[backend] else 'no'}, "
-                f"memory {'yes' if real['peak_mb'] < 1024 else 'no'}",
+        for store_text in ("sample", "all"):
+            with database(backend, postgres_url) as url:
+                real = measure("aftershock", url, path, store_text)
+            rate = real["rows"] / real["seconds"]
+            out.append(
+                Row(
+                    "ingest",
+                    backend,
+                    f"aftershock (text: {store_text})",
+                    int(real["rows"]),
+                    real["seconds"],
+                    real["peak_mb"],
+                    f">= {targets[backend]:,}/s, < 1,024 MB",
+                    f"rate {'yes' if rate >= targets[backend] else 'no'}, "
+                    f"memory {'yes' if real['peak_mb'] < 1024 else 'no'}",
+                )
             )
-        )
         with database(backend, postgres_url) as url:
             ceiling = measure("ceiling", url, path)
         out.append(

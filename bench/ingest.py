@@ -1,7 +1,8 @@
 """Ingest throughput and peak memory, one measurement per process.
 
-``python -m bench.ingest MODE URL FILE [ROWS]`` prints one JSON line:
-- ``aftershock``: the real ingest (both passes, validation, rejects, checkpoints);
+``python -m bench.ingest MODE URL FILE [ROWS | STORE_TEXT]`` prints one JSON line:
+- ``aftershock``: the real ingest (both passes, validation, rejects, checkpoints), keeping
+  the text of a sample of users (the default) or, with ``all``, of every interaction;
 - ``naive``: the baseline, one ORM object per row, on the first ROWS rows;
 - ``ceiling``: the database's own bulk path with no checks at all (executemany of ready
   tuples on SQLite, COPY of ready CSV on PostgreSQL), to show what the engine allows.
@@ -26,6 +27,7 @@ from sqlmodel import Session
 from analytics.db import ensure_schema, get_engine
 from analytics.ingest.contract import INTERACTIONS
 from analytics.ingest.readers import CSV_BLOCK_BYTES
+from analytics.ingest.retention import TextRetention
 from analytics.ingest.runner import ingest_file, with_features
 from analytics.models import IngestKind, Interaction
 
@@ -39,12 +41,16 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_aftershock(url: str, path: Path) -> dict[str, float]:
+def run_aftershock(url: str, path: Path, store_text: str = "sample") -> dict[str, float]:
     engine = get_engine(url)
     ensure_schema(engine)
     start = time.perf_counter()
     summary = ingest_file(
-        path, IngestKind.interactions, engine=engine, rejects_dir=path.parent / "rejects"
+        path,
+        IngestKind.interactions,
+        engine=engine,
+        rejects_dir=path.parent / "rejects",
+        retention=TextRetention(store_text),  # type: ignore[arg-type]
     )
     return {"rows": summary.rows_inserted, "seconds": time.perf_counter() - start}
 
@@ -157,7 +163,7 @@ def run_analyze(url: str, interactions: Path, exposures: Path) -> dict[str, floa
 def main() -> None:
     mode, url, file = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     if mode == "aftershock":
-        result = run_aftershock(url, file)
+        result = run_aftershock(url, file, *sys.argv[4:5])
     elif mode == "analyze":
         result = run_analyze(url, file, Path(sys.argv[4]))
     elif mode == "naive":
