@@ -68,7 +68,7 @@ def summary_rows(report: WeeklyReport) -> tuple[tuple[str, str], ...]:
     srm = (
         "-"
         if report.srm_ok is None
-        else f"{'ok' if report.srm_ok else 'MISMATCH'} (p = {format_p(report.srm_p_value)})"
+        else f"{'ok' if report.srm_ok else 'MISMATCH'} ({describe_p(report.srm_p_value)})"
     )
     half_life = (
         "not estimated"
