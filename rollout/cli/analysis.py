@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,39 +19,43 @@ if TYPE_CHECKING:
     from analytics.inference.results import DriftRow, StyleShiftRow
 
 
-@reports_errors
-def analyze(
-    experiment: Annotated[str, typer.Option("--experiment", help="GrowthBook experiment key.")],
-    out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Write analysis.json and users.csv here.")
-    ] = None,
-    control: Annotated[str, typer.Option(help="The control variation.")] = "0",
-    weights: Annotated[
-        str | None,
-        typer.Option(
-            help="Expected split for the SRM check, e.g. 0.5,0.5 (default: from `aftershock "
-            "growthbook pull`, else equal)."
-        ),
-    ] = None,
-    min_pre: Annotated[int, typer.Option(min=1, help="Interactions needed before exposure.")] = 3,
-    min_post: Annotated[int, typer.Option(min=1, help="Interactions needed after it.")] = 3,
-    pre_days: Annotated[float, typer.Option(min=1, help="Days of pre-period to use.")] = 28.0,
-    as_of: Annotated[
-        datetime | None,
-        typer.Option(
-            "--as-of",
-            help="Analyse the data as it stood at this UTC time (exposures and logs before it).",
-            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
-        ),
-    ] = None,
-) -> None:
-    """Analyse an experiment: behaviour drift, style shift, per-user adaptation."""
+# The options shared with ``aftershock spark analyze`` (rollout/cli/spark.py).
+OutDir = Annotated[
+    Path | None, typer.Option("--out", help="Write analysis.json and users.csv here.")
+]
+Control = Annotated[str, typer.Option(help="The control variation.")]
+Weights = Annotated[
+    str | None,
+    typer.Option(
+        help="Expected split for the SRM check, e.g. 0.5,0.5 (default: from `aftershock "
+        "growthbook pull`, else equal)."
+    ),
+]
+MinPre = Annotated[int, typer.Option(min=1, help="Interactions needed before exposure.")]
+MinPost = Annotated[int, typer.Option(min=1, help="Interactions needed after it.")]
+PreDays = Annotated[float, typer.Option(min=1, help="Days of pre-period to use.")]
+AsOf = Annotated[
+    datetime | None,
+    typer.Option(
+        "--as-of",
+        help="Analyse the data as it stood at this UTC time (exposures and logs before it).",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+    ),
+]
+
+
+def analysis_options(
+    control: str,
+    weights: str | None,
+    min_pre: int,
+    min_post: int,
+    pre_days: float,
+    as_of: datetime | None,
+) -> dict[str, Any]:
+    """The shared options as the keyword arguments of ``build_analysis_params`` (and of the
+    Spark path's ``build_spark_params``)."""
     from analytics.analysis.adaptation import AdaptationParams
-    from analytics.analysis.params import build_analysis_params
-    from analytics.analysis.pipeline import run_analysis, users_table
     from analytics.analysis.user_periods import PeriodParams
-    from analytics.db import ensure_schema, get_engine
-    from analytics.store import save_analysis
 
     split = None
     if weights:
@@ -61,25 +65,50 @@ def analyze(
             raise typer.BadParameter(
                 f"not a list of numbers: {weights!r}", param_hint="--weights"
             ) from exc
-    engine = get_engine()
-    ensure_schema(engine)
-    params = build_analysis_params(
-        engine,
-        experiment,
-        control=control,
-        weights=split,
-        periods=PeriodParams(
+    return {
+        "control": control,
+        "weights": split,
+        "periods": PeriodParams(
             pre_days=pre_days, until=None if as_of is None else as_of.replace(tzinfo=UTC)
         ),
-        adaptation=AdaptationParams(min_pre=min_pre, min_post=min_post),
-    )
+        "adaptation": AdaptationParams(min_pre=min_pre, min_post=min_post),
+    }
+
+
+def write_outputs(out_dir: Path | None, document: AnalysisDocument, users: Any) -> None:
+    """analysis.json and users.csv into ``out_dir`` (when given)."""
+    if out_dir is None:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "analysis.json").write_text(json.dumps(document.to_json(), indent=2) + "\n")
+    users.to_csv(out_dir / "users.csv", index=False)
+
+
+@reports_errors
+def analyze(
+    experiment: Annotated[str, typer.Option("--experiment", help="GrowthBook experiment key.")],
+    out_dir: OutDir = None,
+    control: Control = "0",
+    weights: Weights = None,
+    min_pre: MinPre = 3,
+    min_post: MinPost = 3,
+    pre_days: PreDays = 28.0,
+    as_of: AsOf = None,
+) -> None:
+    """Analyse an experiment: behaviour drift, style shift, per-user adaptation."""
+    from analytics.analysis.params import build_analysis_params
+    from analytics.analysis.pipeline import run_analysis, users_table
+    from analytics.db import ensure_schema, get_engine
+    from analytics.store import save_analysis
+
+    options = analysis_options(control, weights, min_pre, min_post, pre_days, as_of)
+    engine = get_engine()
+    ensure_schema(engine)
+    params = build_analysis_params(engine, experiment, **options)
     result = run_analysis(engine, params)
     run_id = save_analysis(engine, result)
     document = result.document()
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "analysis.json").write_text(json.dumps(document.to_json(), indent=2) + "\n")
-        users_table(result).to_csv(out_dir / "users.csv", index=False)
+    write_outputs(out_dir, document, users_table(result))
     _print_analysis(document, run_id, out_dir)
 
 

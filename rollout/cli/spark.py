@@ -6,14 +6,24 @@ PySpark is imported when the command runs, never by ``aftershock --help``.
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from rollout.cli.analysis import (
+    AsOf,
+    Control,
+    MinPost,
+    MinPre,
+    OutDir,
+    PreDays,
+    Weights,
+    _print_analysis,
+    analysis_options,
+    write_outputs,
+)
 from rollout.cli.console import out, reports_errors
 
 if TYPE_CHECKING:
@@ -57,9 +67,7 @@ def analyze(
         list[str] | None,
         typer.Option("--conf", help="A Spark setting KEY=VALUE (repeatable)."),
     ] = None,
-    out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Write analysis.json and users.csv here.")
-    ] = None,
+    out_dir: OutDir = None,
     features_out: Annotated[
         str | None,
         typer.Option(
@@ -67,46 +75,23 @@ def analyze(
             help="Also write every valid interaction's features here as Parquet (a new folder).",
         ),
     ] = None,
-    control: Annotated[str, typer.Option(help="The control variation.")] = "0",
-    weights: Annotated[
-        str | None,
-        typer.Option(
-            help="Expected split for the SRM check, e.g. 0.5,0.5 (default: from `aftershock "
-            "growthbook pull`, else equal)."
-        ),
-    ] = None,
-    min_pre: Annotated[int, typer.Option(min=1, help="Interactions needed before exposure.")] = 3,
-    min_post: Annotated[int, typer.Option(min=1, help="Interactions needed after it.")] = 3,
-    pre_days: Annotated[float, typer.Option(min=1, help="Days of pre-period to use.")] = 28.0,
-    as_of: Annotated[
-        datetime | None,
-        typer.Option(
-            "--as-of",
-            help="Analyse the data as it stood at this UTC time (exposures and logs before it).",
-            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
-        ),
-    ] = None,
+    control: Control = "0",
+    weights: Weights = None,
+    min_pre: MinPre = 3,
+    min_post: MinPost = 3,
+    pre_days: PreDays = 28.0,
+    as_of: AsOf = None,
 ) -> None:
     """Analyse an experiment on Spark, from logs in a lake; stored like `aftershock analyze`."""
-    from analytics.analysis.adaptation import AdaptationParams
     from analytics.analysis.pipeline import users_table
-    from analytics.analysis.user_periods import PeriodParams
     from analytics.db import ensure_schema, get_engine
     from analytics.errors import ConfigError
     from analytics.spark.session import SparkTarget, build_session, parse_conf
     from analytics.spark.sources import resolve_source
     from analytics.store import save_analysis
     from analytics.timestamps import accepted_range
-    from rollout.cli.analysis import _print_analysis
 
-    split = None
-    if weights:
-        try:
-            split = tuple(float(w) for w in weights.split(","))
-        except ValueError as exc:
-            raise typer.BadParameter(
-                f"not a list of numbers: {weights!r}", param_hint="--weights"
-            ) from exc
+    options = analysis_options(control, weights, min_pre, min_post, pre_days, as_of)
     if remote is not None and master is not None:
         raise ConfigError("--master and --remote: give one (--remote is Spark Connect)")
     # Everything that can be refused without Spark is refused before it starts.
@@ -118,26 +103,14 @@ def analyze(
     ensure_schema(engine)
     from analytics.spark.pipeline import build_spark_params, run_spark_analysis
 
-    params = build_spark_params(
-        engine,
-        experiment,
-        control=control,
-        weights=split,
-        periods=PeriodParams(
-            pre_days=pre_days, until=None if as_of is None else as_of.replace(tzinfo=UTC)
-        ),
-        adaptation=AdaptationParams(min_pre=min_pre, min_post=min_post),
-    )
+    params = build_spark_params(engine, experiment, **options)
     spark = build_session(target)
     run = run_spark_analysis(
         spark, params, *sources, span=accepted_range(), features_out=features_out
     )
     run_id = save_analysis(engine, run)
     document = run.document()
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "analysis.json").write_text(json.dumps(document.to_json(), indent=2) + "\n")
-        users_table(run.result).to_csv(out_dir / "users.csv", index=False)
+    write_outputs(out_dir, document, users_table(run.result))
     _print_counts(run, target.describe(), features_out)
     _print_analysis(document, run_id, out_dir)
 
