@@ -113,14 +113,17 @@ def build_analysis_params(
     weights: tuple[float, ...] | None = None,
     periods: PeriodParams | None = None,
     adaptation: AdaptationParams | None = None,
+    check_stored_rows: bool = True,
 ) -> AnalysisParams:
     """The parameters to analyse ``experiment_id`` with: ``weights`` when given, else the
     split of the experiment as pulled from GrowthBook, else equal weights (None); the
     variation names from GrowthBook when pulled.
 
     Refuses (:class:`analytics.timestamps.OutOfRangeError`) when the experiment's stored rows
-    have timestamps outside the range ingest accepts, which an earlier version stored."""
-    require_in_range(engine, experiment_id, accepted_range())
+    have timestamps outside the range ingest accepts, which an earlier version stored (unless
+    ``check_stored_rows`` is false: the Spark path reads a lake's rows, checked one by one)."""
+    if check_stored_rows:
+        require_in_range(engine, experiment_id, accepted_range())
     pulled: tuple[float, ...] | None = None
     names: tuple[tuple[str, str], ...] = ()
     definition = load_growthbook_experiment(engine, experiment_id)

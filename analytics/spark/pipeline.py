@@ -18,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from analytics.analysis.adaptation import AdaptationParams
-from analytics.analysis.params import AnalysisParams, growthbook_split
+from analytics.analysis.params import AnalysisParams, build_analysis_params
 from analytics.analysis.pipeline import AnalysisFrames, AnalysisResult, analyse_frames
 from analytics.analysis.user_periods import PeriodParams, sample_users
 from analytics.documents import AnalysisDocument
@@ -39,7 +39,6 @@ from analytics.spark.statistics import (
     collect_within_user,
     collected_sizes,
 )
-from analytics.store import load_growthbook_experiment
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Observation, SparkSession
@@ -89,22 +88,16 @@ def build_spark_params(
     periods: PeriodParams | None = None,
     adaptation: AdaptationParams | None = None,
 ) -> AnalysisParams:
-    """As :func:`analytics.analysis.params.build_analysis_params`: ``weights``, else the split
-    of the experiment as pulled from GrowthBook into ``engine``'s database, else equal; the
-    variation names when pulled. (The stored rows' timestamp check is not made: the rows read
-    are the lake's, checked one by one.)"""
-    pulled: tuple[float, ...] | None = None
-    names: tuple[tuple[str, str], ...] = ()
-    definition = load_growthbook_experiment(engine, experiment_id)
-    if definition:
-        pulled, names = growthbook_split(definition, control)
-    return AnalysisParams(
-        experiment_id=experiment_id,
+    """:func:`analytics.analysis.params.build_analysis_params` without the stored rows'
+    timestamp check (the rows read are the lake's, checked one by one)."""
+    return build_analysis_params(
+        engine,
+        experiment_id,
         control=control,
-        weights=weights or pulled,
-        variation_names=names,
-        periods=periods or PeriodParams(),
-        adaptation=adaptation or AdaptationParams(),
+        weights=weights,
+        periods=periods,
+        adaptation=adaptation,
+        check_stored_rows=False,
     )
 
 
