@@ -281,16 +281,29 @@ def list_exposed_experiments(engine: sa.Engine) -> list[str]:
 def experiment_hint(engine: sa.Engine, experiment_id: str) -> str:
     """What to say after "experiment X has no exposures": the closest stored experiment's key
     when it looks like a typo, else the stored keys (or that there are none)."""
+    return closest_experiment(
+        experiment_id,
+        list_exposed_experiments(engine),
+        listed_as="experiments with exposures",
+        when_none="no exposures are stored yet: ingest them first "
+        "(aftershock ingest exposures FILE)",
+    )
+
+
+def closest_experiment(
+    experiment_id: str, known: list[str], *, listed_as: str, when_none: str
+) -> str:
+    """``did you mean 'x'?`` when ``experiment_id`` looks like a typo of a ``known`` key, else
+    the known keys (``listed_as``: how to name them), else ``when_none``."""
     import difflib
 
-    known = list_exposed_experiments(engine)
     if not known:
-        return "no exposures are stored yet: ingest them first (aftershock ingest exposures FILE)"
+        return when_none
     close = difflib.get_close_matches(experiment_id, known, n=1, cutoff=0.8)
     if close:
         return f"did you mean {close[0]!r}?"
     shown = ", ".join(repr(k) for k in known[:10]) + (", ..." if len(known) > 10 else "")
-    return f"experiments with exposures: {shown}"
+    return f"{listed_as}: {shown}"
 
 
 def load_exposure_span(engine: sa.Engine, experiment_id: str) -> tuple[datetime, datetime] | None:

@@ -263,16 +263,22 @@ def load_daily(
             connection,
             params={"experiment_id": experiment_id, **params.query_values(engine.dialect.name)},
         )
+    return daily_means(frame)
+
+
+def daily_means(sums: pd.DataFrame) -> pd.DataFrame:
+    """Per variation and epoch ``day``, the counts and sums of :func:`daily_sql` (or the Spark
+    path's) as each behaviour metric's daily mean, by ``date``."""
     out = pd.DataFrame(
         {
-            "variation": frame["variation"].astype(str),
-            "date": pd.to_datetime(frame["day"].astype("int64"), unit="D", utc=True),
-            "n": frame["n"].astype("int64"),
+            "variation": sums["variation"].astype(str),
+            "date": pd.to_datetime(sums["day"].astype("int64"), unit="D", utc=True),
+            "n": sums["n"].astype("int64"),
         }
     )
     for metric in BEHAVIOR_COLUMNS:
-        count = frame[f"{metric}__n"].astype("float64")
-        out[metric] = (frame[f"{metric}__sum"].astype("float64") / count).where(count > 0)
+        count = sums[f"{metric}__n"].astype("float64")
+        out[metric] = (sums[f"{metric}__sum"].astype("float64") / count).where(count > 0)
     return out.sort_values(["variation", "date"]).reset_index(drop=True)
 
 

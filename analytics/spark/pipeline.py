@@ -9,7 +9,6 @@ them grows with interactions.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ from analytics.spark.statistics import (
     collect_within_user,
     collected_sizes,
 )
+from analytics.store import closest_experiment
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Observation, SparkSession
@@ -205,13 +205,12 @@ def _experiment_hint(exposure_rows: DataFrame, experiment_id: str) -> str:
         str(row["experiment_id"])
         for row in exposure_rows.select("experiment_id").distinct().limit(1000).collect()
     )
-    if not known:
-        return "it holds no exposure ingest would accept"
-    close = difflib.get_close_matches(experiment_id, known, n=1, cutoff=0.8)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    shown = ", ".join(repr(k) for k in known[:10]) + (", ..." if len(known) > 10 else "")
-    return f"experiments there: {shown}"
+    return closest_experiment(
+        experiment_id,
+        known,
+        listed_as="experiments there",
+        when_none="it holds no exposure ingest would accept",
+    )
 
 
 def _write_features(spark: SparkSession, rows: DataFrame, location: str) -> DataFrame:

@@ -38,6 +38,7 @@ from analytics.analysis.user_periods import (
     STYLE_COLUMNS,
     STYLE_PAIRS,
     PeriodParams,
+    daily_means,
 )
 from analytics.features.metrics import DAY_BINS
 
@@ -236,18 +237,9 @@ def collect_daily(user_days: DataFrame) -> pd.DataFrame:
     for metric in BEHAVIOR_COLUMNS:
         sums += [sf.sum(f"{metric}__n").alias(f"{metric}__n")]
         sums += [sf.sum(f"{metric}__sum").alias(f"{metric}__sum")]
-    frame = collect(user_days.groupBy("variation", sf.col("epoch_day").alias("day")).agg(*sums))
-    out = pd.DataFrame(
-        {
-            "variation": frame["variation"].astype(str),
-            "date": pd.to_datetime(frame["day"].astype("int64"), unit="D", utc=True),
-            "n": frame["n"].astype("int64"),
-        }
+    return daily_means(
+        collect(user_days.groupBy("variation", sf.col("epoch_day").alias("day")).agg(*sums))
     )
-    for metric in BEHAVIOR_COLUMNS:
-        count = frame[f"{metric}__n"].astype("float64")
-        out[metric] = (frame[f"{metric}__sum"].astype("float64") / count).where(count > 0)
-    return out.sort_values(["variation", "date"]).reset_index(drop=True)
 
 
 def collect_within_user(user_days: DataFrame) -> pd.DataFrame:

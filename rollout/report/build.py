@@ -104,9 +104,9 @@ def build_weekly_report(
         )
     first, _ = span
     params = _stored_params(engine, experiment_id)
-    version = data_version(engine)
-    now = _analyse(engine, params, iso.end, version)
-    before = _analyse(engine, params, iso.start, version)
+    version, end = data_version(engine), data_end(engine, experiment_id)
+    now = _analyse(engine, params, iso.end, version, end)
+    before = _analyse(engine, params, iso.start, version, end)
     plans = _plans(engine, experiment_id, feature_key)
     document = now.document
     drift = () if document is None else tuple(document.behavior_drift)
@@ -157,7 +157,9 @@ def _stored_params(engine: sa.Engine, experiment_id: str) -> AnalysisParams:
     return AnalysisParams.from_json(run.parameters)
 
 
-def _analyse(engine: sa.Engine, params: AnalysisParams, until: datetime, version: str) -> _Snapshot:
+def _analyse(
+    engine: sa.Engine, params: AnalysisParams, until: datetime, version: str, end: datetime
+) -> _Snapshot:
     """The analysis as of ``until``; no document when nobody was exposed yet.
 
     Computed once per data version: a stored snapshot of the same moment, parameters, data and
@@ -172,7 +174,7 @@ def _analyse(engine: sa.Engine, params: AnalysisParams, until: datetime, version
         weights = None  # a variation had no users yet: check the split of those seen
     moment = replace(params, weights=weights, periods=replace(params.periods, until=until))
     candidates = [moment]
-    if until > data_end(engine, params.experiment_id):
+    if until > end:  # nothing stored is as late: the snapshot would read all the data
         candidates.append(replace(moment, periods=replace(moment.periods, until=None)))
     for candidate in candidates:
         document = find_reusable_analysis(
