@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 
 from analytics.documents import UNSCORED_REASONS
-from analytics.features.metrics import metric_label
+from analytics.features.metrics import describe_p, metric_label
 from rollout.dashboard import data, ui
 from rollout.dashboard.times import when
 
@@ -135,7 +135,7 @@ first[2].metric(
 second[0].metric(
     "Sample ratio",
     "ok" if srm.ok else "MISMATCH",
-    delta=ui.format_p(srm.p_value),
+    delta=describe_p(srm.p_value),
     delta_color="off",
     delta_arrow="off",
     help="Chi-square test of the users per variation against the designed split; a "

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.errors import AftershockError
+from analytics.features.metrics import describe_p
 from rollout.dashboard import data, ui
 from rollout.dashboard.times import column, instant, when
 from rollout.report.rollback import mode_words
@@ -154,8 +155,8 @@ else:
     active = decision.get("active_users", {})
     st.caption(
         f"Active users since the stage: {active.get('rolled_back', 0):,} rolled back, "
-        f"{active.get('not_rolled_back', 0):,} not yet; split p = "
-        f"{ui.format_p((decision.get('srm') or {}).get('p_value'))}."
+        f"{active.get('not_rolled_back', 0):,} not yet; split check "
+        f"{describe_p((decision.get('srm') or {}).get('p_value'))}."
     )
     checks = pd.DataFrame(decision.get("checks", []))
     if not checks.empty:

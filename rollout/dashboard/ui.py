@@ -90,11 +90,6 @@ def no_plan_hint(experiment: str) -> str:
 # --- numbers --------------------------------------------------------------------------------
 
 
-def format_p(value: float | None) -> str:
-    """``p < 0.001``, ``p = 0.03`` (analytics.features.metrics.describe_p)."""
-    return describe_p(value)
-
-
 def format_share(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
@@ -195,11 +190,11 @@ def plain_summary(
     srm = document.srm
     if srm.ok:
         sentences.append(
-            f"The traffic split looks as designed (sample ratio {format_p(srm.p_value)})."
+            f"The traffic split looks as designed (sample ratio {describe_p(srm.p_value)})."
         )
     else:
         sentences.append(
-            f"The traffic split is off (sample ratio mismatch, {format_p(srm.p_value)}): "
+            f"The traffic split is off (sample ratio mismatch, {describe_p(srm.p_value)}): "
             "check the assignment before trusting these figures."
         )
     if plan is None or outline is None:

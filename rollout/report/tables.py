@@ -37,13 +37,6 @@ def format_number(value: float | None, digits: int = 3, *, signed: bool = False)
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def format_p(value: float | None) -> str:
-    """A p- or q-value: three decimals, ``<0.001`` below that."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
 def format_interval(low: float | None, high: float | None) -> str:
     return f"[{format_number(low)}, {format_number(high)}]"
 
