@@ -62,6 +62,59 @@ def benjamini_hochberg(p_values: ArrayLike) -> np.ndarray:
     return adjusted
 
 
+def two_stage_benjamini_hochberg(p_values: ArrayLike, alpha: float) -> np.ndarray:
+    r"""Adjusted p-values of the two-stage adaptive procedure of Benjamini, Krieger and
+    Yekutieli: the false discovery rate at :math:`\alpha`, with more power than
+    :func:`benjamini_hochberg` when many hypotheses are false.
+
+    Benjamini-Hochberg controls the FDR at :math:`\pi_0 \alpha`, where :math:`\pi_0` is the
+    share of true nulls: conservative by :math:`\pi_0` when many users truly changed. This
+    procedure estimates the number of true nulls and spends the rest. With
+    :math:`\alpha' = \alpha / (1 + \alpha)`, stage one is Benjamini-Hochberg at
+    :math:`\alpha'`, rejecting :math:`r_1` of :math:`m`; with :math:`\hat m_0 = m - r_1`,
+    stage two is Benjamini-Hochberg at :math:`\alpha' m / \hat m_0`. The adjusted values
+    are the q-values of :func:`benjamini_hochberg` scaled to that level,
+
+    .. math::
+
+        \tilde q_i = \min\left(1, (1 + \alpha) \, \frac{\hat m_0}{m} \, q_i\right)
+
+    (:math:`\hat m_0 = m` when stage one rejects nothing or everything), so that
+    :math:`\tilde q_i \le \alpha` are stage two's rejections. They depend on ``alpha``:
+    compare them with the ``alpha`` they were computed for, not with another level.
+
+    Parameters
+    ----------
+    p_values : array_like
+        Raw p-values in [0, 1]; NaN entries are ignored and come back as NaN.
+    alpha : float
+        The false discovery rate to control, in (0, 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values, float64, in input order.
+
+    References
+    ----------
+    Benjamini, Y., Krieger, A. M. & Yekutieli, D. (2006). Adaptive linear step-up procedures
+    that control the false discovery rate. *Biometrika* 93(3), 491-507, definition 6.
+
+    Checked against: ``statsmodels.stats.multitest.multipletests(method="fdr_tsbky")``, and a
+    seeded simulation of its false discovery rate and power (tests).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), not {alpha!r}")
+    q = benjamini_hochberg(p_values)
+    finite = ~np.isnan(q)
+    m = int(finite.sum())
+    if m == 0:
+        return q
+    first_stage = int((q[finite] <= alpha / (1 + alpha)).sum())
+    true_nulls = m if first_stage in (0, m) else m - first_stage
+    return np.minimum(q * (1 + alpha) * true_nulls / m, 1.0)
+
+
 def holm_bonferroni(p_values: ArrayLike) -> np.ndarray:
     r"""Holm's step-down adjusted p-values, controlling the family-wise error rate.
 

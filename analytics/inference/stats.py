@@ -10,7 +10,8 @@ Sufficient statistics                  :class:`SampleStats`, :class:`PairStats`
 Two-sample tests                       :func:`welch_test`, :func:`relative_effect`
 Ratio metrics (delta method)           :func:`ratio_metric_stats`, :func:`ratio_welch_test`
 Variance reduction                     :func:`cuped_adjust`, :func:`cuped_welch_test`
-Multiple testing                       :func:`benjamini_hochberg`, :func:`holm_bonferroni`
+Multiple testing                       :func:`benjamini_hochberg`, :func:`holm_bonferroni`,
+                                       :func:`two_stage_benjamini_hochberg`
 Assignment health                      :func:`srm_test`
 Whole distributions                    :func:`distribution_test`, :func:`psi`
 Time course                            :func:`detect_change_points`, :func:`fit_half_life`
@@ -23,7 +24,11 @@ from analytics.inference.changepoints import detect_change_points
 from analytics.inference.cuped import cuped_adjust, cuped_welch_test
 from analytics.inference.curves import fit_half_life
 from analytics.inference.distributions import distribution_test, psi
-from analytics.inference.multiple import benjamini_hochberg, holm_bonferroni
+from analytics.inference.multiple import (
+    benjamini_hochberg,
+    holm_bonferroni,
+    two_stage_benjamini_hochberg,
+)
 from analytics.inference.ratios import ratio_metric_stats, ratio_welch_test
 from analytics.inference.results import (
     CupedAdjustment,
@@ -67,6 +72,7 @@ __all__ = [
     "ratio_welch_test",
     "relative_effect",
     "srm_test",
+    "two_stage_benjamini_hochberg",
     "welch_satterthwaite_df",
     "welch_test",
 ]

@@ -36,6 +36,7 @@ from analytics.inference.stats import (
     ratio_welch_test,
     relative_effect,
     srm_test,
+    two_stage_benjamini_hochberg,
     welch_test,
 )
 
@@ -368,6 +369,47 @@ def test_adjustments_match_statsmodels(
     p = np.concatenate([rng.uniform(size=15), rng.uniform(0, 0.01, size=5)])
     expected = multipletests(p, method=method)[1]
     np.testing.assert_allclose(function(p), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("false_nulls", [0, 6, 20])
+def test_two_stage_bh_matches_statsmodels(seed: int, false_nulls: int) -> None:
+    rng = np.random.default_rng(seed)
+    p = np.concatenate([rng.uniform(size=20 - false_nulls), rng.uniform(0, 1e-3, false_nulls)])
+    expected = multipletests(p, alpha=0.05, method="fdr_tsbky")
+    adjusted = two_stage_benjamini_hochberg(p, 0.05)
+    np.testing.assert_allclose(adjusted, expected[1], rtol=1e-12)
+    np.testing.assert_array_equal(adjusted <= 0.05, expected[0])
+    with_nan = two_stage_benjamini_hochberg(np.insert(p, 3, math.nan), 0.05)
+    assert math.isnan(with_nan[3])
+    np.testing.assert_allclose(np.delete(with_nan, 3), expected[1], rtol=1e-12)
+
+
+def test_two_stage_bh_keeps_the_fdr_and_finds_more_than_bh() -> None:
+    """200 seeded families of 400 tests, 60% of them false nulls (z shifted by 2.5): the
+    realised FDR averages <= 5% (within the simulation's error) and the procedure finds more
+    than Benjamini-Hochberg; under the complete null it rejects as often as BH does."""
+    rng = np.random.default_rng(11)
+    fdp, found, found_bh, any_null = [], [], [], []
+    for _ in range(200):
+        false = np.arange(400) < 240
+        z = rng.normal(size=400) + 2.5 * false
+        p = sps.norm.sf(z)
+        rejected = two_stage_benjamini_hochberg(p, 0.05) <= 0.05
+        fdp.append((rejected & ~false).sum() / max(rejected.sum(), 1))
+        found.append((rejected & false).sum())
+        found_bh.append(((benjamini_hochberg(p) <= 0.05) & false).sum())
+        null_p = rng.uniform(size=400)
+        any_null.append((two_stage_benjamini_hochberg(null_p, 0.05) <= 0.05).any())
+    assert np.mean(fdp) <= 0.05 + 2 * np.std(fdp) / np.sqrt(200)
+    assert np.mean(found) > 1.1 * np.mean(found_bh)
+    assert np.mean(any_null) <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 200)
+
+
+def test_two_stage_bh_refuses_an_alpha_outside_0_1() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        two_stage_benjamini_hochberg([0.01, 0.2], 1.0)
+    assert two_stage_benjamini_hochberg([], 0.05).shape == (0,)
 
 
 def test_adjustments_pass_nan_through() -> None:
