@@ -199,17 +199,23 @@ def compute_bucket_shifts(
     ``bucket_means`` has one row per user and bucket with ``<metric>__bucket`` means.
     """
     pre = users.set_index("user_id")
-    variation_of = pre["variation"]
+    # Each bucket's rows and where their users sit in ``pre``, found once for all metrics.
+    in_bucket = {}
+    for bucket in BUCKETS:
+        rows = bucket_means[bucket_means["bucket"] == bucket]
+        position = pre.index.get_indexer(rows["user_id"])
+        if (position < 0).any():
+            raise KeyError("bucket_means has users that are not in users")
+        in_bucket[bucket] = (rows, position, pre["variation"].to_numpy()[position])
     out: list[BucketShift] = []
     for metric in STYLE_METRICS:
         fill = pooled_mean(pre[f"{metric}__pre"])
+        pre_values = pre[f"{metric}__pre"].to_numpy(dtype=float)
         for bucket in BUCKETS:
-            rows = bucket_means[bucket_means["bucket"] == bucket]
-            user = rows["user_id"]
+            rows, position, variations = in_bucket[bucket]
             after = rows[f"{metric}__bucket"].to_numpy(dtype=float)
-            before = pre.loc[user, f"{metric}__pre"].to_numpy(dtype=float)
+            before = pre_values[position]
             change = after - before
-            variations = variation_of.loc[user].to_numpy()
             is_control = variations == control
             control_arm = arm_covariates(before[is_control], after[is_control], fill)
             did_base = change[is_control & np.isfinite(change)]
