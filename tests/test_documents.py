@@ -30,7 +30,7 @@ def test_analysis_document_reads_by_attribute() -> None:
     assert document.treatments == ["1"]
     drift = {row.metric: row for row in document.behavior_drift}
     assert drift["agreement_rate"].significant and drift["agreement_rate"].effect > 0
-    assert document.adaptation.labels["adapted"] == 395
+    assert document.adaptation.labels["adapted"] == 412
     assert document.adaptation.half_life is not None
     assert document.variation_names == {}  # no GrowthBook names pulled for the demo
 
