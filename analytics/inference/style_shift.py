@@ -203,7 +203,7 @@ def compute_bucket_shifts(
     in_bucket = {}
     for bucket in BUCKETS:
         rows = bucket_means[bucket_means["bucket"] == bucket]
-        position = pre.index.get_indexer(rows["user_id"])
+        position = pre.index.get_indexer(pd.Index(rows["user_id"]))
         if (position < 0).any():
             raise KeyError("bucket_means has users that are not in users")
         in_bucket[bucket] = (rows, position, pre["variation"].to_numpy()[position])

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rollout.cli.console import out, reports_errors
+
+if TYPE_CHECKING:
+    from rollout.browser import PdfPrinter
 
 
 class ReportFormat(StrEnum):
@@ -51,13 +55,25 @@ def report_format(out_path: Path, fmt: ReportFormat | None) -> ReportFormat:
     return fmt
 
 
+WEEK_HELP = (
+    "ISO week, e.g. 2026-W44 (Monday to Sunday, UTC); a week that has not ended is refused. "
+    "Default: the last complete week with data (the week the stored logs end in, or the "
+    "last week that has ended when they run into the current one)."
+)
+
+
+def utc_now() -> datetime:
+    """The clock the default week and the refusal of unfinished weeks read."""
+    return datetime.now(UTC)
+
+
 @reports_errors
 def report(
     experiment: Annotated[str, typer.Option("--experiment", help="GrowthBook experiment key.")],
-    week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W44 (UTC).")],
     out_path: Annotated[
         Path, typer.Option("--out", help="Write the report here (csv: a zip of CSV files).")
     ],
+    week: Annotated[str | None, typer.Option("--week", help=WEEK_HELP)] = None,
     fmt: Annotated[
         ReportFormat | None,
         typer.Option(
@@ -71,33 +87,51 @@ def report(
     ] = None,
 ) -> None:
     """Write the weekly adaptation report: drift, style shift, adaptation, rollback steps."""
-    from analytics.db import ensure_schema, get_engine
-    from rollout.report import (
-        IsoWeek,
-        WeekError,
-        build_weekly_report,
-        parse_iso_week,
-        render_pdf,
-        report_bytes,
-    )
-
     fmt = report_format(out_path, fmt)
-    try:
-        iso = parse_iso_week(week)
-    except WeekError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--week") from exc
-    this_week = IsoWeek(*datetime.now(UTC).isocalendar()[:2])
-    if iso.start > this_week.start:
-        raise typer.BadParameter(
-            f"{iso.label} has not started yet (this is {this_week.label})", param_hint="--week"
+    # A PDF's Chromium launches on a thread of its own from here on, while the report's
+    # libraries load and the report is built and rendered (about a second each).
+    with _printer_for(fmt) as printer:
+        from analytics.db import ensure_schema, get_engine
+        from rollout.report import (
+            WeekError,
+            build_weekly_report,
+            parse_iso_week,
+            render_pdf,
+            report_bytes,
         )
-    engine = get_engine()
-    ensure_schema(engine)
-    built = build_weekly_report(engine, experiment, week, feature_key=feature)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == ReportFormat.pdf:
-        render_pdf(built, out_path)
-    else:
-        content, _ = report_bytes(built, fmt.value)
-        out_path.write_bytes(content)
-    out.print(f"wrote {out_path}", highlight=False, soft_wrap=True)
+        from rollout.report.weeks import require_ended
+
+        now = utc_now()
+        try:
+            asked = None if week is None else parse_iso_week(week)
+            if asked is not None:
+                require_ended(asked, now)
+        except WeekError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--week") from exc
+        engine = get_engine()
+        ensure_schema(engine)
+        built = build_weekly_report(
+            engine,
+            experiment,
+            None if asked is None else asked.label,
+            feature_key=feature,
+            now=now,
+        )
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        if printer is not None:
+            render_pdf(built, out_path, printer=printer)
+        else:
+            content, _ = report_bytes(built, fmt.value)
+            out_path.write_bytes(content)
+    which = "" if week else f" ({built.week.label}, the last complete week with data)"
+    out.print(f"wrote {out_path}{which}", highlight=False, soft_wrap=True)
+
+
+def _printer_for(fmt: ReportFormat) -> AbstractContextManager[PdfPrinter | None]:
+    """A launching Chromium for a PDF (refused at once when it is not installed), else
+    nothing; either way to be closed with ``with``."""
+    if fmt != ReportFormat.pdf:
+        return nullcontext()
+    from rollout.browser import start_pdf_printer
+
+    return start_pdf_printer()

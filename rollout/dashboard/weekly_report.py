@@ -1,6 +1,7 @@
 """Weekly report: one ISO week of an experiment in plain words and tables (rollout.report),
 the latest week shown at once, downloaded as HTML, Markdown or CSV."""
 
+import functools
 import importlib
 
 import streamlit as st
@@ -12,10 +13,17 @@ EXTENSIONS = {"html": "html", "md": "md", "csv": "zip"}
 
 st.title("Weekly report")
 try:
-    importlib.import_module("rollout.report")
+    media_types = importlib.import_module("rollout.report.model").MEDIA_TYPES
 except ImportError as error:
     st.info(f"The weekly report is not available in this installation: {error}.")
     st.stop()
+
+
+def file_content(experiment: str, week: str, fmt: str) -> bytes:
+    """The report of ``week`` as a file in ``fmt``: html, md, or csv (a zip of CSV files)."""
+    content, _ = data.weekly_report_file(experiment, week, fmt)
+    return content
+
 
 experiment, _ = ui.analysed_experiment()
 span = data.exposure_span(experiment)
@@ -35,12 +43,13 @@ with st.spinner(f"Building the report of {week}..."):
 markdown = data.weekly_report_markdown(experiment, week)
 downloads = st.columns(len(FORMATS))
 for column, (fmt, label) in zip(downloads, FORMATS.items(), strict=True):
-    content, media_type = data.weekly_report_file(experiment, week, fmt)
     column.download_button(
         f"Download {label}",
-        data=content,
+        # Rendered when clicked, not before the page shows: the HTML's charts alone take
+        # about a second.
+        data=functools.partial(file_content, experiment, week, fmt),
         file_name=f"{experiment}-{week}.{EXTENSIONS[fmt]}",
-        mime=media_type.split(";")[0],
+        mime=media_types[fmt].split(";")[0],
         on_click="ignore",
         key=f"download_{fmt}",
     )

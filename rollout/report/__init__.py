@@ -12,7 +12,8 @@ the next report of the same data, as is the stored full analysis when the week e
 data does. Rollback
 steps are the plans' recorded events (``plan_events``), so the report, the CLI and the API
 show the same numbers. Nothing in the output depends on the wall clock: the same data gives
-the same Markdown byte for byte.
+the same Markdown byte for byte (the clock only picks the week when none is named: the last
+complete week with data, ``rollout.report.weeks``).
 """
 
 from rollout.report.build import build_weekly_report
@@ -32,6 +33,7 @@ from rollout.report.render import (
     render_pdf,
     report_bytes,
     report_file_name,
+    start_pdf_printer,
 )
 from rollout.report.tables import build_tables, format_number, render_markdown
 
@@ -53,4 +55,5 @@ __all__ = [
     "render_pdf",
     "report_bytes",
     "report_file_name",
+    "start_pdf_printer",
 ]

@@ -11,11 +11,9 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from analytics.analysis.pipeline import AnalysisResult
 
-import pandas as pd
 import sqlalchemy as sa
 
 import analytics
-from analytics.analysis.cohorts import Cohorts, load_cohorts
 from analytics.analysis.params import AnalysisParams, build_analysis_params
 from analytics.documents import LABELS, SCORED_LABELS, AnalysisDocument
 from analytics.features.metrics import METRICS
@@ -32,6 +30,7 @@ from analytics.store import (
 )
 from rollout.documents import PlanDocument
 from rollout.models import PlanEvent
+from rollout.report.cohorts import CohortCounts, count_cohorts
 from rollout.report.model import (
     STAGE_ACTIONS,
     ExperimentNotFoundError,
@@ -51,6 +50,7 @@ from rollout.report.rollback import (
     mode_words,
     replan_note,
 )
+from rollout.report.weeks import last_complete_week
 from rollout.store import (
     PlanState,
     list_forced_advances,
@@ -64,9 +64,10 @@ Row = TypeVar("Row", DriftRow, StyleShiftRow)
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """The analysis of the data as it stood at one moment (None when nobody was exposed)."""
+    """The data as it stood at one moment: its cohorts' counts and its analysis (None when
+    nobody was exposed)."""
 
-    cohorts: Cohorts
+    counts: CohortCounts
     document: AnalysisDocument | None
 
 
@@ -91,11 +92,19 @@ class _Plan:
 
 
 def build_weekly_report(
-    engine: sa.Engine, experiment_id: str, week: str, *, feature_key: str | None = None
+    engine: sa.Engine,
+    experiment_id: str,
+    week: str | None = None,
+    *,
+    feature_key: str | None = None,
+    now: datetime | None = None,
 ) -> WeeklyReport:
     """The weekly report of ``experiment_id`` for the ISO ``week`` (e.g. ``"2026-W44"``), from
-    the data as it stood at the end of the week; ``feature_key`` limits the plans shown."""
-    iso = parse_iso_week(week)
+    the data as it stood at the end of the week; ``feature_key`` limits the plans shown.
+
+    Without ``week``: the last complete week with data as of ``now`` (the clock's when not
+    given; :func:`rollout.report.weeks.last_complete_week`)."""
+    iso = None if week is None else parse_iso_week(week)
     span = load_exposure_span(engine, experiment_id)
     if span is None:
         raise ExperimentNotFoundError(
@@ -105,20 +114,23 @@ def build_weekly_report(
     first, _ = span
     params = _stored_params(engine, experiment_id)
     version, end = data_version(engine), data_end(engine, experiment_id)
-    now = _analyse(engine, params, iso.end, version, end)
+    if iso is None:
+        iso = last_complete_week(experiment_id, first, end, now or datetime.now(UTC))
+    current = _analyse(engine, params, iso.end, version, end, new_since=iso.start)
     before = _analyse(engine, params, iso.start, version, end)
     plans = _plans(engine, experiment_id, feature_key)
-    document = now.document
+    document = current.document
     drift = () if document is None else tuple(document.behavior_drift)
     style = () if document is None else tuple(document.style_shift)
     labels = _label_lines(document, before.document)
-    new_users = _new_users(now.cohorts, iso)
+    counts = current.counts
+    new_users = _new_users(counts)
     stages = _stage_lines(plans, iso)
     # The feature as the exposures name it (not a later plan's): what `aftershock plan`
     # would be run with.
     key = feature_key or load_exposed_feature(engine, experiment_id)
     names = {} if document is None else dict(document.variation_names)
-    context = _Context(experiment_id, key, iso, now.cohorts.control, names, first)
+    context = _Context(experiment_id, key, iso, counts.control, names, first)
     headline = (
         _headline(context, drift, style, labels, new_users, stages)
         if document is not None
@@ -128,9 +140,9 @@ def build_weekly_report(
         experiment_id=experiment_id,
         feature_key=feature_key,
         week=iso,
-        control=now.cohorts.control,
+        control=counts.control,
         first_exposure=first,
-        multiple_exposures=now.cohorts.multiple_exposures,
+        multiple_exposures=counts.multiple_exposures,
         srm_p_value=None if document is None else document.srm.p_value,
         srm_ok=None if document is None else document.srm.ok,
         half_life_days=None if document is None else document.adaptation.half_life_days,
@@ -158,19 +170,26 @@ def _stored_params(engine: sa.Engine, experiment_id: str) -> AnalysisParams:
 
 
 def _analyse(
-    engine: sa.Engine, params: AnalysisParams, until: datetime, version: str, end: datetime
+    engine: sa.Engine,
+    params: AnalysisParams,
+    until: datetime,
+    version: str,
+    end: datetime,
+    *,
+    new_since: datetime | None = None,
 ) -> _Snapshot:
-    """The analysis as of ``until``; no document when nobody was exposed yet.
+    """The cohorts' counts (users first exposed from ``new_since`` on counted as new) and
+    the analysis as of ``until``; no document when nobody was exposed yet.
 
     Computed once per data version: a stored snapshot of the same moment, parameters, data and
     code is reused, and so is the stored full analysis when nothing stored is as late as
     ``until`` (the snapshot would read the same rows). Otherwise the analysis runs and its
     document is kept as a report snapshot (analytics.store.save_report_snapshot)."""
-    cohorts = load_cohorts(engine, params.experiment_id, params.control, until)
-    if cohorts.users.empty:
-        return _Snapshot(cohorts, None)
+    counts = count_cohorts(engine, params.experiment_id, params.control, until, new_since)
+    if counts.empty:
+        return _Snapshot(counts, None)
     weights = params.weights
-    if weights is not None and len(weights) != len(cohorts.variations):
+    if weights is not None and len(weights) != len(counts.variations):
         weights = None  # a variation had no users yet: check the split of those seen
     moment = replace(params, weights=weights, periods=replace(params.periods, until=until))
     candidates = [moment]
@@ -181,11 +200,11 @@ def _analyse(
             engine, params.experiment_id, candidate.to_json(), version, analytics.__version__
         )
         if document is not None:
-            return _Snapshot(cohorts, document)
+            return _Snapshot(counts, document)
     result = run_analysis(engine, moment)
     document = result.document()
     save_report_snapshot(engine, moment.to_json(), document, result.data_version or version)
-    return _Snapshot(cohorts, document)
+    return _Snapshot(counts, document)
 
 
 def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
@@ -241,16 +260,11 @@ def _label_lines(
     return tuple(LabelLine(label, now.get(label, 0), before.get(label, 0)) for label in LABELS)
 
 
-def _new_users(cohorts: Cohorts, week: IsoWeek) -> tuple[NewUsersLine, ...]:
-    users = cohorts.users
-    if users.empty:
+def _new_users(counts: CohortCounts) -> tuple[NewUsersLine, ...]:
+    """Per variation, the users first exposed during the week and all its users by its end."""
+    if counts.empty:
         return ()
-    fresh = users[users["first_exposure"] >= pd.Timestamp(week.start)]
-    counted = fresh["variation"].value_counts()
-    totals = cohorts.counts
-    return tuple(
-        NewUsersLine(v, int(counted.get(v, 0)), int(totals.get(v, 0))) for v in cohorts.variations
-    )
+    return tuple(NewUsersLine(v, counts.new_users[v], counts.users[v]) for v in counts.variations)
 
 
 def _stage_lines(plans: Sequence[_Plan], week: IsoWeek) -> tuple[StageLine, ...]:

@@ -47,6 +47,14 @@ class IsoWeek:
     year: int
     week: int
 
+    @classmethod
+    def containing(cls, moment: datetime) -> IsoWeek:
+        """The ISO week ``moment`` falls in, in UTC (a naive ``moment`` is taken as UTC)."""
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)
+        year, week, _ = moment.isocalendar()
+        return cls(year, week)
+
     @property
     def label(self) -> str:
         return f"{self.year}-W{self.week:02d}"

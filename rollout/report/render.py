@@ -356,45 +356,68 @@ def find_chromium() -> str:
     to install it."""
     executable = headless.find_chromium()
     if executable is None:
-        raise ReportError(
-            f"PDF needs Chromium, which is not installed: {headless.INSTALL_HINT}, or use "
-            "--format html and print it from a browser"
-        )
+        raise ReportError(headless.NO_CHROMIUM)
     return executable
 
 
-def render_pdf(report: WeeklyReport, path: Path | str) -> None:
+PDF_OPTIONS: dict[str, Any] = {
+    "format": "A4",
+    "print_background": True,
+    "margin": {"top": "15mm", "bottom": "15mm", "left": "12mm", "right": "12mm"},
+}
+
+
+def start_pdf_printer() -> headless.PdfPrinter:
+    """Headless Chromium, launching on a thread of its own while the caller builds and
+    renders the report (:func:`rollout.browser.start_pdf_printer`); give it to
+    :func:`render_pdf` and close it (``with``) whatever happens. Refuses at once, with what
+    to install, when Chromium or Playwright is missing."""
+    try:
+        return headless.start_pdf_printer()
+    except headless.BrowserError as exc:
+        raise ReportError(str(exc)) from exc
+
+
+def render_pdf(
+    report: WeeklyReport, path: Path | str, *, printer: headless.PdfPrinter | None = None
+) -> None:
     """Print the HTML report to a PDF file at ``path`` with headless Chromium (Playwright).
 
+    ``printer``: one :func:`start_pdf_printer` started earlier (it prints this report and
+    is then done); without one, Chromium is launched here, while the charts are rendered.
     The page is loaded from a string and every request is aborted: the report fetches
     nothing, and this keeps it so.
     """
-    executable = find_chromium()
-    try:
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        raise ReportError("PDF needs the playwright package (`pip install playwright`)") from exc
+    if printer is None:
+        with start_pdf_printer() as started:
+            render_pdf(report, path, printer=started)
+        return
     page_html = render_html(report)
+    from playwright.sync_api import Error as PlaywrightError
+
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=executable, args=headless.CHROMIUM_ARGS
-            )
-            try:
-                page = browser.new_page()
-                page.route("**/*", lambda route: route.abort())
-                page.set_content(page_html, wait_until="load")
-                page.pdf(
-                    path=str(path),
-                    format="A4",
-                    print_background=True,
-                    margin={"top": "15mm", "bottom": "15mm", "left": "12mm", "right": "12mm"},
-                )
-            finally:
-                browser.close()
+        printer.print_pdf(page_html, path, **PDF_OPTIONS)
     except PlaywrightError as exc:
-        raise ReportError(f"Chromium could not print the report: {exc}") from exc
+        raise ReportError(f"Chromium could not print the report: {_one_line(exc)}") from exc
+
+
+_PROCESS_TAG = re.compile(r"^\[pid=\d+\](?:\[\w+\])?\s*")
+
+
+def _one_line(error: Exception) -> str:
+    """Playwright's message in one line: its first, and what the browser itself wrote (the
+    lines of its "Browser logs" other than Playwright's own ``<launching>`` notes)."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    said: list[str] = []
+    if "Browser logs:" in lines:
+        for line in lines[lines.index("Browser logs:") + 1 :]:
+            if line.startswith("Call log:"):
+                break
+            line = _PROCESS_TAG.sub("", line)  # "[pid=123][err] ..."
+            if line and not line.startswith("<"):
+                said.append(line)
+    first = lines[0] if lines and lines[0] else type(error).__name__
+    return first + (f" (Chromium said: {'; '.join(said[-3:])})" if said else "")
 
 
 def report_bytes(report: WeeklyReport, fmt: str) -> tuple[bytes, str]:
