@@ -145,7 +145,7 @@ def test_the_command_defaults_to_the_last_complete_week_and_refuses_unfinished_o
     result = runner.invoke(cli, [*args, "2026-W46"])
     shown = " ".join(result.output.replace("│", " ").split())  # Typer draws a box
     assert result.exit_code == 2, result.output
-    assert "2026-W46 has not ended yet" in shown and "ask for 2026-W45 or earlier" in shown
+    assert "--week: 2026-W46 has not ended yet" in shown and "ask for 2026-W45 or earlier" in shown
     assert not (tmp_path / "w.md").exists()
     result = runner.invoke(cli, [*args, WEEK])  # a week that has ended, named: as asked
     assert result.exit_code == 0 and result.stdout.strip() == f"wrote {tmp_path / 'w.md'}"

@@ -107,7 +107,7 @@ def report(
             if asked is not None:
                 require_ended(asked, now)
         except WeekError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--week") from exc
+            raise typer.BadParameter(str(exc).removeprefix("week: "), param_hint="--week") from exc
         engine = get_engine()
         ensure_schema(engine)
         built = build_weekly_report(
