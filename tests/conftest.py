@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import typer
 from hypothesis import settings as hypothesis_settings
 
 from analytics.db import ensure_schema, get_engine
@@ -166,6 +167,20 @@ def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("AFTERSHOCK_REJECTS_DIR", str(tmp_path / "rejects"))
     get_settings.cache_clear()
     yield database_url
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def report_cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer]:
+    """A Typer app with the ``report`` command alone, on the test database."""
+    from rollout.cli.report import report
+
+    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    app = typer.Typer()
+    app.command("report")(report)
+    app.command("noop")(lambda: None)  # two commands: ``report`` stays a subcommand
+    yield app
     get_settings.cache_clear()
 
 

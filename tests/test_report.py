@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -28,9 +27,7 @@ from analytics.analysis.pipeline import analysis_document, run_analysis
 from analytics.analysis.user_periods import PeriodParams
 from analytics.demo import DemoConfig
 from analytics.features.metrics import describe_p, metric_label, verdict
-from analytics.settings import get_settings
 from analytics.store import data_end, load_latest_analysis, save_analysis
-from rollout.cli.report import report
 from rollout.documents import PlanOption, PlanStage
 from rollout.report import (
     IsoWeek,
@@ -532,34 +529,22 @@ def test_weeks_before_the_experiment_and_without_a_plan(engine: sa.Engine, tmp_p
         build_weekly_report(engine, "no-such-experiment", WEEK)
 
 
-@pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer]:
-    """A Typer app with the report command alone, on the test database."""
-    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    app = typer.Typer()
-    app.command("report")(report)
-    app.command("noop")(lambda: None)  # two commands: ``report`` stays a subcommand
-    yield app
-    get_settings.cache_clear()
-
-
 @SQLITE_ONLY
 def test_the_command_writes_each_format(
-    reference: WeeklyReport, cli: typer.Typer, tmp_path: Path
+    reference: WeeklyReport, report_cli: typer.Typer, tmp_path: Path
 ) -> None:
     runner = CliRunner()
     for fmt, suffix in (("md", "md"), ("html", "html"), ("csv", "zip")):
         target = tmp_path / "out" / f"report.{suffix}"
         args = ["report", "--experiment", EXPERIMENT, "--week", WEEK, "--format", fmt]
-        result = runner.invoke(cli, [*args, "--out", str(target)])
+        result = runner.invoke(report_cli, [*args, "--out", str(target)])
         assert result.exit_code == 0, result.output
         assert result.stdout.strip() == f"wrote {target}"
         assert target.read_bytes() == report_bytes(reference, fmt)[0]
     # Without --format the suffix says it; a suffix that names another format is refused.
     target = tmp_path / "out" / "inferred.md"
     args = ["report", "--experiment", EXPERIMENT, "--week", WEEK, "--out"]
-    assert runner.invoke(cli, [*args, str(target)]).exit_code == 0
+    assert runner.invoke(report_cli, [*args, str(target)]).exit_code == 0
     assert target.read_bytes() == report_bytes(reference, "md")[0]
     for out, fmt, said in (
         ("w.csv", "csv", "writes a zip of CSV files: name the file w.zip"),
@@ -567,29 +552,31 @@ def test_the_command_writes_each_format(
         ("w.txt", None, "cannot tell the format from 'w.txt'"),
     ):
         given = [] if fmt is None else ["--format", fmt]
-        result = runner.invoke(cli, [*args, str(tmp_path / out), *given])
+        result = runner.invoke(report_cli, [*args, str(tmp_path / out), *given])
         shown = " ".join(result.output.replace("│", " ").split())  # Typer draws a box
         assert result.exit_code == 2 and said in shown, result.output
         assert not (tmp_path / out).exists()
     result = runner.invoke(
-        cli, ["report", "--experiment", EXPERIMENT, "--week", "2999-W01", "--out", "x.md"]
+        report_cli, ["report", "--experiment", EXPERIMENT, "--week", "2999-W01", "--out", "x.md"]
     )
     shown = " ".join(result.output.replace("│", " ").split())
     assert result.exit_code == 2 and "2999-W01 has not started yet" in shown
 
     result = runner.invoke(
-        cli,
+        report_cli,
         ["report", "--experiment", EXPERIMENT, "--week", "2026-44", "--out", "x.md"],
     )
     assert result.exit_code == 2 and "--week" in result.output and "2026-W44" in result.output
     result = runner.invoke(
-        cli, ["report", "--experiment", "nope", "--week", WEEK, "--out", str(tmp_path / "x.md")]
+        report_cli,
+        ["report", "--experiment", "nope", "--week", WEEK, "--out", str(tmp_path / "x.md")],
     )
     assert result.exit_code == 1 and "no stored exposures" in result.stderr
     assert f"experiments with exposures: '{EXPERIMENT}'" in result.stderr
     typo = EXPERIMENT[:-2] + EXPERIMENT[-1]
     result = runner.invoke(
-        cli, ["report", "--experiment", typo, "--week", WEEK, "--out", str(tmp_path / "x.md")]
+        report_cli,
+        ["report", "--experiment", typo, "--week", WEEK, "--out", str(tmp_path / "x.md")],
     )
     assert f"did you mean '{EXPERIMENT}'?" in result.stderr
 

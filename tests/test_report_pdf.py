@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 import rollout.report as report_package
-from analytics.settings import get_settings
 from rollout import browser
-from rollout.cli.report import report
 from rollout.report import ReportError, WeeklyReport, build_weekly_report, render_pdf
 from tests.databases import DemoDatabases
 from tests.demo_data import WEEKLY_REPORT_DEMO
@@ -63,17 +60,6 @@ def reference(engine: sa.Engine, demo_databases: DemoDatabases) -> WeeklyReport:
     return build_weekly_report(engine, EXPERIMENT, WEEK)
 
 
-@pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer]:
-    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    app = typer.Typer()
-    app.command("report")(report)
-    app.command("noop")(lambda: None)  # two commands: ``report`` stays a subcommand
-    yield app
-    get_settings.cache_clear()
-
-
 def pdf_text(path: Path) -> str:
     if shutil.which("pdftotext") is None:
         pytest.skip("reading the PDF needs pdftotext: apt-get install poppler-utils")
@@ -87,7 +73,7 @@ def pdf_text(path: Path) -> str:
 @SQLITE_ONLY
 def test_the_command_launches_chromium_while_it_builds_the_report(
     reference: WeeklyReport,
-    cli: typer.Typer,
+    report_cli: typer.Typer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     real_chromium: str,
@@ -102,7 +88,7 @@ def test_the_command_launches_chromium_while_it_builds_the_report(
     monkeypatch.setattr(report_package, "build_weekly_report", watched)
     target = tmp_path / "report.pdf"
     args = ["report", "--experiment", EXPERIMENT, "--week", WEEK, "--out", str(target)]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(report_cli, args)
     assert result.exit_code == 0, result.output
     assert seen == ["launching"]  # the browser was on its way while the report was built
     assert target.read_bytes().startswith(b"%PDF")
@@ -112,7 +98,7 @@ def test_the_command_launches_chromium_while_it_builds_the_report(
 
 @SQLITE_ONLY
 def test_a_browser_that_fails_to_start_is_one_clean_error(
-    reference: WeeklyReport, cli: typer.Typer, tmp_path: Path, broken_chromium: Path
+    reference: WeeklyReport, report_cli: typer.Typer, tmp_path: Path, broken_chromium: Path
 ) -> None:
     target = tmp_path / "report.pdf"
     with pytest.raises(ReportError, match="Chromium could not print the report"):
@@ -120,7 +106,7 @@ def test_a_browser_that_fails_to_start_is_one_clean_error(
     assert not target.exists() and not printer_threads()
 
     args = ["report", "--experiment", EXPERIMENT, "--week", WEEK, "--out", str(target)]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(report_cli, args)
     assert result.exit_code == 1, result.output
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: Chromium could not print the report: ")
@@ -131,11 +117,11 @@ def test_a_browser_that_fails_to_start_is_one_clean_error(
 @pytest.mark.browser
 @SQLITE_ONLY
 def test_a_build_that_fails_while_chromium_starts_closes_it(
-    reference: WeeklyReport, cli: typer.Typer, tmp_path: Path, real_chromium: str
+    reference: WeeklyReport, report_cli: typer.Typer, tmp_path: Path, real_chromium: str
 ) -> None:
     target = tmp_path / "report.pdf"
     args = ["report", "--experiment", "no-such-experiment", "--week", WEEK, "--out"]
-    result = CliRunner().invoke(cli, [*args, str(target)])
+    result = CliRunner().invoke(report_cli, [*args, str(target)])
     assert result.exit_code == 1, result.output
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: experiment 'no-such-experiment' has no stored exposures")
@@ -153,7 +139,7 @@ def test_a_printer_prints_one_page(tmp_path: Path, real_chromium: str) -> None:
 
 
 def test_a_missing_chromium_is_refused_before_the_report_is_built(
-    cli: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    report_cli: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(browser, "find_chromium", lambda: None)
 
@@ -162,5 +148,5 @@ def test_a_missing_chromium_is_refused_before_the_report_is_built(
 
     monkeypatch.setattr(report_package, "build_weekly_report", refuse)
     args = ["report", "--experiment", EXPERIMENT, "--week", WEEK, "--out"]
-    result = CliRunner().invoke(cli, [*args, str(tmp_path / "report.pdf")])
+    result = CliRunner().invoke(report_cli, [*args, str(tmp_path / "report.pdf")])
     assert result.exit_code == 1 and "PDF needs Chromium" in result.stderr

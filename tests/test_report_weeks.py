@@ -3,7 +3,6 @@ line, never a week that has not ended."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import typer
 from typer.testing import CliRunner
 
 import rollout.cli.report as report_command
-from analytics.settings import get_settings
 from rollout.report import (
     IsoWeek,
     ReportError,
@@ -115,26 +113,14 @@ def _markdown(report: WeeklyReport) -> bytes:
     return report_bytes(report, "md")[0]
 
 
-@pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer]:
-    """A Typer app with the report command alone, on the test database."""
-    monkeypatch.setenv("AFTERSHOCK_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    app = typer.Typer()
-    app.command("report")(report_command.report)
-    app.command("noop")(lambda: None)  # two commands: ``report`` stays a subcommand
-    yield app
-    get_settings.cache_clear()
-
-
 @SQLITE_ONLY
 def test_the_command_defaults_to_the_last_complete_week_and_refuses_unfinished_ones(
-    reference: sa.Engine, cli: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    reference: sa.Engine, report_cli: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runner = CliRunner()
     monkeypatch.setattr(report_command, "utc_now", lambda: at(12, month=11, hour=9))
     target = tmp_path / "report.md"
-    result = runner.invoke(cli, ["report", "--experiment", EXPERIMENT, "--out", str(target)])
+    result = runner.invoke(report_cli, ["report", "--experiment", EXPERIMENT, "--out", str(target)])
     assert result.exit_code == 0, result.output
     # Thursday of 2026-W46: the data's last complete week is 2026-W45, and the output says so.
     assert result.stdout.strip() == (f"wrote {target} (2026-W45, the last complete week with data)")
@@ -142,17 +128,17 @@ def test_the_command_defaults_to_the_last_complete_week_and_refuses_unfinished_o
     assert target.read_bytes() == _markdown(expected)
 
     args = ["report", "--experiment", EXPERIMENT, "--out", str(tmp_path / "w.md"), "--week"]
-    result = runner.invoke(cli, [*args, "2026-W46"])
+    result = runner.invoke(report_cli, [*args, "2026-W46"])
     shown = " ".join(result.output.replace("│", " ").split())  # Typer draws a box
     assert result.exit_code == 2, result.output
     assert "--week: 2026-W46 has not ended yet" in shown and "ask for 2026-W45 or earlier" in shown
     assert not (tmp_path / "w.md").exists()
-    result = runner.invoke(cli, [*args, WEEK])  # a week that has ended, named: as asked
+    result = runner.invoke(report_cli, [*args, WEEK])  # a week that has ended, named: as asked
     assert result.exit_code == 0 and result.stdout.strip() == f"wrote {tmp_path / 'w.md'}"
 
     # Before any week of the experiment has ended: one line, exit code 1.
     monkeypatch.setattr(report_command, "utc_now", lambda: at(21, month=10))
-    result = runner.invoke(cli, ["report", "--experiment", EXPERIMENT, "--out", str(target)])
+    result = runner.invoke(report_cli, ["report", "--experiment", EXPERIMENT, "--out", str(target)])
     assert result.exit_code == 1 and "has no complete week yet" in result.stderr
 
 
