@@ -231,3 +231,16 @@ def test_an_analysis_as_of_a_past_moment_sees_only_what_happened_before_it(
     assert load_latest_analysis(engine, "chat-model-upgrade").parameters["periods"]["until"] == (
         cutoff.isoformat()
     )
+
+
+@pytest.mark.slow
+def test_an_in_memory_database_is_analysed_on_one_connection(tmp_path: Path) -> None:
+    """The scans of the logs run in parallel on their own connections, except on an in-memory
+    SQLite database, which only the connection that made it can see."""
+    from sqlalchemy.pool import SingletonThreadPool
+
+    engine = sa.create_engine("sqlite://", poolclass=SingletonThreadPool)
+    load_demo(engine, tmp_path, DemoConfig(n_users=600, seed=3))
+    result = run_analysis(engine, AnalysisParams("chat-model-upgrade"))
+    assert len(result.users) > 500 and not result.daily.empty
+    engine.dispose()

@@ -28,6 +28,7 @@ from analytics.analysis.cohorts import Cohorts, load_cohorts
 from analytics.analysis.params import AnalysisParams
 from analytics.analysis.user_periods import (
     STYLE_COLUMNS,
+    PeriodParams,
     load_daily,
     load_user_bins,
     load_within_user,
@@ -112,26 +113,37 @@ def load_analysis_frames(engine: sa.Engine, params: AnalysisParams) -> AnalysisF
             f"{experiment_hint(engine, params.experiment_id)}"
         )
     check_cohorts(cohorts, params)
-    # The three scans of the logs run at once, each on its own connection: the database
-    # works on them in parallel (SQLite's driver lets go of the GIL while a query runs).
     experiment, periods = params.experiment_id, params.periods
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        daily = pool.submit(load_daily, engine, experiment, periods)
-        sample = sample_users(cohorts.users["user_id"])
-        moments = pool.submit(load_within_user, engine, experiment, sample, periods)
-        bins = load_user_bins(engine, experiment, periods)
-        if bins.empty:
-            raise NotFoundError(
-                f"the users exposed in {experiment!r} have no interaction logs in the "
-                "analysed window: ingest them first (aftershock ingest interactions FILE)"
-            )
-        return AnalysisFrames(
-            cohorts=cohorts,
-            bins=bins,
-            daily=daily.result(),
-            moments=moments.result(),
-            data_version=version,
+    sample = sample_users(cohorts.users["user_id"])
+    bins, daily, moments = _scan_logs(engine, experiment, sample, periods)
+    if bins.empty:
+        raise NotFoundError(
+            f"the users exposed in {experiment!r} have no interaction logs in the "
+            "analysed window: ingest them first (aftershock ingest interactions FILE)"
         )
+    return AnalysisFrames(
+        cohorts=cohorts, bins=bins, daily=daily, moments=moments, data_version=version
+    )
+
+
+def _scan_logs(
+    engine: sa.Engine, experiment: str, sample: list[str], periods: PeriodParams
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The three scans of the logs (``load_user_bins``, ``load_daily``, ``load_within_user``),
+    run at once, each on its own connection: the database works on them in parallel
+    (SQLite's driver lets go of the GIL while a query runs). An in-memory SQLite database
+    belongs to one connection, so there they run one after the other on this thread."""
+    later = (
+        (load_daily, (engine, experiment, periods)),
+        (load_within_user, (engine, experiment, sample, periods)),
+    )
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        daily, moments = (scan(*args) for scan, args in later)
+        return load_user_bins(engine, experiment, periods), daily, moments
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(scan, *args) for scan, args in later]
+        bins = load_user_bins(engine, experiment, periods)
+        return bins, futures[0].result(), futures[1].result()
 
 
 def _when(params: AnalysisParams) -> str:
