@@ -587,12 +587,12 @@ def test_the_command_writes_each_format(
 def test_a_second_report_of_the_same_data_analyses_nothing(
     reference: WeeklyReport, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import rollout.report.build as build
+    import rollout.report.snapshots as snapshots
 
     def refuse(*_: object) -> None:
         raise AssertionError("analysed again")
 
-    monkeypatch.setattr(build, "run_analysis", refuse)
+    monkeypatch.setattr(snapshots, "analyse", refuse)
     again = build_weekly_report(engine, EXPERIMENT, WEEK)
     assert report_bytes(again, "md") == report_bytes(reference, "md")
     # The snapshots are the report's: the experiment's latest analysis is still the stored one.
@@ -601,14 +601,14 @@ def test_a_second_report_of_the_same_data_analyses_nothing(
 
     # New data makes them stale: the next report analyses again.
     monkeypatch.undo()
-    calls: list[object] = []
-    real = build.run_analysis
+    calls: list[AnalysisParams] = []
+    real = snapshots.analyse
 
-    def counted(*args: object) -> object:
-        calls.append(args)
-        return real(*args)  # type: ignore[arg-type]
+    def counted(engine: sa.Engine, moments: list[AnalysisParams]) -> object:
+        calls.extend(moments)
+        return real(engine, moments)
 
-    monkeypatch.setattr(build, "run_analysis", counted)
+    monkeypatch.setattr(snapshots, "analyse", counted)
     load_demo(engine, tmp_path, DemoConfig(n_users=20, seed=77))
     build_weekly_report(engine, EXPERIMENT, WEEK)
     assert len(calls) == 2
@@ -617,19 +617,19 @@ def test_a_second_report_of_the_same_data_analyses_nothing(
 def test_a_week_ending_after_the_data_reuses_the_stored_analysis(
     engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rollout.report.build as build
+    import rollout.report.snapshots as snapshots
 
     load_demo(engine, tmp_path, DemoConfig(n_users=300, seed=5))
     save_analysis(engine, run_analysis(engine, AnalysisParams(EXPERIMENT)))
     end = data_end(engine, EXPERIMENT)
     last = IsoWeek(*end.isocalendar()[:2])  # the week the data ends in
     calls: list[datetime | None] = []
-    real = build.run_analysis
+    real = snapshots.analyse
 
-    def counted(engine: sa.Engine, params: AnalysisParams) -> object:
-        calls.append(params.periods.until)
-        return real(engine, params)
+    def counted(engine: sa.Engine, moments: list[AnalysisParams]) -> object:
+        calls.extend(m.periods.until for m in moments)
+        return real(engine, moments)
 
-    monkeypatch.setattr(build, "run_analysis", counted)
+    monkeypatch.setattr(snapshots, "analyse", counted)
     build_weekly_report(engine, EXPERIMENT, last.label)
     assert calls == [last.start]  # only the week's start: its end is after all the data

@@ -13,7 +13,6 @@ One local SparkSession serves the whole test session (per xdist worker).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -34,7 +33,7 @@ from typer.testing import CliRunner
 
 from analytics.analysis.cohorts import load_cohorts
 from analytics.analysis.params import AnalysisParams
-from analytics.analysis.pipeline import AnalysisResult, load_analysis_frames, run_analysis
+from analytics.analysis.pipeline import load_analysis_frames, run_analysis
 from analytics.analysis.user_periods import PeriodParams
 from analytics.db import ensure_schema, get_engine
 from analytics.demo import DemoConfig, generate_demo, write_demo
@@ -44,6 +43,7 @@ from analytics.models import IngestKind
 from analytics.store import load_analysis_users, load_latest_analysis
 from analytics.timestamps import accepted_range
 from rollout.cli.app import app
+from tests.equivalence import assert_close, assert_results_match
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -56,7 +56,6 @@ from analytics.spark.session import SparkTarget, build_session
 from analytics.spark.sources import Source, resolve_source
 
 EXPERIMENT = "chat-model-upgrade"
-RELATIVE = 1e-9  # results computed from the latency sums (see the module docstring)
 LATENCY_SUMS = ("latency_ms__sum", "latency_ms__sumsq")
 
 
@@ -150,35 +149,6 @@ def assert_frames_match(
     )
     moments = sql.moments.sort_values(["user_id", "post"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(frames.moments, moments, check_exact=True)
-
-
-def assert_close(ours: Any, theirs: Any, path: str = "") -> None:
-    """Equal documents: every number within ``RELATIVE``, everything else identical."""
-    if isinstance(ours, dict):
-        assert set(ours) == set(theirs), path
-        for key in ours:
-            if key != "analysed_at":
-                assert_close(ours[key], theirs[key], f"{path}.{key}")
-    elif isinstance(ours, list):
-        assert len(ours) == len(theirs), path
-        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-            assert_close(a, b, f"{path}[{i}]")
-    elif isinstance(ours, float) and isinstance(theirs, float):
-        assert math.isclose(ours, theirs, rel_tol=RELATIVE, abs_tol=1e-15), (path, ours, theirs)
-    else:
-        assert ours == theirs, (path, ours, theirs)
-
-
-def assert_results_match(ours: AnalysisResult, theirs: AnalysisResult) -> None:
-    assert_close(ours.document().to_json(), theirs.document().to_json())
-    a = ours.users.sort_values("user_id").reset_index(drop=True)
-    b = theirs.users.sort_values("user_id").reset_index(drop=True)
-    assert list(a.columns) == list(b.columns)
-    for column in a.columns:
-        if a[column].dtype.kind == "f":
-            pd.testing.assert_series_equal(a[column], b[column], check_exact=False, rtol=RELATIVE)
-        else:
-            pd.testing.assert_series_equal(a[column], b[column], check_exact=True)
 
 
 @pytest.mark.slow

@@ -7,9 +7,11 @@ the environment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,8 @@ from analytics.analysis.params import AnalysisParams
 from analytics.analysis.user_periods import (
     STYLE_COLUMNS,
     PeriodParams,
-    load_daily,
+    daily_means,
+    load_daily_sums,
     load_user_bins,
     load_within_user,
     roll_up_buckets,
@@ -115,35 +118,50 @@ def load_analysis_frames(engine: sa.Engine, params: AnalysisParams) -> AnalysisF
     check_cohorts(cohorts, params)
     experiment, periods = params.experiment_id, params.periods
     sample = sample_users(cohorts.users["user_id"])
-    bins, daily, moments = _scan_logs(engine, experiment, sample, periods)
+    bins, daily_sums, moments = scan_logs(engine, experiment, lambda: sample, periods)
     if bins.empty:
         raise NotFoundError(
             f"the users exposed in {experiment!r} have no interaction logs in the "
             "analysed window: ingest them first (aftershock ingest interactions FILE)"
         )
     return AnalysisFrames(
-        cohorts=cohorts, bins=bins, daily=daily, moments=moments, data_version=version
+        cohorts=cohorts,
+        bins=bins,
+        daily=daily_means(daily_sums),
+        moments=moments,
+        data_version=version,
     )
 
 
-def _scan_logs(
-    engine: sa.Engine, experiment: str, sample: list[str], periods: PeriodParams
+def scan_logs(
+    engine: sa.Engine,
+    experiment: str,
+    sample: Callable[[], list[str]],
+    periods: PeriodParams,
+    *,
+    split: datetime | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The three scans of the logs (``load_user_bins``, ``load_daily``, ``load_within_user``),
-    run at once, each on its own connection: the database works on them in parallel
+    """The three scans of the logs (``load_user_bins``, ``load_daily_sums``, and
+    ``load_within_user`` of the users ``sample()`` gives; with ``split``, each keeping apart
+    what came before it). The first two run at once, each on its own connection, while
+    ``sample`` runs on this thread, then the third: the database works on them in parallel
     (SQLite's driver lets go of the GIL while a query runs). An in-memory SQLite database
     belongs to one connection, so there they run one after the other on this thread."""
-    later = (
-        (load_daily, (engine, experiment, periods)),
-        (load_within_user, (engine, experiment, sample, periods)),
+    scans = (
+        partial(load_user_bins, engine, experiment, periods, split=split),
+        partial(load_daily_sums, engine, experiment, periods, split=split),
     )
+
+    def moments() -> pd.DataFrame:
+        return load_within_user(engine, experiment, sample(), periods, split=split)
+
     if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
-        daily, moments = (scan(*args) for scan, args in later)
-        return load_user_bins(engine, experiment, periods), daily, moments
+        bins, daily = (scan() for scan in scans)
+        return bins, daily, moments()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(scan, *args) for scan, args in later]
-        bins = load_user_bins(engine, experiment, periods)
-        return bins, futures[0].result(), futures[1].result()
+        futures = [pool.submit(scan) for scan in scans]
+        within = moments()
+        return futures[0].result(), futures[1].result(), within
 
 
 def _when(params: AnalysisParams) -> str:

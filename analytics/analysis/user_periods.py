@@ -38,13 +38,29 @@ class PeriodParams:
     pre_days: float | None = 28.0
     until: datetime | None = None
 
-    def query_values(self, dialect: str) -> dict[str, Any]:
-        """The ``:until`` bound value as the timestamp columns store it."""
-        if self.until is None:
-            return {}
-        if dialect == "sqlite":
-            return {"until": round(self.until.timestamp() * 1_000_000)}
-        return {"until": self.until}
+    def query_values(self, dialect: str, split: datetime | None = None) -> dict[str, Any]:
+        """The ``:until`` (and ``:split``) bound values as the timestamp columns store them."""
+        moments = {"until": self.until, "split": split}
+        return {name: _stored(dialect, at) for name, at in moments.items() if at is not None}
+
+
+def _stored(dialect: str, at: datetime) -> Any:
+    """An instant as the timestamp columns store it (SQLite: microseconds since the epoch)."""
+    return round(at.timestamp() * 1_000_000) if dialect == "sqlite" else at
+
+
+# With a ``split`` instant, the scans below keep apart what happened before it: a column
+# ``before_split`` (1 for the interactions before it), so that one scan serves the analysis as
+# of the split and the one as of ``until`` (analytics.analysis.split_scan).
+_BEFORE_SPLIT = "CASE WHEN i.timestamp < :split THEN 1 ELSE 0 END AS before_split"
+
+
+def _split_columns(split: datetime | None, *extra: str) -> tuple[str, str]:
+    """The inner select's and the grouping's extra columns when scanning with a split."""
+    if split is None:
+        return "", ""
+    names = ["before_split", *(e.rsplit(" AS ", 1)[1] for e in extra)]
+    return ", " + ", ".join([_BEFORE_SPLIT, *extra]), ", " + ", ".join(names)
 
 
 # Columns never NULL once features are computed (their count is the row count).
@@ -61,12 +77,24 @@ def _numeric(column: str, dialect: str) -> str:
     return f"CAST(i.{column} AS INTEGER)"
 
 
-def _cohort_cte(params: PeriodParams) -> str:
+def _cohort_cte(params: PeriodParams, split: datetime | None = None) -> str:
+    """The cohort's users, their first exposure and variation. With ``split``, the users of
+    the cohort as of the split or as of ``until``: a user who saw a second variation between
+    the two is in the first only (``in_later`` 0), in the variation seen before the split."""
     until = " AND timestamp < :until" if params.until is not None else ""
+    if split is None:
+        columns, having = "min(variation_id) AS variation", "count(DISTINCT variation_id) = 1"
+    else:
+        early = "CASE WHEN timestamp < :split THEN variation_id END"
+        columns = (
+            f"coalesce(min({early}), min(variation_id)) AS variation, "
+            "CASE WHEN count(DISTINCT variation_id) = 1 THEN 1 ELSE 0 END AS in_later"
+        )
+        having = f"count(DISTINCT variation_id) = 1 OR count(DISTINCT {early}) = 1"
     return (
-        "WITH cohort AS (SELECT user_id, min(timestamp) AS first_exposure FROM exposures "
-        f"WHERE experiment_id = :experiment_id{until} GROUP BY user_id "
-        "HAVING count(DISTINCT variation_id) = 1)"
+        f"WITH cohort AS (SELECT user_id, min(timestamp) AS first_exposure, {columns} "
+        f"FROM exposures WHERE experiment_id = :experiment_id{until} GROUP BY user_id "
+        f"HAVING {having})"
     )
 
 
@@ -109,7 +137,7 @@ def _bin_of(day: str) -> str:
     return f"CASE WHEN {day} < 0 THEN -1 {cases} ELSE {DAY_BINS[-1]} END"
 
 
-def user_bin_sql(dialect: str, params: PeriodParams) -> str:
+def user_bin_sql(dialect: str, params: PeriodParams, *, split: datetime | None = None) -> str:
     """One row per (user, bin of days since first exposure): n, and per metric its count
     (where it can be missing), sum and sum of squares (where it is not 0/1).
 
@@ -125,28 +153,36 @@ def user_bin_sql(dialect: str, params: PeriodParams) -> str:
         if column not in _INDICATORS:
             sums.append(f"sum({value} * {value}) AS {metric}__sumsq")
     columns = ", ".join(f"{_numeric(c, dialect)} AS {c}" for c in METRIC_COLUMNS.values())
+    inner, outer = _split_columns(split)
     return (
-        f"{_cohort_cte(params)} SELECT user_id, {_bin_of('day')} AS bin, count(*) AS n, "
-        f"{', '.join(sums)} FROM ("
-        f"SELECT i.user_id, {_day_index(dialect)} AS day, {columns} "
+        f"{_cohort_cte(params, split)} "
+        f"SELECT user_id, {_bin_of('day')} AS bin{outer}, count(*) AS n, {', '.join(sums)} FROM ("
+        f"SELECT i.user_id, {_day_index(dialect)} AS day{inner}, {columns} "
         "FROM cohort c JOIN interactions i ON i.user_id = c.user_id "
         f"WHERE {_window(dialect, params)}{_no_flattening(dialect)}) AS scoped "
-        "GROUP BY user_id, bin"
+        f"GROUP BY user_id, bin{outer}"
     )
 
 
 def load_user_bins(
-    engine: sa.Engine, experiment_id: str, params: PeriodParams = PeriodParams()
+    engine: sa.Engine,
+    experiment_id: str,
+    params: PeriodParams = PeriodParams(),
+    *,
+    split: datetime | None = None,
 ) -> pd.DataFrame:
     """Per user and bin of days since first exposure (-1: before it), the sufficient
-    statistics of every metric; ``__n``, ``__sumsq`` filled in where SQL left them implied."""
+    statistics of every metric; ``__n``, ``__sumsq`` filled in where SQL left them implied.
+    With ``split``, per user, bin and ``before_split``."""
+    dialect = engine.dialect.name
     with engine.connect() as connection:
         frame = pd.read_sql_query(
-            sa.text(user_bin_sql(engine.dialect.name, params)),
+            sa.text(user_bin_sql(dialect, params, split=split)),
             connection,
-            params={"experiment_id": experiment_id, **params.query_values(engine.dialect.name)},
+            params={"experiment_id": experiment_id, **params.query_values(dialect, split)},
         )
-    value_columns = [c for c in frame.columns if c not in ("user_id", "bin")]
+    keys = ["user_id", "bin", "before_split"]
+    value_columns = [c for c in frame.columns if c not in keys]
     frame[value_columns] = frame[value_columns].astype("float64").fillna(0.0)
     frame["bin"] = frame["bin"].astype("int64")
     for metric, column in METRIC_COLUMNS.items():
@@ -234,22 +270,22 @@ def _epoch_day(dialect: str) -> str:
     return "((i.timestamp AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
 
 
-def daily_sql(dialect: str, params: PeriodParams) -> str:
-    """Per variation and UTC calendar day: interactions and the behaviour metrics' sums."""
+def daily_sql(dialect: str, params: PeriodParams, *, split: datetime | None = None) -> str:
+    """Per variation and UTC calendar day: interactions and the behaviour metrics' sums.
+    With ``split``, also per ``before_split``, ``exposed_before_split`` (whether the users are
+    in the cohort as of the split) and ``in_later`` (in the cohort as of ``until``)."""
     sums = ", ".join(
         f"count({c}) AS {m}__n, sum({c}) AS {m}__sum" for m, c in BEHAVIOR_COLUMNS.items()
     )
     columns = ", ".join(f"{_numeric(c, dialect)} AS {c}" for c in BEHAVIOR_COLUMNS.values())
-    cohort = _cohort_cte(params).replace(
-        "min(timestamp) AS first_exposure",
-        "min(timestamp) AS first_exposure, min(variation_id) AS variation",
-    )
+    exposed = "CASE WHEN c.first_exposure < :split THEN 1 ELSE 0 END AS exposed_before_split"
+    inner, outer = _split_columns(split, exposed, "c.in_later AS in_later")
     return (
-        f"{cohort} SELECT variation, day, count(*) AS n, {sums} FROM ("
-        f"SELECT c.variation, {_epoch_day(dialect)} AS day, {columns} "
+        f"{_cohort_cte(params, split)} SELECT variation, day{outer}, count(*) AS n, {sums} FROM ("
+        f"SELECT c.variation, {_epoch_day(dialect)} AS day{inner}, {columns} "
         "FROM cohort c JOIN interactions i ON i.user_id = c.user_id "
         f"WHERE {_window(dialect, params)}{_no_flattening(dialect)}) AS scoped "
-        "GROUP BY variation, day"
+        f"GROUP BY variation, day{outer}"
     )
 
 
@@ -257,13 +293,24 @@ def load_daily(
     engine: sa.Engine, experiment_id: str, params: PeriodParams = PeriodParams()
 ) -> pd.DataFrame:
     """Per variation and calendar day (``date``), each behaviour metric's daily mean."""
+    return daily_means(load_daily_sums(engine, experiment_id, params))
+
+
+def load_daily_sums(
+    engine: sa.Engine,
+    experiment_id: str,
+    params: PeriodParams = PeriodParams(),
+    *,
+    split: datetime | None = None,
+) -> pd.DataFrame:
+    """The rows of :func:`daily_sql`: per variation and epoch day, the counts and sums."""
+    dialect = engine.dialect.name
     with engine.connect() as connection:
-        frame = pd.read_sql_query(
-            sa.text(daily_sql(engine.dialect.name, params)),
+        return pd.read_sql_query(
+            sa.text(daily_sql(dialect, params, split=split)),
             connection,
-            params={"experiment_id": experiment_id, **params.query_values(engine.dialect.name)},
+            params={"experiment_id": experiment_id, **params.query_values(dialect, split)},
         )
-    return daily_means(frame)
 
 
 def daily_means(sums: pd.DataFrame) -> pd.DataFrame:
@@ -282,21 +329,24 @@ def daily_means(sums: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["variation", "date"]).reset_index(drop=True)
 
 
-def within_user_sql(dialect: str, params: PeriodParams) -> str:
+def within_user_sql(dialect: str, params: PeriodParams, *, split: datetime | None = None) -> str:
     """For the users in ``:users``, per user and period: n, and the style metrics' sums, sums
-    of squares and pairwise cross-products (the within-user covariance)."""
+    of squares and pairwise cross-products (the within-user covariance). With ``split``, also
+    per ``before_split``."""
     sums = []
     for metric, column in STYLE_COLUMNS.items():
         sums += [f"sum({column}) AS {metric}__sum", f"sum({column} * {column}) AS {metric}__sumsq"]
     for a, b in STYLE_PAIRS:
         sums.append(f"sum({STYLE_COLUMNS[a]} * {STYLE_COLUMNS[b]}) AS {a}__x__{b}")
     columns = ", ".join(f"{_numeric(c, dialect)} AS {c}" for c in STYLE_COLUMNS.values())
+    inner, outer = _split_columns(split)
     return (
-        f"{_cohort_cte(params)} SELECT user_id, post, count(*) AS n, {', '.join(sums)} FROM ("
-        "SELECT i.user_id, CASE WHEN i.timestamp >= c.first_exposure THEN 1 ELSE 0 END AS post, "
+        f"{_cohort_cte(params, split)} "
+        f"SELECT user_id, post{outer}, count(*) AS n, {', '.join(sums)} FROM (SELECT i.user_id, "
+        f"CASE WHEN i.timestamp >= c.first_exposure THEN 1 ELSE 0 END AS post{inner}, "
         f"{columns} FROM cohort c JOIN interactions i ON i.user_id = c.user_id "
         f"WHERE i.user_id IN :users AND {_window(dialect, params)}"
-        f"{_no_flattening(dialect)}) AS scoped GROUP BY user_id, post"
+        f"{_no_flattening(dialect)}) AS scoped GROUP BY user_id, post{outer}"
     )
 
 
@@ -305,13 +355,16 @@ def load_within_user(
     experiment_id: str,
     user_ids: list[str],
     params: PeriodParams = PeriodParams(),
+    *,
+    split: datetime | None = None,
 ) -> pd.DataFrame:
     """Per user (of ``user_ids``) and period, the style metrics' second moments.
 
     The pooled within-user covariance is a population quantity: a sample of a few thousand
     users estimates it well, at a fraction of the cost of 21 more sums over every row.
     """
-    statement = sa.text(within_user_sql(engine.dialect.name, params)).bindparams(
+    dialect = engine.dialect.name
+    statement = sa.text(within_user_sql(dialect, params, split=split)).bindparams(
         sa.bindparam("users", expanding=True)
     )
     with engine.connect() as connection:
@@ -320,11 +373,11 @@ def load_within_user(
             {
                 "experiment_id": experiment_id,
                 "users": user_ids or [""],
-                **params.query_values(engine.dialect.name),
+                **params.query_values(dialect, split),
             },
         )
         frame = pd.DataFrame(rows.all(), columns=list(rows.keys()))
-    value_columns = [c for c in frame.columns if c not in ("user_id", "post")]
+    value_columns = [c for c in frame.columns if c not in ("user_id", "post", "before_split")]
     frame[value_columns] = frame[value_columns].astype("float64").fillna(0.0)
     return frame
 

@@ -6,14 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
-
-if TYPE_CHECKING:
-    from analytics.analysis.pipeline import AnalysisResult
+from typing import TypeVar
 
 import sqlalchemy as sa
 
-import analytics
 from analytics.analysis.params import AnalysisParams, build_analysis_params
 from analytics.documents import LABELS, SCORED_LABELS, AnalysisDocument
 from analytics.features.metrics import METRICS
@@ -22,15 +18,13 @@ from analytics.store import (
     data_end,
     data_version,
     experiment_hint,
-    find_reusable_analysis,
     load_exposed_feature,
     load_exposure_span,
     load_latest_analysis,
-    save_report_snapshot,
 )
 from rollout.documents import PlanDocument
 from rollout.models import PlanEvent
-from rollout.report.cohorts import CohortCounts, count_cohorts
+from rollout.report.cohorts import CohortCounts
 from rollout.report.model import (
     STAGE_ACTIONS,
     ExperimentNotFoundError,
@@ -50,6 +44,7 @@ from rollout.report.rollback import (
     mode_words,
     replan_note,
 )
+from rollout.report.snapshots import week_snapshots
 from rollout.report.weeks import last_complete_week
 from rollout.store import (
     PlanState,
@@ -60,15 +55,6 @@ from rollout.store import (
 )
 
 Row = TypeVar("Row", DriftRow, StyleShiftRow)
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """The data as it stood at one moment: its cohorts' counts and its analysis (None when
-    nobody was exposed)."""
-
-    counts: CohortCounts
-    document: AnalysisDocument | None
 
 
 @dataclass(frozen=True)
@@ -116,8 +102,7 @@ def build_weekly_report(
     version, end = data_version(engine), data_end(engine, experiment_id)
     if iso is None:
         iso = last_complete_week(experiment_id, first, end, now or datetime.now(UTC))
-    current = _analyse(engine, params, iso.end, version, end, new_since=iso.start)
-    before = _analyse(engine, params, iso.start, version, end)
+    before, current = week_snapshots(engine, params, iso, version, end)
     plans = _plans(engine, experiment_id, feature_key)
     document = current.document
     drift = () if document is None else tuple(document.behavior_drift)
@@ -167,52 +152,6 @@ def _stored_params(engine: sa.Engine, experiment_id: str) -> AnalysisParams:
     if run is None:
         return build_analysis_params(engine, experiment_id)
     return AnalysisParams.from_json(run.parameters)
-
-
-def _analyse(
-    engine: sa.Engine,
-    params: AnalysisParams,
-    until: datetime,
-    version: str,
-    end: datetime,
-    *,
-    new_since: datetime | None = None,
-) -> _Snapshot:
-    """The cohorts' counts (users first exposed from ``new_since`` on counted as new) and
-    the analysis as of ``until``; no document when nobody was exposed yet.
-
-    Computed once per data version: a stored snapshot of the same moment, parameters, data and
-    code is reused, and so is the stored full analysis when nothing stored is as late as
-    ``until`` (the snapshot would read the same rows). Otherwise the analysis runs and its
-    document is kept as a report snapshot (analytics.store.save_report_snapshot)."""
-    counts = count_cohorts(engine, params.experiment_id, params.control, until, new_since)
-    if counts.empty:
-        return _Snapshot(counts, None)
-    weights = params.weights
-    if weights is not None and len(weights) != len(counts.variations):
-        weights = None  # a variation had no users yet: check the split of those seen
-    moment = replace(params, weights=weights, periods=replace(params.periods, until=until))
-    candidates = [moment]
-    if until > end:  # nothing stored is as late: the snapshot would read all the data
-        candidates.append(replace(moment, periods=replace(moment.periods, until=None)))
-    for candidate in candidates:
-        document = find_reusable_analysis(
-            engine, params.experiment_id, candidate.to_json(), version, analytics.__version__
-        )
-        if document is not None:
-            return _Snapshot(counts, document)
-    result = run_analysis(engine, moment)
-    document = result.document()
-    save_report_snapshot(engine, moment.to_json(), document, result.data_version or version)
-    return _Snapshot(counts, document)
-
-
-def run_analysis(engine: sa.Engine, params: AnalysisParams) -> AnalysisResult:
-    """The analysis pipeline, imported when a report first needs it (its statistics libraries
-    take a second or two to import, which a report built from stored snapshots never pays)."""
-    from analytics.analysis.pipeline import run_analysis as run
-
-    return run(engine, params)
 
 
 def _plans(engine: sa.Engine, experiment_id: str, feature_key: str | None) -> list[_Plan]:
