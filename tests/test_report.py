@@ -579,6 +579,12 @@ def test_the_command_writes_each_format(
         ["report", "--experiment", typo, "--week", WEEK, "--out", str(tmp_path / "x.md")],
     )
     assert f"did you mean '{EXPERIMENT}'?" in result.stderr
+    # Error messages are printed as they are: brackets are not taken for console markup.
+    result = runner.invoke(
+        report_cli,
+        ["report", "--experiment", "[bold]x[/bold]", "--week", WEEK, "--out", "x.md"],
+    )
+    assert "experiment '[bold]x[/bold]' has no stored exposures" in result.stderr
 
 
 # --- each analysis once per version of the data --------------------------------------------

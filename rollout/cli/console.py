@@ -23,7 +23,7 @@ out = Console()
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"error: {message}", style="red", highlight=False, soft_wrap=True)
+    err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
 
 
