@@ -23,8 +23,8 @@ from tests.session_cache import SessionCache
 
 pytestmark = pytest.mark.slow
 
-# Moments of the run, not results of it.
-VOLATILE = {"analysed_at", "created_at"}
+# Moments of the run and the digest of the code that ran, not results of it.
+VOLATILE = {"analysed_at", "created_at", "code_version"}
 
 
 def _without_moments(value: Any) -> Any:

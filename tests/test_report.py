@@ -639,3 +639,19 @@ def test_a_week_ending_after_the_data_reuses_the_stored_analysis(
     monkeypatch.setattr(snapshots, "analyse", counted)
     build_weekly_report(engine, EXPERIMENT, last.label)
     assert calls == [last.start]  # only the week's start: its end is after all the data
+
+
+def test_the_code_version_follows_the_source(tmp_path: Path) -> None:
+    """Stored analyses are reused only by the code that computed them (find_reusable_analysis
+    matches the code version): a change to any module changes it, a rename too."""
+    from analytics import source_digest
+
+    (tmp_path / "inference").mkdir()
+    module = tmp_path / "inference" / "tests.py"
+    module.write_text("ALPHA = 0.05\n")
+    before = source_digest(tmp_path)
+    assert source_digest(tmp_path) == before
+    module.write_text("ALPHA = 0.01\n")
+    changed = source_digest(tmp_path)
+    module.rename(tmp_path / "inference" / "ttests.py")
+    assert len({before, changed, source_digest(tmp_path)}) == 3

@@ -248,7 +248,7 @@ def analyse_frames(frames: AnalysisFrames, params: AnalysisParams) -> AnalysisRe
     return AnalysisResult(
         params=params,
         analysed_at=datetime.now(UTC),
-        code_version=analytics.__version__,
+        code_version=analytics.code_version(),
         cohorts=cohorts,
         srm=srm,
         behavior_drift=drift,

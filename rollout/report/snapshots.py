@@ -86,7 +86,7 @@ def _moment(
         candidates.append(replace(moment, periods=replace(moment.periods, until=None)))
     for candidate in candidates:
         document = find_reusable_analysis(
-            engine, params.experiment_id, candidate.to_json(), version, analytics.__version__
+            engine, params.experiment_id, candidate.to_json(), version, analytics.code_version()
         )
         if document is not None:
             return _Moment(counts, moment, document)
