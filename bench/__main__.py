@@ -203,6 +203,33 @@ def bench_dashboard(rows: int) -> list[Row]:
     ]
 
 
+def bench_report(rows: int) -> list[Row]:
+    """``aftershock report`` whole processes, on SQLite: the newest and a past week of
+    ``rows`` interactions, first build and stored, and the demo's PDF (bench.report)."""
+    interactions, exposures = demo_csvs(rows)
+    with database("sqlite", None) as url, database("sqlite", None) as demo_url:
+        results = run_module("report", url, str(interactions), str(exposures), demo_url)
+    out = []
+    for case, r in results.items():
+        data, what = case.split(": ", 1)
+        limit = 3.0 if data == "demo" else 10.0
+        size = "the demo, 3,000 users" if data == "demo" else f"{rows:,} interactions"
+        out.append(
+            Row(
+                "report",
+                "sqlite",
+                f"{what} ({size}), median of {r['runs']} runs",
+                r["runs"],
+                r["median_s"],
+                r["peak_mb"],
+                f"<= {limit:g} s",
+                f"median {r['median_s']:.2f} s (min {r['min_s']:.2f}, max {r['max_s']:.2f}): "
+                f"{'yes' if r['median_s'] <= limit else 'no'}",
+            )
+        )
+    return out
+
+
 def bench_cli(runs: int = 7) -> list[Row]:
     """Start-up of ``aftershock --help`` and ``aftershock status`` on SQLite (bench.cli)."""
     with database("sqlite", None) as url:
@@ -267,6 +294,9 @@ def bench_spark(rows: int, scales: tuple[int, ...] = (1, 10)) -> list[Row]:
     return out
 
 
+UNRATED = ("dashboard", "report", "cli", "planner")  # rows/s means nothing there
+
+
 def render(rows: list[Row]) -> str:
     header = ["stage", "backend", "method", "rows", "seconds", "rows/s", "peak MB", "target", "met"]
     # For analyze, "rows" are the users analysed and rows/s users per second.
@@ -274,7 +304,7 @@ def render(rows: list[Row]) -> str:
     for r in rows:
         lines.append(
             f"| {r.stage} | {r.backend} | {r.method} | {r.rows:,} | {r.seconds:.1f} | "
-            f"{'-' if r.stage in ('dashboard', 'cli', 'planner') else f'{r.rate:,.0f}'} | "
+            f"{'-' if r.stage in UNRATED else f'{r.rate:,.0f}'} | "
             f"{'-' if not r.peak_mb else f'{r.peak_mb:,.0f}'} | {r.target} | {r.met} |"
         )
     return "\n".join(lines)
@@ -286,7 +316,7 @@ def main() -> None:
     parser.add_argument("--naive-rows", type=int, default=20_000)
     parser.add_argument(
         "--only",
-        choices=["ingest", "analyze", "api", "dashboard", "cli", "planner", "spark"],
+        choices=["ingest", "analyze", "api", "dashboard", "report", "cli", "planner", "spark"],
         action="append",
         help="run only these",
     )
@@ -295,7 +325,8 @@ def main() -> None:
         "AFTERSHOCK_TEST_POSTGRES_URL"
     )
     backends = ["sqlite"] + (["postgres"] if postgres_url else [])
-    only = set(args.only or ["ingest", "analyze", "api", "dashboard", "cli", "planner", "spark"])
+    everything = ["ingest", "analyze", "api", "dashboard", "report", "cli", "planner", "spark"]
+    only = set(args.only or everything)
     results: list[Row] = []
     if "ingest" in only:
         results += bench_ingest(args.rows, args.naive_rows, backends, postgres_url)
@@ -305,6 +336,8 @@ def main() -> None:
         results += bench_api(backends, postgres_url)
     if "dashboard" in only:
         results += bench_dashboard(args.rows)
+    if "report" in only:
+        results += bench_report(args.rows)
     if "cli" in only:
         results += bench_cli()
     if "planner" in only:
