@@ -334,6 +334,17 @@ def empty_report(plan: PlanView | None = None) -> WeeklyReport:
 
 
 @SQLITE_ONLY
+def test_a_headline_list_says_when_it_names_only_the_clearest(
+    reference: WeeklyReport, engine: sa.Engine
+) -> None:
+    """The headline names at most three metrics of each kind: all of them, or the three with
+    the smallest q-values said to be the clearest (not read as the whole list)."""
+    assert "on 3 of 7 style metrics: " in reference.headline
+    later = build_weekly_report(engine, EXPERIMENT, "2026-W46")
+    assert "on 4 of 7 style metrics, the clearest: " in later.headline
+    assert "on 3 of 7 behaviour metrics: " in later.headline
+
+
 def test_the_plan_mode_and_forced_advances_are_shown_as_such(reference: WeeklyReport) -> None:
     plan = reference.plan
     assert plan is not None and plan.mode == "record_only"

@@ -409,7 +409,7 @@ def _drift_sentence(context: _Context, drift: Sequence[DriftRow]) -> str:
     count = len({line.metric for line in found})
     return (
         f"Compared with control, the new version's answers differ on {count} of {len(metrics)} "
-        f"behaviour metrics: {_listing(parts)}."
+        f"behaviour metrics{_clearest(found, parts)}: {_listing(parts)}."
     )
 
 
@@ -428,8 +428,13 @@ def _style_sentence(context: _Context, style: Sequence[StyleShiftRow]) -> str:
     count = len({line.metric for line, _ in found})
     return (
         f"Its users write differently from control's on {count} of {len(metrics)} style "
-        f"metrics: {_listing(parts)}."
+        f"metrics{_clearest(found, parts)}: {_listing(parts)}."
     )
+
+
+def _clearest(found: Sequence[object], named: Sequence[str]) -> str:
+    """What a list that names only some of what was found says before it."""
+    return ", the clearest" if len(found) > len(named) else ""
 
 
 def _adaptation_sentence(labels: Sequence[LabelLine]) -> str:
