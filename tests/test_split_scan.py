@@ -73,23 +73,15 @@ def test_one_scan_gives_both_moments_frames_and_results(
         assert_frames_equal(ours, load_analysis_frames(engine, moment))
         assert_results_match(analyse_frames(ours, moment), run_analysis(engine, moment))
 
-
-def test_the_later_moment_may_be_all_the_data(
-    engine: sa.Engine, demo: tuple[AnalysisParams, datetime]
-) -> None:
-    params, monday = demo
-    split = load_split_frames(engine, at(params, monday), params)
+    # The later moment may be all the data.
+    split = load_split_frames(engine, earlier, params)
     assert split is not None
     assert_frames_equal(split[1], load_analysis_frames(engine, params))
 
-
-def test_a_moment_the_analysis_would_refuse_is_left_to_it(
-    engine: sa.Engine, demo: tuple[AnalysisParams, datetime]
-) -> None:
-    params, monday = demo
+    # A moment the analysis would refuse is left to it: nobody was exposed before the first
+    # exposure, and the separate analysis says so, not the scan.
     span = load_exposure_span(engine, EXPERIMENT)
     assert span is not None
-    # Nobody exposed before the first exposure: the separate analysis says so, not the scan.
-    assert load_split_frames(engine, at(params, span[0]), at(params, monday)) is None
+    assert load_split_frames(engine, at(params, span[0]), later) is None
     with pytest.raises(ValueError, match="before"):
-        load_split_frames(engine, at(params, monday), at(params, monday))
+        load_split_frames(engine, earlier, earlier)
