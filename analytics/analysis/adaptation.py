@@ -63,6 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analytics.analysis.params import AdaptationParams as AdaptationParams
 from analytics.analysis.user_changes import STYLE as STYLE  # the metrics' order, for callers
 from analytics.analysis.user_changes import (
     centre_changes,
@@ -74,70 +75,11 @@ from analytics.analysis.user_changes import (
     within_user_covariance,
 )
 from analytics.documents import ADAPTATION_METHODS, LABELS, UNSCORED_REASONS
-from analytics.features.metrics import DAY_BINS
 from analytics.inference.multiple import two_stage_benjamini_hochberg
 
 FOLDS = 5  # cross-fitting folds for the direction (users are assigned by a hash of their id)
 MIN_CONTROLS_PER_FOLD = 10  # nobody is scored with fewer than this many eligible controls x FOLDS
 RIDGE = 1e-9  # ridge added to the null covariance, relative to its trace
-
-
-@dataclass(frozen=True)
-class AdaptationParams:
-    """Thresholds of :func:`score_adaptation`.
-
-    Attributes
-    ----------
-    min_pre, min_post : int
-        Interactions a user needs before and after first exposure to be scored by
-        ``pre_post``; a user with fewer before is routed to ``learning_curve``, one with enough
-        before but fewer after is not scored (``too_few_post``).
-    min_early, min_late : int
-        Interactions a ``learning_curve`` user needs in their first ``early_days`` days since
-        first exposure and from then on (``too_few_early``, ``too_few_late``).
-    early_days : int
-        Where a user's first days on the feature end: a bin start of
-        :data:`analytics.features.metrics.DAY_BINS` after 0.
-    fallback_half_life_days : float
-        Half-life of the adaptation curve when the analysis could not fit one (the curve
-        weighs each day since exposure by how far adaptation has got by then).
-    alpha : float
-        False discovery rate of ``adapted``, across the users of each variation (two-stage
-        adaptive Benjamini-Hochberg).
-    partial_p : float
-        Unadjusted p-value at or below which a user who is not ``adapted`` is ``partial``.
-    stratum_days : float
-        Width of the calendar strata of first exposure within which changes are centred on
-        control users' mean change.
-    min_stratum_controls : int
-        Eligible control users a stratum needs to be centred on its own mean; a stratum with
-        fewer is centred on the mean of all eligible control users.
-
-    A method scores nobody unless at least ``MIN_CONTROLS_PER_FOLD * FOLDS`` (10 x 5 = 50)
-    of its control users are eligible and there is a treatment: each fold's direction and
-    null covariance come from the eligible control users of the other folds, and the
-    empirical p-values from all of them. Below that, its users are not scored
-    (``too_few_controls``; ``no_treatment`` without a treatment).
-    """
-
-    min_pre: int = 3
-    min_post: int = 3
-    min_early: int = 2
-    min_late: int = 3
-    early_days: int = 3  # days 0-2 since first exposure are a new user's first days
-    fallback_half_life_days: float = 3.0  # as rollout.risk's DEFAULT_HALF_LIFE_DAYS
-    alpha: float = 0.05  # FDR of ``adapted`` (two-stage BH)
-    partial_p: float = 0.10  # unadjusted p below which a user not ``adapted`` is ``partial``
-    stratum_days: float = 7.0  # calendar strata of first exposure for the control null
-    min_stratum_controls: int = 30
-
-    def __post_init__(self) -> None:
-        """``early_days`` must end a bin of days since exposure (a ``ValueError`` says so)."""
-        if self.early_days not in DAY_BINS[1:]:
-            raise ValueError(
-                f"early_days must be one of {', '.join(map(str, DAY_BINS[1:]))}, "
-                f"not {self.early_days!r}"
-            )
 
 
 @dataclass(frozen=True, eq=False)
