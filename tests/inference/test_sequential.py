@@ -60,7 +60,14 @@ def test_rho_follows_its_closed_form() -> None:
         sequential_rho(1.0, 1000)
 
 
-@pytest.mark.parametrize(("alpha", "tuning"), [(0.05, 1000), (0.05, 5000), (0.0125, 1000)])
+@pytest.mark.parametrize(
+    ("alpha", "tuning"),
+    [
+        (0.05, 1000),
+        pytest.param(0.05, 5000, marks=pytest.mark.slow),  # 4 s each: make test runs them
+        pytest.param(0.0125, 1000, marks=pytest.mark.slow),
+    ],
+)
 def test_sequence_contains_the_welch_interval_at_every_n(alpha: float, tuning: float) -> None:
     # One stream, looked at after every unit from 10 per arm on, unequal variances so that
     # Welch's degrees of freedom sit well below n: the price of peeking is width, always.
