@@ -17,7 +17,7 @@ import orjson
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from analytics.db import ensure_schema
+from analytics.db import ensure_schema, rows_frame
 from analytics.documents import USERS_CSV_COLUMNS, AnalysisDocument
 
 if TYPE_CHECKING:
@@ -248,9 +248,7 @@ def load_analysis_users(engine: sa.Engine, run_id: int) -> pd.DataFrame:
             select(AnalysisUser).where(AnalysisUser.analysis_run_id == run_id)
         ).all()
     columns = ["analysis_run_id", *USERS_CSV_COLUMNS]
-    import pandas as pd
-
-    users = pd.DataFrame(rows, columns=columns).drop(columns="analysis_run_id")
+    users = rows_frame(rows, columns).drop(columns="analysis_run_id")
     # As users.csv writes them: empty, not missing, when a user was scored (or a run predates
     # the columns).
     for column in ("adaptation_method", "unscored_reason"):

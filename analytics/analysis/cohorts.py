@@ -13,6 +13,7 @@ from datetime import datetime
 import pandas as pd
 import sqlalchemy as sa
 
+from analytics.db import rows_frame
 from analytics.models import Exposure
 
 
@@ -66,7 +67,7 @@ def load_cohorts(
     """Read the cohorts of ``experiment_id`` from the exposures table (before ``until``)."""
     with engine.connect() as connection:
         rows = connection.execute(cohort_query(experiment_id, until)).all()
-    frame = pd.DataFrame(rows, columns=["user_id", "first_exposure", "variation", "n_variations"])
+    frame = rows_frame(rows, ["user_id", "first_exposure", "variation", "n_variations"])
     single = frame[frame["n_variations"] == 1]
     users = single[["user_id", "variation", "first_exposure"]].reset_index(drop=True)
     users["first_exposure"] = pd.to_datetime(users["first_exposure"], utc=True)

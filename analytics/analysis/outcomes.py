@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from analytics.db import rows_frame
 from analytics.features.metrics import METRICS
 from analytics.sqltypes import UtcTimestamp
 
@@ -103,7 +104,7 @@ def load_user_outcomes(
             chunk = users[start : start + _CHUNK_USERS]
             result = connection.execute(statement, {"users": chunk, "since": since, "until": until})
             rows.extend(result.all())
-    found = pd.DataFrame(rows, columns=list(OUTCOME_COLUMNS))
+    found = rows_frame(rows, OUTCOME_COLUMNS)
     frame = pd.DataFrame({"user_id": pd.Series(users, dtype=object)})
     frame = frame.merge(found.astype({"user_id": object}), on="user_id", how="left")
     counts = list(OUTCOME_COLUMNS[1:])

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from analytics.db import rows_frame
 from analytics.features.metrics import BEHAVIOR_METRICS, BUCKETS, DAY_BINS, METRICS, STYLE_METRICS
 
 # Contract metric -> the stored per-interaction column it averages, as analytics.features
@@ -376,7 +377,7 @@ def load_within_user(
                 **params.query_values(dialect, split),
             },
         )
-        frame = pd.DataFrame(rows.all(), columns=list(rows.keys()))
+        frame = rows_frame(rows.all(), list(rows.keys()))
     value_columns = [c for c in frame.columns if c not in ("user_id", "post", "before_split")]
     frame[value_columns] = frame[value_columns].astype("float64").fillna(0.0)
     return frame
