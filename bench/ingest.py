@@ -1,11 +1,17 @@
 """Ingest throughput and peak memory, one measurement per process.
 
-``python -m bench.ingest MODE URL FILE [ROWS | STORE_TEXT]`` prints one JSON line:
-- ``aftershock``: the real ingest (both passes, validation, rejects, checkpoints), keeping
-  the text of a sample of users (the default) or, with ``all``, of every interaction;
-- ``naive``: the baseline, one ORM object per row, on the first ROWS rows;
-- ``ceiling``: the database's own bulk path with no checks at all (executemany of ready
-  tuples on SQLite, COPY of ready CSV on PostgreSQL), to show what the engine allows.
+``python -m bench.ingest MODE ...`` prints one JSON line:
+- ``aftershock URL FILE [STORE_TEXT]``: the real ingest (both passes, validation, rejects,
+  checkpoints), keeping the text of a sample of users (the default) or, with ``all``, of
+  every interaction;
+- ``naive URL FILE ROWS``: the baseline, one ORM object per row, on the first ROWS rows;
+- ``ceiling URL FILE [after]``: the database's own bulk path with no checks at all
+  (executemany of ready tuples on SQLite, COPY of ready CSV on PostgreSQL), to show what the
+  engine allows; with ``after``, into the table without its indexes, built after the load;
+- ``analyze URL FILE EXPOSURES``: both files loaded (not timed), then a full analysis;
+- ``parse FILE``: ``pyarrow.csv.read_csv`` of the file, the yardstick of ``pipeline``;
+- ``pipeline URL FILE EXPOSURES``: ingest both files, then analyze, timed together (the
+  Evidently yardstick beside it is ``bench.evidently``).
 """
 
 from __future__ import annotations
@@ -19,17 +25,10 @@ import time
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from sqlmodel import Session
-
-from analytics.db import ensure_schema, get_engine
-from analytics.ingest.contract import INTERACTIONS
-from analytics.ingest.readers import CSV_BLOCK_BYTES
-from analytics.ingest.retention import TextRetention
-from analytics.ingest.runner import ingest_file, with_features
-from analytics.models import IngestKind, Interaction
 
 
 def peak_mb() -> float:
@@ -42,6 +41,11 @@ def peak_mb() -> float:
 
 
 def run_aftershock(url: str, path: Path, store_text: str = "sample") -> dict[str, float]:
+    from analytics.db import ensure_schema, get_engine
+    from analytics.ingest.retention import TextRetention
+    from analytics.ingest.runner import ingest_file
+    from analytics.models import IngestKind
+
     engine = get_engine(url)
     ensure_schema(engine)
     start = time.perf_counter()
@@ -56,6 +60,11 @@ def run_aftershock(url: str, path: Path, store_text: str = "sample") -> dict[str
 
 
 def run_naive(url: str, path: Path, rows: int) -> dict[str, float]:
+    from sqlmodel import Session
+
+    from analytics.db import ensure_schema, get_engine
+    from analytics.models import Interaction
+
     engine = get_engine(url)
     ensure_schema(engine)
     csv.field_size_limit(sys.maxsize)
@@ -85,9 +94,17 @@ def run_naive(url: str, path: Path, rows: int) -> dict[str, float]:
     return {"rows": len(records), "seconds": time.perf_counter() - start}
 
 
-def run_ceiling(url: str, path: Path) -> dict[str, float]:
+def run_ceiling(url: str, path: Path, indexes: str = "kept") -> dict[str, float]:
     """The engine's bulk path on data prepared beforehand (not timed: parsing, validation,
-    features): the same rows and columns Aftershock stores, inserted with nothing else to do."""
+    features): the same rows and columns Aftershock stores, inserted with nothing else to do.
+
+    With ``indexes="after"``, the table's indexes are dropped first and built after the load
+    (timed): the secondary index on SQLite, whose primary key is part of the table, and the
+    primary key too on PostgreSQL."""
+    from analytics.db import ensure_schema, get_engine
+    from analytics.ingest.contract import INTERACTIONS
+    from analytics.ingest.runner import with_features
+
     engine = get_engine(url)
     ensure_schema(engine)
     table = pa_csv.read_csv(
@@ -101,6 +118,7 @@ def run_ceiling(url: str, path: Path) -> dict[str, float]:
     table = with_features(table.select(columns))  # the same columns Aftershock stores
     columns = table.column_names
     chunk = 50_000
+    rebuild = _drop_indexes(engine) if indexes == "after" else []
     if engine.dialect.name == "sqlite":
         table = table.set_column(2, "timestamp", table.column(2).cast(pa.int64()))
         batches = [
@@ -136,13 +154,42 @@ def run_ceiling(url: str, path: Path) -> dict[str, float]:
                 ) as copy:
                     copy.write(payload)
             driver.commit()
+    if rebuild:
+        with engine.begin() as connection:
+            for statement in rebuild:
+                connection.exec_driver_sql(statement)
     return {"rows": table.num_rows, "seconds": time.perf_counter() - start}
+
+
+def _drop_indexes(engine: Any) -> list[str]:
+    """Drop the interactions table's indexes that can be dropped; the statements that make
+    them again."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            name, sql = connection.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                "AND tbl_name = 'interactions' AND sql IS NOT NULL"
+            ).one()
+            connection.exec_driver_sql(f"DROP INDEX {name}")
+            return [sql]
+        index = connection.exec_driver_sql(
+            "SELECT pg_get_indexdef('ix_interactions_user_time_metrics'::regclass)"
+        ).scalar_one()
+        connection.exec_driver_sql("DROP INDEX ix_interactions_user_time_metrics")
+        connection.exec_driver_sql("ALTER TABLE interactions DROP CONSTRAINT interactions_pkey")
+        return [
+            "ALTER TABLE interactions ADD CONSTRAINT interactions_pkey PRIMARY KEY (event_id)",
+            index,
+        ]
 
 
 def run_analyze(url: str, interactions: Path, exposures: Path) -> dict[str, float]:
     """Load both files (not timed), then time a full analysis of the demo experiment."""
     from analytics.analysis.params import AnalysisParams
     from analytics.analysis.pipeline import run_analysis
+    from analytics.db import ensure_schema, get_engine
+    from analytics.ingest.runner import ingest_file
+    from analytics.models import IngestKind
     from analytics.store import save_analysis
 
     engine = get_engine(url)
@@ -160,18 +207,59 @@ def run_analyze(url: str, interactions: Path, exposures: Path) -> dict[str, floa
     return {"rows": float(len(result.users)), "seconds": seconds, "load_peak_mb": baseline}
 
 
+def run_parse(path: Path) -> dict[str, float]:
+    """``pyarrow.csv.read_csv`` of the file, types inferred, as a user of pyarrow would call
+    it (quoted values span lines in this file, so ``newlines_in_values`` is on): what reading
+    the file costs before anything is checked, computed or stored."""
+    start = time.perf_counter()
+    table = pa_csv.read_csv(path, parse_options=pa_csv.ParseOptions(newlines_in_values=True))
+    return {"rows": table.num_rows, "seconds": time.perf_counter() - start}
+
+
+def run_pipeline(url: str, interactions: Path, exposures: Path) -> dict[str, float]:
+    """``aftershock ingest exposures``, ``aftershock ingest interactions`` and ``aftershock
+    analyze`` (the run stored) on an empty database, timed together, as a user runs them."""
+    from analytics.analysis.params import AnalysisParams
+    from analytics.analysis.pipeline import run_analysis
+    from analytics.db import ensure_schema, get_engine
+    from analytics.ingest.runner import ingest_file
+    from analytics.models import IngestKind
+    from analytics.store import save_analysis
+
+    engine = get_engine(url)
+    ensure_schema(engine)
+    rejects = interactions.parent / "rejects"
+    start = time.perf_counter()
+    ingest_file(exposures, IngestKind.exposures, engine=engine, rejects_dir=rejects)
+    summary = ingest_file(interactions, IngestKind.interactions, engine=engine, rejects_dir=rejects)
+    ingested = time.perf_counter()
+    save_analysis(engine, run_analysis(engine, AnalysisParams("chat-model-upgrade")))
+    end = time.perf_counter()
+    return {
+        "rows": summary.rows_inserted,
+        "seconds": end - start,
+        "ingest_seconds": ingested - start,
+        "analyze_seconds": end - ingested,
+    }
+
+
 def main() -> None:
-    mode, url, file = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    mode, args = sys.argv[1], sys.argv[2:]
     if mode == "aftershock":
-        result = run_aftershock(url, file, *sys.argv[4:5])
+        result = run_aftershock(args[0], Path(args[1]), *args[2:3])
     elif mode == "analyze":
-        result = run_analyze(url, file, Path(sys.argv[4]))
+        result = run_analyze(args[0], Path(args[1]), Path(args[2]))
     elif mode == "naive":
-        result = run_naive(url, file, int(sys.argv[4]))
+        result = run_naive(args[0], Path(args[1]), int(args[2]))
+    elif mode == "ceiling":
+        result = run_ceiling(args[0], Path(args[1]), *args[2:3])
+    elif mode == "parse":
+        result = run_parse(Path(args[0]))
+    elif mode == "pipeline":
+        result = run_pipeline(args[0], Path(args[1]), Path(args[2]))
     else:
-        result = run_ceiling(url, file)
+        raise SystemExit(f"unknown mode {mode!r}")
     result["peak_mb"] = peak_mb()
-    result["block_bytes"] = CSV_BLOCK_BYTES
     print(json.dumps(result))
 
 

@@ -28,6 +28,9 @@ def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
                         break
                     except queue.Full:
                         continue
+                # The consumer has it now: holding on while the next one is made would keep
+                # one more item alive than ``depth`` says.
+                del item
                 if stop.is_set():
                     return
             slots.put(("done", None))

@@ -34,7 +34,9 @@ def in_text_sample(user_ids: pa.Array | pa.ChunkedArray, share: float) -> np.nda
     """Whether each user is in the text sample: the user id's 64-bit SipHash (pandas' fixed
     key), as a fraction of 2**64, is below ``share``. Deterministic and uniform, so about
     ``share`` of users are in it, the same ones every time."""
-    values = pd.Series(pd.arrays.ArrowExtensionArray(pa.chunked_array([user_ids])))
+    # pa.chunked_array([...]) of a ChunkedArray would convert it value by value.
+    chunked = user_ids if isinstance(user_ids, pa.ChunkedArray) else pa.chunked_array([user_ids])
+    values = pd.Series(pd.arrays.ArrowExtensionArray(chunked))
     hashed = pd.util.hash_pandas_object(values, index=False).to_numpy(dtype=np.uint64)
     return np.asarray(hashed / _TWO_TO_THE_64 < share, dtype=bool)
 

@@ -9,7 +9,6 @@ neither builds an ORM object per row.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,14 @@ _KEY_ORDER = {
 }
 
 
+# The leading columns of the index a chunk's SQLite inserts cost the most in: the covering
+# index of interactions (ix_interactions_user_time_metrics), the primary key of exposures.
+_SQLITE_ORDER = {
+    IngestKind.exposures: ("experiment_id", "user_id", "timestamp", "variation_id"),
+    IngestKind.interactions: ("user_id", "timestamp"),
+}
+
+
 @dataclass(frozen=True)
 class PreparedRows:
     table: str
@@ -46,7 +53,7 @@ class PreparedRows:
     key_order: str
     columns: list[str]
     rows: int
-    payload: Any  # an iterator of tuples (SQLite, consumed once) or CSV bytes (PostgreSQL)
+    payload: Any  # an iterator of tuples (SQLite, consumed once) or CSV (PostgreSQL)
     ingest_run_id: int
 
 
@@ -67,10 +74,20 @@ def drop_repeated_keys(table: pa.Table, contract: InputContract) -> tuple[pa.Tab
 
 
 def prepare_rows(
-    dialect: str, contract: InputContract, table: pa.Table, ingest_run_id: int
+    dialect: str,
+    contract: InputContract,
+    table: pa.Table,
+    ingest_run_id: int,
 ) -> PreparedRows:
     """Convert key-unique rows to the driver's bulk format."""
+    payload: Any
     if dialect == "sqlite":
+        # In the order of the table's widest index, so that the chunk's inserts into it land
+        # next to each other instead of all over it: on 1M interactions (sample retention),
+        # the rows of 20 chunks were written in 13.3-14.6 s sorted by (user_id, timestamp)
+        # against 15.4-16.2 s in file order (3 runs each). Keys are unique within a chunk
+        # (drop_repeated_keys), so the order changes no outcome.
+        table = table.sort_by([(name, "ascending") for name in _SQLITE_ORDER[contract.kind]])
         # SQLite keeps instants as epoch microseconds (analytics.sqltypes.UtcTimestamp).
         index = table.schema.get_field_index("timestamp")
         table = table.set_column(index, "timestamp", pc.cast(table.column(index), pa.int64()))
@@ -78,17 +95,15 @@ def prepare_rows(
         table = table.select(
             [c for c in table.column_names if table.column(c).null_count < len(table)]
         )
-        payload: Any = _row_tuples(table)
+        payload = _row_tuples(table)
     else:
         # Every writer inserts in key order, so two ingests of overlapping rows take the key
         # locks in the same order and wait for each other instead of deadlocking.
         table = table.sort_by([(name, "ascending") for name in contract.key])
         table = table.append_column(
-            "ingest_run_id", pa.array([ingest_run_id] * table.num_rows, type=pa.int64())
+            "ingest_run_id", pa.array(np.full(table.num_rows, ingest_run_id, dtype=np.int64))
         )
-        buffer = io.BytesIO()
-        pa_csv.write_csv(table, buffer, write_options=pa_csv.WriteOptions(include_header=False))
-        payload = buffer.getvalue()
+        payload = _csv_bytes(table)
     return PreparedRows(
         table=TABLES[contract.kind],
         conflict_target=_CONFLICT_TARGETS[contract.kind],
@@ -98,6 +113,13 @@ def prepare_rows(
         payload=payload,
         ingest_run_id=ingest_run_id,
     )
+
+
+def _csv_bytes(table: pa.Table) -> memoryview:
+    """The rows as CSV, in an Arrow buffer (handed back to Arrow's pool when written)."""
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(table, sink, write_options=pa_csv.WriteOptions(include_header=False))
+    return memoryview(sink.getvalue())
 
 
 def _row_tuples(table: pa.Table, slice_rows: int = 8192) -> Iterator[tuple[Any, ...]]:

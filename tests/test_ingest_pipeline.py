@@ -1,0 +1,161 @@
+"""The pieces that make ingest fast keep its results: content digests taken from UTF-8 bytes
+equal pandas' own, chunks are bounded in bytes as well as rows, and tables get fresh
+statistics after a large ingest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from analytics.ingest.conflicts import content_columns, content_digests
+from analytics.ingest.contract import INTERACTIONS
+from analytics.ingest.readers import RawBatch
+from analytics.ingest.runner import _chunks
+from analytics.models import IngestKind
+from tests.factories import interaction, write_rows
+from tests.test_ingest_conflicts import validated
+from tests.test_ingest_hostile import count, ingest
+
+
+def pandas_digests(table: pa.Table) -> list[int]:
+    """The digest as first written: every column Arrow-backed, hashed by pandas itself."""
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(pd.arrays.ArrowExtensionArray(_as_hashed(table.column(name))))
+            for name in content_columns(INTERACTIONS)
+        }
+    )
+    hashed = pd.util.hash_pandas_object(frame, index=False, categorize=False)
+    return [int(v) for v in hashed.to_numpy(dtype=np.uint64).view(np.int64)]
+
+
+def _as_hashed(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_timestamp(column.type):
+        return column.cast(pa.int64())
+    if pa.types.is_string(column.type):
+        return column
+    return column.cast(pa.float64())
+
+
+text = st.one_of(st.none(), st.text(st.characters(exclude_characters="\x00"), max_size=40))
+
+
+@given(
+    st.lists(st.tuples(text, text, text), min_size=1, max_size=30),
+    st.integers(min_value=1, max_value=7),
+)
+def test_digests_from_bytes_equal_pandas_own(
+    values: list[tuple[str | None, ...]], cut: int
+) -> None:
+    rows = []
+    for i, (prompt, response, session) in enumerate(values):
+        rows.append(
+            interaction(i, prompt=prompt or "p", response=response, session_id=session or None)
+        )
+    table = validated(rows)
+    # In pieces, as a chunk made of several reader blocks would be.
+    pieces = pa.concat_tables([table.slice(0, cut), table.slice(cut)])
+    assert content_digests(pieces, INTERACTIONS).to_pylist() == pandas_digests(table)
+
+
+def test_a_nul_in_text_still_gets_pandas_own_digest() -> None:
+    table = validated([interaction(1), interaction(2, response=None)])
+    index = table.schema.get_field_index("prompt")
+    table = table.set_column(index, "prompt", pa.chunked_array([["with a \x00 NUL", "x"]]))
+    assert content_digests(table, INTERACTIONS).to_pylist() == pandas_digests(table)
+
+
+def batch(rows: int, width: int, first_line: int) -> RawBatch:
+    table = pa.table({"prompt": ["x" * width] * rows})
+    return RawBatch(table, np.arange(first_line, first_line + rows))
+
+
+def test_chunks_stop_at_their_byte_bound_and_keep_every_row_in_order() -> None:
+    batches = [batch(100, 1000, 1 + 100 * k) for k in range(10)]  # 1,000 rows of ~1 KB
+
+    chunks = list(_chunks(iter(batches), 600, skip=50, chunk_bytes=250_000))
+
+    sizes = [rows for _, rows in chunks]
+    assert sum(sizes) == 950
+    assert all(rows <= 600 for rows in sizes)
+    assert all(chunk.table.nbytes < 250_000 + 100 * 1004 for chunk, _ in chunks)
+    lines = np.concatenate([chunk.lines for chunk, _ in chunks])
+    assert lines.tolist() == list(range(51, 1001))
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_large_ingest_leaves_fresh_statistics(engine: sa.Engine, tmp_path: Path) -> None:
+    def estimated() -> float:
+        with engine.connect() as connection:
+            return float(
+                connection.execute(
+                    sa.text("SELECT reltuples FROM pg_class WHERE relname = 'interactions'")
+                ).scalar_one()
+            )
+
+    ingest(engine, write_rows(tmp_path / "a.csv", [interaction(i) for i in range(300)]))
+    assert estimated() == count(engine, "interactions") == 300
+    # A tenth more rows or fewer: left to autovacuum.
+    ingest(engine, write_rows(tmp_path / "b.csv", [interaction(i) for i in range(300, 320)]))
+    assert estimated() == 300
+    ingest(engine, write_rows(tmp_path / "c.csv", [interaction(i) for i in range(320, 400)]))
+    assert estimated() == 400
+
+
+def _stored_rows(engine: sa.Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT * FROM interactions ORDER BY event_id"))
+        return [tuple(v for k, v in r._mapping.items() if k != "ingest_run_id") for r in rows]
+
+
+def _messy_rows() -> list[dict[str, object]]:
+    """Users out of order, bad rows, and repeats of earlier chunks' keys: plain ones and one
+    whose content differs (a conflict)."""
+    rows = [interaction(i, user_id=f"u{(i * 7) % 5}") for i in range(60)]
+    rows[5]["timestamp"] = "not a time"
+    rows[17]["feedback"] = 7
+    rows += [interaction(3, user_id="u1"), interaction(4, user_id="u3", prompt="rewritten")]
+    return rows
+
+
+def test_sqlite_chunks_in_index_order_store_what_file_order_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prepare_rows sorts a SQLite chunk by its widest index: the rows, counts and rejects
+    (with their lines) are those of the file's order, on a first ingest and on a re-ingest."""
+    from analytics.db import ensure_schema, get_engine
+    from analytics.ingest import writers
+    from tests.factories import INTERACTION_COLUMNS
+
+    path = write_rows(tmp_path / "messy.csv", _messy_rows(), INTERACTION_COLUMNS)
+    outcomes = []
+    for name, order in [("file", ("event_id",)), ("index", ("user_id", "timestamp"))]:
+        monkeypatch.setitem(writers._SQLITE_ORDER, IngestKind.interactions, order)
+        engine = get_engine(f"sqlite:///{tmp_path / name}.db")
+        ensure_schema(engine)
+        first = ingest(engine, path, chunk_rows=20)
+        again = ingest(engine, path, chunk_rows=20)
+        with open(first.rejects_path or "", encoding="utf-8") as handle:
+            rejects = handle.read()
+        outcomes.append(
+            (
+                _stored_rows(engine),
+                [
+                    (s.rows_read, s.rows_inserted, s.rows_duplicate, s.rows_rejected)
+                    for s in (first, again)
+                ],
+                rejects,
+            )
+        )
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][1][0] == (62, 58, 1, 3)  # 2 bad rows, a plain repeat, a conflicting one
+    assert outcomes[1][1][1][1] == 0  # the re-ingest inserts nothing
