@@ -284,7 +284,9 @@ def bench_report(rows: int) -> list[Row]:
     ``rows`` interactions, first build and stored, and the demo's PDF (bench.report)."""
     interactions, exposures = demo_csvs(rows)
     with database("sqlite", None) as url, database("sqlite", None) as demo_url:
-        results = run_module("report", url, str(interactions), str(exposures), demo_url)
+        run_module("report", "load", url, str(interactions), str(exposures))
+        run_module("report", "demo", demo_url)
+        results = run_module("report", "time", url, demo_url)
     out = []
     for case, r in results.items():
         data, what = case.split(": ", 1)
