@@ -99,7 +99,7 @@ def _analysable(cohorts: Sequence[Cohorts], moments: Sequence[AnalysisParams]) -
 
 
 def _rolled_up(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The rows' sums per ``keys`` (the split's columns added up), in the keys' order."""
+    """The rows' sums per ``keys`` (the split's columns added up), groups in the order met."""
     flags = [c for c in ("before_split", "exposed_before_split", "in_later") if c in rows.columns]
     summed = rows.drop(columns=flags).groupby(keys, sort=False, as_index=False).sum()
     return summed.reset_index(drop=True)
