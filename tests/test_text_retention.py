@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from scipy import stats
 
+from analytics.db import get_engine
 from analytics.ingest.retention import TextRetention, in_text_sample
 from analytics.settings import Settings
 from tests.factories import INTERACTION_COLUMNS, interaction, write_rows
@@ -96,7 +97,9 @@ def test_the_cli_option_overrides_the_setting(cli_env: str, tmp_path: Path) -> N
     path = write_rows(tmp_path / "i.csv", [interaction(1)], INTERACTION_COLUMNS)
     code, _, _ = run("ingest", "interactions", "--store-text", "none", str(path))
     assert code == 0
-    engine = sa.create_engine(cli_env)
+    # The session's engine for this database (a new one would leave its connection open to
+    # be closed by the garbage collector, with a ResourceWarning, in some later test).
+    engine = get_engine(cli_env)
     assert [p for p, _ in stored_text(engine).values()] == [None]
     code, _, err = run("ingest", "interactions", "--store-text", "some", str(path))
     assert code == 2 and "some" in err
