@@ -321,7 +321,7 @@ def test_ramp_and_cohort_lookups_are_consistent(api: Api) -> None:
 
 
 def test_the_weekly_report_endpoint_serves_what_the_cli_writes(api: Api, tmp_path: Path) -> None:
-    from rollout.report import build_weekly_report, render_markdown
+    from rollout.report import IsoWeek, build_weekly_report, render_markdown
 
     load_demo(api.engine, tmp_path, DemoConfig(n_users=300, seed=13))
     assert api.post("/v1/experiments/chat-model-upgrade/analysis").status_code == 201
@@ -337,6 +337,14 @@ def test_the_weekly_report_endpoint_serves_what_the_cli_writes(api: Api, tmp_pat
     assert bad["errors"][0]["field"] == "query.week"
     problem(api.get("/v1/reports/weekly", **query, format="doc"), 422)
     problem(api.get("/v1/reports/weekly", experiment="nope", week="2026-W44"), 404)
+    # As the CLI: without a week, the last complete week with data; a week that has not
+    # ended is refused, its report would change as data arrives.
+    latest = api.get("/v1/reports/weekly", experiment="chat-model-upgrade", format="md")
+    default = build_weekly_report(api.engine, "chat-model-upgrade")
+    assert latest.status_code == 200 and latest.text == render_markdown(default)
+    current = IsoWeek.containing(datetime.now(UTC)).label
+    early = api.get("/v1/reports/weekly", experiment="chat-model-upgrade", week=current)
+    assert "has not ended yet" in problem(early, 422)["errors"][0]["message"]
 
 
 def test_ready_checks_growthbook_when_it_is_configured(

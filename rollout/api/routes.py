@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from analytics.analysis.params import build_analysis_params
 from analytics.analysis.pipeline import run_analysis
+from analytics.models import utc_now
 from analytics.store import (
     check_database,
     load_analysis_users,
@@ -603,16 +604,35 @@ def get_weekly_report(
     state: StateDep,
     _: Reader,
     experiment: Annotated[str, Query(min_length=1, max_length=255)],
-    week: Annotated[str, Query(min_length=1, max_length=16, examples=["2026-W44"])],
+    week: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=16,
+            examples=["2026-W44"],
+            description="ISO week (Monday to Sunday, UTC); a week that has not ended is "
+            "refused. Default: the last complete week with data.",
+        ),
+    ] = None,
     format: Annotated[Literal["html", "md", "csv", "pdf"], Query()] = "html",
     feature: Annotated[str | None, Query(max_length=255)] = None,
 ) -> Response:
     """The weekly adaptation report of an experiment for an ISO week (as
     ``aftershock report``): the same figures as the dashboard and the CLI."""
-    from rollout.report import WeekError, build_weekly_report, report_bytes, report_file_name
+    from rollout.report import (
+        WeekError,
+        build_weekly_report,
+        parse_iso_week,
+        report_bytes,
+        report_file_name,
+    )
+    from rollout.report.weeks import require_ended
 
+    now = utc_now()
     try:
-        report = build_weekly_report(state.engine, experiment, week, feature_key=feature)
+        if week is not None:
+            require_ended(parse_iso_week(week), now)
+        report = build_weekly_report(state.engine, experiment, week, feature_key=feature, now=now)
     except WeekError as exc:
         raise ProblemError(
             422,
