@@ -30,6 +30,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+# Each mode imports what it uses: the process's peak memory is the measurement, and an
+# ingest row must not carry the analysis pipeline's libraries.
+
 
 def peak_mb() -> float:
     """This process's peak resident memory. (ru_maxrss would do, but Linux carries it over

@@ -619,20 +619,19 @@ def get_weekly_report(
 ) -> Response:
     """The weekly adaptation report of an experiment for an ISO week (as
     ``aftershock report``): the same figures as the dashboard and the CLI."""
-    from rollout.report import (
-        WeekError,
-        build_weekly_report,
-        parse_iso_week,
-        report_bytes,
-        report_file_name,
-    )
-    from rollout.report.weeks import require_ended
+    from rollout.report import WeekError, build_weekly_report, report_bytes, report_file_name
+    from rollout.report.weeks import ended_week
 
     now = utc_now()
     try:
-        if week is not None:
-            require_ended(parse_iso_week(week), now)
-        report = build_weekly_report(state.engine, experiment, week, feature_key=feature, now=now)
+        asked = ended_week(week, now)
+        report = build_weekly_report(
+            state.engine,
+            experiment,
+            None if asked is None else asked.label,
+            feature_key=feature,
+            now=now,
+        )
     except WeekError as exc:
         raise ProblemError(
             422,

@@ -92,20 +92,12 @@ def report(
     # libraries load and the report is built and rendered (about a second each).
     with _printer_for(fmt) as printer:
         from analytics.db import ensure_schema, get_engine
-        from rollout.report import (
-            WeekError,
-            build_weekly_report,
-            parse_iso_week,
-            render_pdf,
-            report_bytes,
-        )
-        from rollout.report.weeks import require_ended
+        from rollout.report import WeekError, build_weekly_report, render_pdf, report_bytes
+        from rollout.report.weeks import ended_week
 
         now = utc_now()
         try:
-            asked = None if week is None else parse_iso_week(week)
-            if asked is not None:
-                require_ended(asked, now)
+            asked = ended_week(week, now)
         except WeekError as exc:
             raise typer.BadParameter(str(exc).removeprefix("week: "), param_hint="--week") from exc
         engine = get_engine()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rollout.report.model import IsoWeek, ReportError, WeekError
+from rollout.report.model import IsoWeek, ReportError, WeekError, parse_iso_week
 
 
 def last_complete_week(
@@ -30,6 +30,17 @@ def last_complete_week(
             f"{_moment(first.end)}"
         )
     return week
+
+
+def ended_week(week: str | None, now: datetime) -> IsoWeek | None:
+    """The ISO week a reader asked for (None when they did not), refused
+    (:class:`WeekError`) when it is not an ISO week or has not ended by ``now``: what the
+    command line and the API accept."""
+    if week is None:
+        return None
+    asked = parse_iso_week(week)
+    require_ended(asked, now)
+    return asked
 
 
 def require_ended(week: IsoWeek, now: datetime) -> None:
