@@ -44,6 +44,19 @@ def run_once(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, fl
     return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
+def summarise(runs: list[tuple[float, float]]) -> dict[str, float]:
+    """Runs of :func:`run_once` as the JSON line reports them: their count, median, min and
+    max seconds, and the largest peak."""
+    seconds = [s for s, _ in runs]
+    return {
+        "runs": len(runs),
+        "median_s": statistics.median(seconds),
+        "min_s": min(seconds),
+        "max_s": max(seconds),
+        "peak_mb": max(mb for _, mb in runs),
+    }
+
+
 def main() -> None:
     url = sys.argv[1]
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 7
@@ -55,15 +68,7 @@ def main() -> None:
         run_once([*command, "db", "upgrade"], env, cwd)
         for name, args in COMMANDS.items():
             run_once([*command, *args], env, cwd)  # warm-up
-            timed = [run_once([*command, *args], env, cwd) for _ in range(runs)]
-            seconds = [s for s, _ in timed]
-            results[name] = {
-                "runs": runs,
-                "median_s": statistics.median(seconds),
-                "min_s": min(seconds),
-                "max_s": max(seconds),
-                "peak_mb": max(mb for _, mb in timed),
-            }
+            results[name] = summarise([run_once([*command, *args], env, cwd) for _ in range(runs)])
     print(json.dumps(results))
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -25,7 +24,7 @@ import sqlalchemy as sa
 from analytics.db import get_engine
 from analytics.demo import DemoConfig, generate_demo, write_demo
 from analytics.store import data_end, load_exposure_span
-from bench.cli import aftershock, run_once
+from bench.cli import aftershock, run_once, summarise
 from bench.data import load_planned_rollback
 from rollout.report.model import IsoWeek
 from rollout.report.weeks import last_complete_week
@@ -63,14 +62,7 @@ def timed(
                 before()
             out = ["--out", str(Path(scratch) / f"report{suffix}")]
             times.append(run_once([*aftershock(), *args, *out], env, Path(scratch)))
-    seconds = [s for s, _ in times]
-    return {
-        "runs": runs,
-        "median_s": statistics.median(seconds),
-        "min_s": min(seconds),
-        "max_s": max(seconds),
-        "peak_mb": max(mb for _, mb in times),
-    }
+    return summarise(times)
 
 
 def bench_database(url: str, runs: int) -> dict[str, dict[str, float]]:
