@@ -6,7 +6,7 @@
   every interaction;
 - ``naive URL FILE ROWS``: the baseline, one ORM object per row, on the first ROWS rows;
 - ``ceiling URL FILE [after]``: the database's own bulk path with no checks at all
-  (executemany of ready tuples on SQLite, COPY of ready CSV on PostgreSQL), to show what the
+  (ADBC chunk files merged by SQLite, COPY of ready CSV on PostgreSQL), to show what the
   engine allows; with ``after``, into the table without its indexes, built after the load;
 - ``analyze URL FILE EXPOSURES``: both files loaded (not timed), then a full analysis;
 - ``parse FILE``: ``pyarrow.csv.read_csv`` of the file, the yardstick of ``pipeline``;
@@ -123,19 +123,30 @@ def run_ceiling(url: str, path: Path, indexes: str = "kept") -> dict[str, float]
     chunk = 50_000
     rebuild = _drop_indexes(engine) if indexes == "after" else []
     if engine.dialect.name == "sqlite":
+        # Aftershock's own path (analytics.ingest.sqlite_chunks): each chunk written to a file
+        # by ADBC, then merged by SQLite; both timed.
+        import tempfile
+
+        from sqlmodel import Session
+
+        from analytics.ingest.sqlite_chunks import attached, merge_sql, write_chunk_file
+        from analytics.models import IngestKind, IngestRun
+
+        with Session(engine) as session:  # the rows' run, which they refer to
+            run = IngestRun(kind=IngestKind.interactions, file_name="", sha256="", format="csv")
+            session.add(run)
+            session.commit()
+            run_id = run.id
         table = table.set_column(2, "timestamp", table.column(2).cast(pa.int64()))
-        batches = [
-            list(zip(*(c.to_pylist() for c in table.slice(k, chunk).columns), strict=True))
-            for k in range(0, table.num_rows, chunk)
-        ]
         raw = engine.raw_connection()
-        placeholders = ", ".join("?" * len(columns))
+        driver = raw.driver_connection
         start = time.perf_counter()
-        for rows in batches:
-            raw.cursor().executemany(
-                f"INSERT INTO interactions ({', '.join(columns)}) VALUES ({placeholders})", rows
-            )
-            raw.commit()
+        with tempfile.TemporaryDirectory() as scratch:
+            for k in range(0, table.num_rows, chunk):
+                path = write_chunk_file(table.slice(k, chunk), Path(scratch))
+                with attached(driver, path):
+                    driver.execute(merge_sql("interactions", columns, run_id))
+                    driver.commit()
     else:
         payloads = []
         for k in range(0, table.num_rows, chunk):

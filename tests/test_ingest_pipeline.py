@@ -159,3 +159,87 @@ def test_sqlite_chunks_in_index_order_store_what_file_order_does(
     assert outcomes[0] == outcomes[1]
     assert outcomes[1][1][0] == (62, 58, 1, 3)  # 2 bad rows, a plain repeat, a conflicting one
     assert outcomes[1][1][1][1] == 0  # the re-ingest inserts nothing
+
+
+def _storage(engine: sa.Engine, table: sa.Table) -> list[tuple[object, ...]]:
+    """Each stored value with its SQLite storage class, in key order (JSON documents minified:
+    SQLAlchemy's JSON type writes them with spaces)."""
+    selected = ", ".join(
+        f"typeof({c.name}), quote({f'json({c.name})' if isinstance(c.type, sa.JSON) else c.name})"
+        for c in table.columns
+    )
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(f"SELECT {selected} FROM {table.name} ORDER BY 2, 4, 6")
+        return [tuple(row) for row in rows]
+
+
+def test_sqlite_chunk_files_store_each_value_as_the_orm_binds_it(tmp_path: Path) -> None:
+    """ADBC writes a chunk's Arrow columns to a file that SQLite merges (sqlite_chunks): every
+    value must land with the storage class and value SQLAlchemy would have bound (flags as
+    integers, instants as epoch microseconds, a whole latency still REAL, NULLs as NULL)."""
+    from analytics.db import ensure_schema, get_engine
+    from analytics.models import Exposure, IngestRun, Interaction
+    from tests.factories import EXPOSURE_COLUMNS, INTERACTION_COLUMNS, exposure
+
+    ingested = get_engine(f"sqlite:///{tmp_path / 'ingested.db'}")
+    bound = get_engine(f"sqlite:///{tmp_path / 'bound.db'}")
+    for engine in (ingested, bound):
+        ensure_schema(engine)
+    rows = [
+        interaction(1, latency_ms=800.0, feedback=-1, complaint=1),
+        interaction(2, response=None, session_id=None, latency_ms=None, feedback=None),
+        interaction(3, prompt="naïve — ünïcode ✓", complaint=0, retry=1),
+    ]
+    ingest(ingested, write_rows(tmp_path / "i.csv", rows, INTERACTION_COLUMNS))
+    exposures = [exposure(1), exposure(2, feature_key=None)]
+    ingest(
+        ingested,
+        write_rows(tmp_path / "e.csv", exposures, EXPOSURE_COLUMNS),
+        IngestKind.exposures,
+    )
+    # Read back and written again through SQLAlchemy's column types, which bind each value.
+    with ingested.connect() as read, bound.begin() as write:
+        for model in (IngestRun, Interaction, Exposure):
+            table = model.__table__  # type: ignore[attr-defined]
+            write.execute(
+                sa.insert(table), [dict(r._mapping) for r in read.execute(sa.select(table))]
+            )
+
+    for model in (Interaction, Exposure):
+        table = model.__table__  # type: ignore[attr-defined]
+        assert _storage(ingested, table) == _storage(bound, table)
+    assert count(ingested, "interactions") == 3
+
+
+def test_sqlite_chunk_files_are_removed_however_the_ingest_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from analytics.db import ensure_schema, get_engine
+    from analytics.ingest import runner
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    engine = get_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    ensure_schema(engine)
+    path = write_rows(tmp_path / "a.csv", [interaction(i) for i in range(50)])
+
+    assert ingest(engine, path, chunk_rows=10).rows_inserted == 50
+    assert list(scratch.iterdir()) == []
+
+    calls, original = [], runner.write_prepared
+
+    def fails_third(connection: sa.Connection, prepared: object) -> int:
+        calls.append(prepared)
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return original(connection, prepared)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "write_prepared", fails_third)
+    again = write_rows(tmp_path / "b.csv", [interaction(i) for i in range(50, 100)])
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        ingest(engine, again, chunk_rows=10)
+    assert list(scratch.iterdir()) == []
+    assert count(engine, "interactions") == 70  # two chunks of the second file committed

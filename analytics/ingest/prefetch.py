@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+def prefetch(items: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
     """Yield ``items``, produced on a thread at most ``depth`` items ahead of the consumer.
 
     An exception in the producer is re-raised in the consumer; a consumer that stops early

@@ -15,9 +15,11 @@ import logging
 import os
 import random
 import stat
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -50,7 +52,13 @@ from analytics.ingest.readers import (
 from analytics.ingest.retention import TextRetention
 from analytics.ingest.statistics import refresh_statistics
 from analytics.ingest.validate import CheckedBatch, Reject, TimestampRange, check_batch
-from analytics.ingest.writers import PreparedRows, drop_repeated_keys, prepare_rows, write_prepared
+from analytics.ingest.writers import (
+    PreparedRows,
+    drop_repeated_keys,
+    prepare_rows,
+    ready_to_write,
+    write_prepared,
+)
 from analytics.models import IngestKind, IngestReject, IngestRun, IngestStatus, utc_now
 from analytics.settings import get_settings
 
@@ -242,20 +250,37 @@ def _write_chunks(
     """Pass 2: commit every chunk after the run's checkpoint; return the rows done."""
     assert run.id is not None
     done = run.rows_done
-    chunks = _prepared_chunks(
-        engine, path, file_format, contract, chunk_rows, run, timestamps, retention
+    # SQLite's chunks go through files (analytics.ingest.sqlite_chunks), removed with their
+    # directory however the ingest ends. Closing the chunks first stops the thread writing them.
+    scratch = (
+        tempfile.TemporaryDirectory(prefix="aftershock-ingest-")
+        if engine.dialect.name == "sqlite"
+        else nullcontext(None)
     )
-    for chunk in chunks:
-        _commit_chunk(engine, run.id, chunk)
-        done += chunk.raw_rows
-        if progress:
-            progress.advance(chunk.raw_rows)
-        if after_chunk:
-            after_chunk(done)
-        del chunk
-        # Arrow's allocator keeps freed pages for reuse; hand them back so that memory stays
-        # flat over a long file.
-        pa.default_memory_pool().release_unused()
+    with scratch as directory:
+        chunks = _prepared_chunks(
+            engine,
+            path,
+            file_format,
+            contract,
+            chunk_rows,
+            run,
+            timestamps,
+            retention,
+            Path(directory) if directory else None,
+        )
+        with closing(chunks):
+            for chunk in chunks:
+                _commit_chunk(engine, run.id, chunk)
+                done += chunk.raw_rows
+                if progress:
+                    progress.advance(chunk.raw_rows)
+                if after_chunk:
+                    after_chunk(done)
+                del chunk
+                # Arrow's allocator keeps freed pages for reuse; hand them back so that memory
+                # stays flat over a long file.
+                pa.default_memory_pool().release_unused()
     return done
 
 
@@ -277,8 +302,10 @@ def _prepared_chunks(
     run: IngestRun,
     timestamps: TimestampRange,
     retention: TextRetention,
-) -> Iterator[_PreparedChunk]:
-    """Pass 2's chunks after the run's checkpoint: validated, deduplicated, driver-ready."""
+    scratch: Path | None,
+) -> Generator[_PreparedChunk, None, None]:
+    """Pass 2's chunks after the run's checkpoint: validated, deduplicated, ready to write
+    (SQLite's in files in ``scratch``)."""
     assert run.id is not None
     run_id = run.id
 
@@ -309,24 +336,18 @@ def _prepared_chunks(
 
     def prepared(chunks: Iterator[_Chunk]) -> Iterator[_PreparedChunk]:
         for outcome, unique, raw_rows, written in chunks:
-            rows = prepare_rows(engine.dialect.name, contract, unique, run_id)
+            rows = prepare_rows(engine.dialect.name, contract, unique, run_id, scratch)
             del unique
             yield _PreparedChunk(outcome, rows, raw_rows, contract, written)
             del rows, written
 
     batches = read_batches(path, file_format, contract)
     raw_chunks = _chunks(batches, chunk_rows, skip=run.rows_done)
-    if engine.dialect.name == "sqlite":
-        # Parsing, validation and features (Arrow and numpy kernels, which mostly run without
-        # the GIL) go ahead on a thread, faster than SQLite takes the rows; turning rows into
-        # Python objects stays here, beside the driver that binds them, so that the two do
-        # not fight over the GIL.
-        return prepared(prefetch(derived(validated(raw_chunks))))
-    # PostgreSQL does the writing in the server while this process waits on a socket, so the
-    # next chunk is validated, given its features and encoded meanwhile, on one thread. (A
-    # second thread, a chunk apart, measured no faster on 1M interactions and held ~110 MB
-    # more: 16.3 / 16.5 s against 15.8 / 16.5 s with sample retention, 24.3 / 24.6 s against
-    # 24.1 / 23.1 s with all text, peaks 957-987 MB against 883-924 MB with all text.)
+    # The database merges or copies a chunk (in SQLite's C code or PostgreSQL's server, with
+    # the GIL released) while the next one is validated, given its features and encoded, on
+    # one thread. (A second thread, a chunk apart, measured no faster on PostgreSQL with 1M
+    # interactions and held ~110 MB more: 16.3 / 16.5 s against 15.8 / 16.5 s with sample
+    # retention, 24.3 / 24.6 s against 24.1 / 23.1 s with all text.)
     return prefetch(prepared(derived(validated(raw_chunks))))
 
 
@@ -521,7 +542,8 @@ def _commit_chunk(engine: sa.Engine, run_id: int, chunk: _PreparedChunk) -> None
 
     Rows go in key order, so concurrent ingests should not deadlock; if PostgreSQL still
     aborts the transaction as a deadlock or serialization failure, the whole chunk (its bytes
-    are kept) is written again. SQLite's payload is consumed once, and SQLite never needs it.
+    are kept) is written again. SQLite's chunk file is deleted once merged, and SQLite, whose
+    writers take turns, never needs it.
     """
     attempts = COMMIT_ATTEMPTS if engine.dialect.name == "postgresql" else 1
     for attempt in range(1, attempts + 1):
@@ -538,7 +560,11 @@ def _commit_chunk(engine: sa.Engine, run_id: int, chunk: _PreparedChunk) -> None
 def _commit_chunk_once(engine: sa.Engine, run_id: int, chunk: _PreparedChunk) -> None:
     checked = chunk.checked
     valid = checked.valid
-    with engine.begin() as connection:
+    with (
+        engine.connect() as connection,
+        ready_to_write(connection, chunk.rows),
+        connection.begin(),
+    ):
         written = write_prepared(connection, chunk.rows)
         rejects = checked.rejects
         conflicts = chunk.written.repeated_conflicts

@@ -1,16 +1,19 @@
-"""Bulk writes of validated rows: executemany on SQLite, COPY on PostgreSQL.
+"""Bulk writes of validated rows: a merged chunk file on SQLite, COPY on PostgreSQL.
 
 Writing is split in two so that the expensive half can run on another thread while the
-previous chunk is written: :func:`prepare_rows` turns an Arrow table into what the driver
-takes (tuples for SQLite, CSV bytes for PostgreSQL's COPY); :func:`write_prepared` sends it.
-Both skip rows whose key is already stored (idempotency) and report how many were new;
-neither builds an ORM object per row.
+previous chunk is written: :func:`prepare_rows` turns an Arrow table into what the database
+takes (a SQLite file written by ADBC, :mod:`analytics.ingest.sqlite_chunks`; CSV bytes for
+PostgreSQL's COPY); :func:`write_prepared` sends it, inside :func:`ready_to_write`. Both skip
+rows whose key is already stored (idempotency) and report how many were new; neither builds a
+Python object per row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
+from analytics.ingest import sqlite_chunks
 from analytics.ingest.contract import InputContract
 from analytics.models import Exposure, IngestKind, Interaction
 
@@ -53,7 +57,7 @@ class PreparedRows:
     key_order: str
     columns: list[str]
     rows: int
-    payload: Any  # an iterator of tuples (SQLite, consumed once) or CSV (PostgreSQL)
+    payload: Any  # the chunk's file (SQLite) or CSV (PostgreSQL)
     ingest_run_id: int
 
 
@@ -78,24 +82,30 @@ def prepare_rows(
     contract: InputContract,
     table: pa.Table,
     ingest_run_id: int,
+    scratch: Path | None = None,
 ) -> PreparedRows:
-    """Convert key-unique rows to the driver's bulk format."""
+    """Convert key-unique rows to the database's bulk format; SQLite's chunk file is written in
+    the directory ``scratch``."""
     payload: Any
-    if dialect == "sqlite":
+    if dialect == "sqlite" and table.num_rows == 0:
+        payload = None
+    elif dialect == "sqlite":
+        if scratch is None:
+            raise ValueError("a SQLite chunk is written to a file: give a scratch directory")
         # In the order of the table's widest index, so that the chunk's inserts into it land
-        # next to each other instead of all over it: on 1M interactions (sample retention),
-        # the rows of 20 chunks were written in 13.3-14.6 s sorted by (user_id, timestamp)
-        # against 15.4-16.2 s in file order (3 runs each). Keys are unique within a chunk
-        # (drop_repeated_keys), so the order changes no outcome.
+        # next to each other instead of all over it (on 1M interactions, 13.3-14.6 s against
+        # 15.4-16.2 s in file order when rows were bound one by one). Keys are unique within a
+        # chunk (drop_repeated_keys), so the order changes no outcome.
         table = table.sort_by([(name, "ascending") for name in _SQLITE_ORDER[contract.kind]])
         # SQLite keeps instants as epoch microseconds (analytics.sqltypes.UtcTimestamp).
         index = table.schema.get_field_index("timestamp")
         table = table.set_column(index, "timestamp", pc.cast(table.column(index), pa.int64()))
-        # Columns empty in every row are left to their NULL default: fewer values to bind.
+        # Columns empty in every row are left to their NULL default (Arrow gives them no type
+        # a SQLite column can take).
         table = table.select(
             [c for c in table.column_names if table.column(c).null_count < len(table)]
         )
-        payload = _row_tuples(table)
+        payload = sqlite_chunks.write_chunk_file(table, scratch)
     else:
         # Every writer inserts in key order, so two ingests of overlapping rows take the key
         # locks in the same order and wait for each other instead of deadlocking.
@@ -122,12 +132,15 @@ def _csv_bytes(table: pa.Table) -> memoryview:
     return memoryview(sink.getvalue())
 
 
-def _row_tuples(table: pa.Table, slice_rows: int = 8192) -> Iterator[tuple[Any, ...]]:
-    """Rows as Python tuples, converted a slice at a time so that only one slice's Python
-    objects are alive while the driver binds them."""
-    for start in range(0, table.num_rows, slice_rows):
-        part = table.slice(start, slice_rows)
-        yield from zip(*(column.to_pylist() for column in part.columns), strict=True)
+@contextmanager
+def ready_to_write(connection: sa.Connection, prepared: PreparedRows) -> Iterator[None]:
+    """Around the transaction that writes ``prepared``: SQLite's chunk file attached to the
+    connection (and deleted after); nothing on PostgreSQL."""
+    if connection.dialect.name != "sqlite" or prepared.rows == 0:
+        yield
+        return
+    with sqlite_chunks.attached(connection.connection.driver_connection, prepared.payload):
+        yield
 
 
 def write_prepared(connection: sa.Connection, prepared: PreparedRows) -> int:
@@ -141,13 +154,9 @@ def write_prepared(connection: sa.Connection, prepared: PreparedRows) -> int:
 
 
 def _write_sqlite(driver: Any, prepared: PreparedRows) -> int:
-    # The run id is the same for every row: a literal in the statement, not a bound value.
-    placeholders = ", ".join("?" for _ in prepared.columns)
     cursor = driver.cursor()
-    cursor.executemany(
-        f"INSERT OR IGNORE INTO {prepared.table} ({', '.join(prepared.columns)}, ingest_run_id) "
-        f"VALUES ({placeholders}, {int(prepared.ingest_run_id)})",
-        prepared.payload,
+    cursor.execute(
+        sqlite_chunks.merge_sql(prepared.table, prepared.columns, prepared.ingest_run_id)
     )
     return int(cursor.rowcount)
 
