@@ -9,6 +9,12 @@
   (ADBC chunk files merged by SQLite, COPY of ready CSV on PostgreSQL), to show what the
   engine allows; with ``after``, into the table without its indexes, built after the load;
 - ``analyze URL FILE EXPOSURES``: both files loaded (not timed), then a full analysis;
+- ``aftershock-unindexed URL FILE``: the real ingest (text of a sample of users) into the
+  table without its droppable indexes, then the indexes built: what any design that builds
+  them after a large load could at best reach;
+- ``stages FILE``: the CPU seconds of each stage of the ingest's own work on the file, no
+  database involved, one stage after another (Arrow's kernels on their threads as in an
+  ingest): what the machine must spend whatever the write path;
 - ``parse FILE``: ``pyarrow.csv.read_csv`` of the file, the yardstick of ``pipeline``;
 - ``pipeline URL FILE EXPOSURES``: ingest both files, then analyze, timed together (the
   Evidently yardstick beside it is ``bench.evidently``).
@@ -60,6 +66,88 @@ def run_aftershock(url: str, path: Path, store_text: str = "sample") -> dict[str
         retention=TextRetention(store_text),  # type: ignore[arg-type]
     )
     return {"rows": summary.rows_inserted, "seconds": time.perf_counter() - start}
+
+
+def run_unindexed(url: str, path: Path) -> dict[str, float]:
+    from analytics.db import ensure_schema, get_engine
+
+    engine = get_engine(url)
+    ensure_schema(engine)
+    rebuild = _drop_indexes(engine)
+    start = time.perf_counter()
+    result = run_aftershock(url, path)
+    built = time.perf_counter()
+    with engine.begin() as connection:
+        for statement in rebuild:
+            connection.exec_driver_sql(statement)
+    end = time.perf_counter()
+    return {"rows": result["rows"], "seconds": end - start, "index_seconds": end - built}
+
+
+def run_stages(path: Path) -> dict[str, float]:
+    """CPU seconds (all threads) of each stage of an ingest of ``path`` without a database:
+    the whole-file check, then per chunk reading, validation, de-duplication, digests,
+    features, text retention and each engine's preparation (SQLite: the chunk file; PostgreSQL:
+    the CSV for COPY)."""
+    import tempfile
+
+    from analytics.ingest import runner, writers
+    from analytics.ingest.conflicts import content_digests
+    from analytics.ingest.contract import INTERACTIONS
+    from analytics.ingest.readers import detect_format, read_batches
+    from analytics.ingest.retention import TextRetention
+    from analytics.ingest.validate import TimestampRange, check_batch
+    from analytics.settings import get_settings
+
+    settings = get_settings()
+    span = TimestampRange.ending_days_after(
+        settings.timestamp_min, settings.timestamp_max_days_ahead
+    )
+    file_format, retention = detect_format(path), TextRetention("sample")
+    seconds: dict[str, float] = {}
+
+    def timed(stage: str, work: Any, *args: Any) -> Any:
+        start = time.process_time()
+        result = work(*args)
+        seconds[stage] = seconds.get(stage, 0.0) + time.process_time() - start
+        return result
+
+    wall = time.perf_counter()
+    timed(
+        "check_whole_file",
+        runner._check_whole_file,
+        path,
+        file_format,
+        INTERACTIONS,
+        False,
+        None,
+        span,
+    )
+    chunks = runner._chunks(read_batches(path, file_format, INTERACTIONS), 50_000, skip=0)
+    rows = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        while (chunk := timed("read", next, chunks, None)) is not None:
+            checked = timed("validate", check_batch, chunk[0], INTERACTIONS, span)
+            unique, _ = timed(
+                "deduplicate", writers.drop_repeated_keys, checked.table, INTERACTIONS
+            )
+            timed("digests", content_digests, unique, INTERACTIONS)
+            unique = timed("features", runner.with_features, unique)
+            unique = timed("retention", retention.apply, unique)
+            for dialect in ("sqlite", "postgresql"):
+                prepared = timed(
+                    f"prepare_{dialect}",
+                    writers.prepare_rows,
+                    dialect,
+                    INTERACTIONS,
+                    unique,
+                    1,
+                    Path(scratch),
+                )
+                if dialect == "sqlite":
+                    Path(prepared.payload).unlink()
+            rows += unique.num_rows
+    return {"rows": rows, "seconds": time.perf_counter() - wall, **seconds}
 
 
 def run_naive(url: str, path: Path, rows: int) -> dict[str, float]:
@@ -267,6 +355,10 @@ def main() -> None:
         result = run_naive(args[0], Path(args[1]), int(args[2]))
     elif mode == "ceiling":
         result = run_ceiling(args[0], Path(args[1]), *args[2:3])
+    elif mode == "aftershock-unindexed":
+        result = run_unindexed(args[0], Path(args[1]))
+    elif mode == "stages":
+        result = run_stages(Path(args[0]))
     elif mode == "parse":
         result = run_parse(Path(args[0]))
     elif mode == "pipeline":
