@@ -243,3 +243,33 @@ def test_sqlite_chunk_files_are_removed_however_the_ingest_ends(
         ingest(engine, again, chunk_rows=10)
     assert list(scratch.iterdir()) == []
     assert count(engine, "interactions") == 70  # two chunks of the second file committed
+
+
+def test_a_killed_ingests_scratch_directory_is_removed_by_the_next(tmp_path: Path) -> None:
+    """A SIGKILLed ingest leaves its chunk files; a later one removes them once their process
+    is gone and they have not changed for a while, and leaves a running ingest's alone."""
+    import os
+    import subprocess
+    import sys
+
+    from analytics.ingest.sqlite_chunks import ORPHAN_AFTER_SECONDS, PREFIX, remove_orphans
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = int(gone.stdout)
+    orphan = tmp_path / f"{PREFIX}{dead_pid}-abc"
+    running = tmp_path / f"{PREFIX}{os.getpid()}-def"
+    for directory in (orphan, running):
+        directory.mkdir()
+        (directory / "chunk-000001.sqlite").write_bytes(b"x" * 100)
+    unrelated = tmp_path / "aftershock-ingest-notes"
+    unrelated.mkdir()
+
+    now = orphan.stat().st_mtime
+    assert remove_orphans(tmp_path, now=now + 5) == []  # too recent: maybe still writing
+    assert remove_orphans(tmp_path, now=now + ORPHAN_AFTER_SECONDS + 1) == [orphan]
+    assert not orphan.exists() and running.exists() and unrelated.exists()

@@ -15,7 +15,6 @@ import logging
 import os
 import random
 import stat
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -50,6 +49,7 @@ from analytics.ingest.readers import (
     read_batches,
 )
 from analytics.ingest.retention import TextRetention
+from analytics.ingest.sqlite_chunks import scratch_directory
 from analytics.ingest.statistics import refresh_statistics
 from analytics.ingest.validate import CheckedBatch, Reject, TimestampRange, check_batch
 from analytics.ingest.writers import (
@@ -252,11 +252,7 @@ def _write_chunks(
     done = run.rows_done
     # SQLite's chunks go through files (analytics.ingest.sqlite_chunks), removed with their
     # directory however the ingest ends. Closing the chunks first stops the thread writing them.
-    scratch = (
-        tempfile.TemporaryDirectory(prefix="aftershock-ingest-")
-        if engine.dialect.name == "sqlite"
-        else nullcontext(None)
-    )
+    scratch = scratch_directory() if engine.dialect.name == "sqlite" else nullcontext(None)
     with scratch as directory:
         chunks = _prepared_chunks(
             engine,
@@ -267,7 +263,7 @@ def _write_chunks(
             run,
             timestamps,
             retention,
-            Path(directory) if directory else None,
+            directory,
         )
         with closing(chunks):
             for chunk in chunks:

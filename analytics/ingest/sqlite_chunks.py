@@ -15,6 +15,10 @@ before the main connection attaches it; it never opens the main database.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import count
@@ -26,8 +30,52 @@ import pyarrow as pa
 # The schema name a chunk file is attached under, and its one table.
 SCHEMA = "chunk"
 TABLE = "rows"
+# Scratch directories are named PREFIX<pid>-<random>, in the system's temporary directory.
+PREFIX = "aftershock-ingest-"
+# A killed ingest's directory is removed by a later ingest once it has not changed for this
+# long and its process is gone (a live ingest touches its directory with every chunk).
+ORPHAN_AFTER_SECONDS = 600
 
 _names = count()
+
+
+@contextmanager
+def scratch_directory() -> Iterator[Path]:
+    """A new directory for one ingest's chunk files, removed with them when the ingest ends.
+
+    An ingest killed outright (SIGKILL, power loss) cannot remove its own; the next ingest on
+    the machine removes those it finds orphaned first.
+    """
+    root = Path(tempfile.gettempdir())
+    remove_orphans(root)
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-", dir=root) as name:
+        yield Path(name)
+
+
+def remove_orphans(root: Path, now: float | None = None) -> list[Path]:
+    """Remove the scratch directories in ``root`` whose ingest is gone; return them."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in root.glob(f"{PREFIX}*-*"):
+        pid = path.name[len(PREFIX) :].split("-", 1)[0]
+        try:
+            stale = now - path.stat().st_mtime > ORPHAN_AFTER_SECONDS
+        except FileNotFoundError:
+            continue
+        if pid.isdigit() and stale and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_chunk_file(table: pa.Table, directory: Path) -> Path:
