@@ -310,7 +310,7 @@ def test_a_chunk_that_loses_a_deadlock_is_written_again(
     import analytics.ingest.runner as runner
 
     if engine.dialect.name != "postgresql":
-        pytest.skip("only PostgreSQL reports deadlocks; SQLite's payload is consumed once")
+        pytest.skip("only PostgreSQL reports deadlocks; SQLite's writers take turns")
 
     class DeadlockError(Exception):
         sqlstate = "40P01"
