@@ -273,3 +273,33 @@ def test_a_killed_ingests_scratch_directory_is_removed_by_the_next(tmp_path: Pat
     assert remove_orphans(tmp_path, now=now + 5) == []  # too recent: maybe still writing
     assert remove_orphans(tmp_path, now=now + ORPHAN_AFTER_SECONDS + 1) == [orphan]
     assert not orphan.exists() and running.exists() and unrelated.exists()
+
+
+def test_every_stored_row_names_a_run_that_exists(engine: sa.Engine, tmp_path: Path) -> None:
+    """ingest_run_id is not a declared foreign key (analytics.models, PROVENANCE): every row an
+    ingest stores, resumed or not, names the run that stored it."""
+    from analytics.models import IngestStatus
+    from tests.factories import EXPOSURE_COLUMNS, exposure
+    from tests.test_ingest import Killed
+
+    def kill_after_first_chunk(rows_done: int) -> None:
+        raise Killed
+
+    interactions = write_rows(tmp_path / "i.csv", [interaction(i) for i in range(30)])
+    with pytest.raises(Killed):
+        ingest(engine, interactions, chunk_rows=10, after_chunk=kill_after_first_chunk)
+    resumed = ingest(engine, interactions, chunk_rows=10)
+    exposures = write_rows(tmp_path / "e.csv", [exposure(i) for i in range(12)], EXPOSURE_COLUMNS)
+    first = ingest(engine, exposures, IngestKind.exposures)
+
+    assert resumed.resumed_from_row == 10 and resumed.status == IngestStatus.completed
+    with engine.connect() as connection:
+        for table, runs in (("interactions", {resumed.run_id}), ("exposures", {first.run_id})):
+            stored = connection.execute(
+                sa.text(
+                    f"SELECT DISTINCT t.ingest_run_id, r.id FROM {table} t "
+                    "LEFT JOIN ingest_runs r ON r.id = t.ingest_run_id"
+                )
+            ).all()
+            assert {run for run, _ in stored} == runs
+            assert all(found is not None for _, found in stored)
