@@ -97,6 +97,18 @@ class _Precheck:
     warnings: list[str]
 
 
+@dataclass(frozen=True)
+class _Source:
+    """The file pass 2 writes, and how its rows are cut, checked and kept."""
+
+    path: Path
+    file_format: FileFormat
+    contract: InputContract
+    chunk_rows: int
+    timestamps: TimestampRange
+    retention: TextRetention
+
+
 def ingest_file(
     path: Path,
     kind: IngestKind,
@@ -142,19 +154,9 @@ def ingest_file(
         run = _start_or_resume(engine, path, kind, file_format, strict, precheck.sha256)
         assert run.id is not None
         try:
+            source = _Source(path, file_format, contract, chunk_rows, timestamps, retention)
             return _write_and_finish(
-                engine,
-                path,
-                file_format,
-                contract,
-                chunk_rows,
-                run,
-                precheck,
-                rejects_dir,
-                progress,
-                after_chunk,
-                timestamps,
-                retention,
+                engine, source, run, precheck, rejects_dir, progress, after_chunk
             )
         except IngestError as exc:
             _mark_failed(engine, run.id, str(exc))
@@ -187,36 +189,21 @@ def _not_a_file(path: Path) -> str:
 
 def _write_and_finish(
     engine: sa.Engine,
-    path: Path,
-    file_format: FileFormat,
-    contract: InputContract,
-    chunk_rows: int,
+    source: _Source,
     run: IngestRun,
     precheck: _Precheck,
     rejects_dir: Path,
     progress: Progress | None,
     after_chunk: Callable[[int], None] | None,
-    timestamps: TimestampRange,
-    retention: TextRetention,
 ) -> IngestSummary:
     assert run.id is not None
+    path = source.path
     resumed_from = run.rows_done
     if progress:
         progress.phase(f"writing {path.name}", precheck.rows)
         progress.advance(resumed_from)
     try:
-        done = _write_chunks(
-            engine,
-            path,
-            file_format,
-            contract,
-            chunk_rows,
-            run,
-            progress,
-            after_chunk,
-            timestamps,
-            retention,
-        )
+        done = _write_chunks(engine, source, run, progress, after_chunk)
     except IngestError as exc:  # pass 1 read it whole, so the file changed since
         raise IngestError(
             path,
@@ -237,15 +224,10 @@ def _write_and_finish(
 
 def _write_chunks(
     engine: sa.Engine,
-    path: Path,
-    file_format: FileFormat,
-    contract: InputContract,
-    chunk_rows: int,
+    source: _Source,
     run: IngestRun,
     progress: Progress | None,
     after_chunk: Callable[[int], None] | None,
-    timestamps: TimestampRange,
-    retention: TextRetention,
 ) -> int:
     """Pass 2: commit every chunk after the run's checkpoint; return the rows done."""
     assert run.id is not None
@@ -254,17 +236,7 @@ def _write_chunks(
     # directory however the ingest ends. Closing the chunks first stops the thread writing them.
     scratch = scratch_directory() if engine.dialect.name == "sqlite" else nullcontext(None)
     with scratch as directory:
-        chunks = _prepared_chunks(
-            engine,
-            path,
-            file_format,
-            contract,
-            chunk_rows,
-            run,
-            timestamps,
-            retention,
-            directory,
-        )
+        chunks = _prepared_chunks(engine, source, run, directory)
         with closing(chunks):
             for chunk in chunks:
                 _commit_chunk(engine, run.id, chunk)
@@ -290,20 +262,13 @@ def with_features(rows: pa.Table) -> pa.Table:
 
 
 def _prepared_chunks(
-    engine: sa.Engine,
-    path: Path,
-    file_format: FileFormat,
-    contract: InputContract,
-    chunk_rows: int,
-    run: IngestRun,
-    timestamps: TimestampRange,
-    retention: TextRetention,
-    scratch: Path | None,
+    engine: sa.Engine, source: _Source, run: IngestRun, scratch: Path | None
 ) -> Generator[_PreparedChunk, None, None]:
     """Pass 2's chunks after the run's checkpoint: validated, deduplicated, ready to write
     (SQLite's in files in ``scratch``)."""
     assert run.id is not None
     run_id = run.id
+    contract, timestamps, retention = source.contract, source.timestamps, source.retention
 
     def validated(raw_chunks: Iterator[tuple[RawBatch, int]]) -> Iterator[_Chunk]:
         for raw_chunk, raw_rows in raw_chunks:
@@ -337,8 +302,8 @@ def _prepared_chunks(
             yield _PreparedChunk(outcome, rows, raw_rows, contract, written)
             del rows, written
 
-    batches = read_batches(path, file_format, contract)
-    raw_chunks = _chunks(batches, chunk_rows, skip=run.rows_done)
+    batches = read_batches(source.path, source.file_format, contract)
+    raw_chunks = _chunks(batches, source.chunk_rows, skip=run.rows_done)
     # The database merges or copies a chunk (in SQLite's C code or PostgreSQL's server, with
     # the GIL released) while the next one is validated, given its features and encoded, on
     # one thread. (A second thread, a chunk apart, measured no faster on PostgreSQL with 1M
